@@ -1,0 +1,3 @@
+from sampler.cli import main
+
+raise SystemExit(main())

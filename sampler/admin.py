@@ -1,0 +1,52 @@
+"""Admin HTTP endpoint: /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sampler.config import AdminConfig
+from sampler.endpoints import split_endpoint
+from sampler.metrics import Metrics
+
+
+class AdminServer:
+    def __init__(self, config: AdminConfig, metrics: Metrics, readiness: Callable[[], tuple[bool, str]]) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._readiness = readiness
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready, detail = self._readiness()
+        return web.Response(status=200 if ready else 503, text=detail + "\n")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_endpoint(self._config.endpoint)
+        try:
+            await web.TCPSite(runner, host, port, shutdown_timeout=1.0).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"cannot listen for the admin endpoint on {self._config.endpoint}: {exc.strerror}") from None
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

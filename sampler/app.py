@@ -1,0 +1,199 @@
+"""Wiring and lifecycle: builds the pipeline from a config, runs it, shuts it down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+from sampler import __version__
+from sampler.admin import AdminServer
+from sampler.config import (
+    Config,
+    FileExporterConfig,
+    OtlpExporterConfig,
+    OtlpHttpExporterConfig,
+)
+from sampler.engine import TailSampler
+from sampler.forward.batcher import Batcher, Payload
+from sampler.forward.exporter import Exporter
+from sampler.forward.file import FileExporter
+from sampler.forward.otlp_grpc import OtlpGrpcExporter
+from sampler.forward.otlp_http import OtlpHttpExporter
+from sampler.metrics import Metrics
+from sampler.receive.grpc import GrpcReceiver
+from sampler.receive.http import HttpReceiver
+from sampler.receive.ingest import Ingest
+
+log = logging.getLogger("sampler")
+
+# Due traces are looked for this often; it bounds how late past its wait a trace is decided.
+TICK_SECONDS = 0.05
+_RECEIVER_GRACE_SECONDS = 2.0
+
+
+def build_exporter(name: str, config: object, metrics: Metrics) -> Exporter:
+    if isinstance(config, OtlpExporterConfig):
+        return OtlpGrpcExporter(name, config, metrics)
+    if isinstance(config, OtlpHttpExporterConfig):
+        return OtlpHttpExporter(name, config, metrics)
+    if isinstance(config, FileExporterConfig):
+        return FileExporter(name, config, metrics)
+    raise TypeError(f"no exporter for {type(config).__name__}")
+
+
+class Daemon:
+    """One tail sampler: receivers, window, policies, batcher, exporters and admin endpoint."""
+
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.exporters = [build_exporter(name, body, self.metrics) for name, body in config.exporters.items()]
+        self.batcher = Batcher(config.batch, self._deliver, self.metrics)
+        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics)
+        ingest = Ingest(self.sampler, self.metrics)
+        protocols = config.receivers.otlp.protocols
+        self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
+        self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
+        self.admin = AdminServer(config.admin, self.metrics, self._readiness)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = False
+        self._stopped = asyncio.Event()
+        self.metrics.build_info.labels(__version__).set(1)
+
+    def _deliver(self, payload: Payload) -> None:
+        for exporter in self.exporters:
+            exporter.enqueue(payload)
+
+    def _readiness(self) -> tuple[bool, str]:
+        if not self._ready:
+            return False, "not ready: starting or shutting down"
+        listening = [r for r in (self.grpc_receiver, self.http_receiver) if r is not None and r.port]
+        return True, f"ready: {len(listening)} receiver(s) listening, {len(self.exporters)} exporter(s) running"
+
+    async def start(self) -> None:
+        await self.admin.start()
+        for exporter in self.exporters:
+            await exporter.start()
+        if self.grpc_receiver:
+            await self.grpc_receiver.start()
+        if self.http_receiver:
+            await self.http_receiver.start()
+        self._tasks = [
+            asyncio.create_task(self._decide_loop(), name="decide"),
+            asyncio.create_task(self.batcher.run(), name="batch-timeout"),
+        ]
+        if self.config.logging.summary_interval:
+            self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
+        self._ready = True
+        self.metrics.ready.set(1)
+        log.info(
+            "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, admin on port %s; "
+            "policies: %s; exporters: %s",
+            __version__,
+            self.grpc_receiver.port if self.grpc_receiver else "off",
+            self.http_receiver.port if self.http_receiver else "off",
+            self.admin.port,
+            ", ".join(f"{p.name} ({p.describe()})" for p in self.sampler.policies),
+            ", ".join(e.name for e in self.exporters),
+        )
+
+    async def _decide_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self.sampler.decide_due()
+
+    async def _summary_loop(self) -> None:
+        interval = self.config.logging.summary_interval
+        previous = self._summary_counts()
+        while True:
+            await asyncio.sleep(interval)
+            current = self._summary_counts()
+            delta = {key: current[key] - previous.get(key, 0.0) for key in current}
+            previous = current
+            kept_by = ", ".join(
+                f"{policy.name}={int(delta.get('kept_by:' + policy.name, 0))}" for policy in self.sampler.policies
+            )
+            log.info(
+                "last %gs: received %d spans; decided %d traces: kept %d (first sampled by: %s), dropped %d; "
+                "exported %d spans; window holds %d traces",
+                interval,
+                delta["received"],
+                delta["kept"] + delta["dropped"],
+                delta["kept"],
+                kept_by,
+                delta["dropped"],
+                delta["exported"],
+                self.sampler.window.trace_count,
+            )
+
+    def _summary_counts(self) -> dict[str, float]:
+        registry = self.metrics.registry
+
+        def total(name: str, **match: str) -> float:
+            value = 0.0
+            for family in registry.collect():
+                for sample in family.samples:
+                    if sample.name == name and all(sample.labels.get(k) == v for k, v in match.items()):
+                        value += sample.value
+            return value
+
+        counts = {
+            "received": total("tail_sampler_received_spans_total"),
+            "kept": total("tail_sampler_traces_decided_total", decision="kept"),
+            "dropped": total("tail_sampler_traces_decided_total", decision="dropped"),
+            "exported": total("tail_sampler_exporter_sent_spans_total"),
+        }
+        for policy in self.sampler.policies:
+            counts["kept_by:" + policy.name] = total("tail_sampler_traces_kept_by_policy_total", policy=policy.name)
+        return counts
+
+    async def stop(self) -> None:
+        """Stop accepting, decide every buffered trace, flush the exporters within the shutdown timeout."""
+        if not self._ready and not self._tasks:
+            return
+        started = time.monotonic()
+        deadline = started + self.config.shutdown.timeout
+        self._ready = False
+        self.metrics.ready.set(0)
+        log.info("shutting down: no longer accepting spans")
+        if self.grpc_receiver:
+            await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
+        if self.http_receiver:
+            await self.http_receiver.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        decided = self.sampler.decide_all()
+        self.batcher.flush()
+        await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
+        await self.admin.stop()
+        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", time.monotonic() - started, decided)
+        self._stopped.set()
+
+    async def run_until_signalled(
+        self,
+        on_ready: Callable[[], Awaitable[None]] | None = None,
+        on_stopping: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Start, run until SIGTERM or SIGINT, then stop."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            if on_ready is not None:
+                await on_ready()
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+            if on_stopping is not None:
+                await on_stopping()
+            await self.stop()

@@ -1,0 +1,134 @@
+"""The trace window: spans grouped per trace ID until the trace is due.
+
+Each shard keeps its traces in arrival order. Since every trace waits the same
+`decision_wait`, arrival order is also due order, so finding the due traces
+looks only at the front: expiry costs O(expired traces), never a scan. Traces
+made due sooner by their root span sit in a second FIFO (the root delay is
+constant too) and are skipped there if they were decided meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+
+from sampler.model import TraceSpans
+
+
+class _Shard:
+    __slots__ = ("traces", "root_due", "span_count", "nbytes", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.traces: OrderedDict[bytes, TraceSpans] = OrderedDict()
+        self.root_due: deque[tuple[float, TraceSpans]] = deque()
+        self.span_count = 0
+        self.nbytes = 0
+        self.limit = limit
+
+
+class TraceWindow:
+    """Buffered traces awaiting a decision, bounded to `num_traces`."""
+
+    def __init__(
+        self,
+        num_traces: int,
+        num_shards: int,
+        decision_wait: float,
+        root_wait: float,
+        clock: Callable[[], float],
+    ) -> None:
+        num_shards = max(1, min(num_shards, num_traces))
+        per_shard = -(-num_traces // num_shards)
+        self._shards = tuple(_Shard(per_shard) for _ in range(num_shards))
+        self._wait = decision_wait
+        # A root delay no shorter than the wait would never make a trace due sooner.
+        self._root_wait = root_wait if 0 < root_wait < decision_wait else 0.0
+        self._clock = clock
+        self.capacity = per_shard * num_shards
+
+    def _shard(self, trace_id: bytes) -> _Shard:
+        return self._shards[hash(trace_id) % len(self._shards)]
+
+    def get(self, trace_id: bytes) -> TraceSpans | None:
+        return self._shard(trace_id).traces.get(trace_id)
+
+    def add(self, trace: TraceSpans) -> TraceSpans | None:
+        """Adopt a trace not yet in the window. Returns the oldest trace of the
+        shard if it had to make room; the caller must decide that one now."""
+        shard = self._shard(trace.trace_id)
+        evicted = None
+        if len(shard.traces) >= shard.limit:
+            _, evicted = shard.traces.popitem(last=False)
+            shard.span_count -= evicted.span_count
+            shard.nbytes -= evicted.nbytes
+        now = self._clock()
+        trace.first_seen = now
+        trace.due = now + self._wait
+        shard.traces[trace.trace_id] = trace
+        shard.span_count += trace.span_count
+        shard.nbytes += trace.nbytes
+        if trace.root_seen:
+            self._root_arrived(shard, trace, now)
+        return evicted
+
+    def extend(self, trace: TraceSpans, fragment: TraceSpans) -> None:
+        """Append a later fragment to a trace already in the window."""
+        shard = self._shard(trace.trace_id)
+        had_root = trace.root_seen
+        trace.absorb(fragment)
+        shard.span_count += fragment.span_count
+        shard.nbytes += fragment.nbytes
+        if trace.root_seen and not had_root:
+            self._root_arrived(shard, trace, self._clock())
+
+    def _root_arrived(self, shard: _Shard, trace: TraceSpans, now: float) -> None:
+        if self._root_wait:
+            due = now + self._root_wait
+            if due < trace.due:
+                trace.due = due
+                shard.root_due.append((due, trace))
+
+    def pop_due(self, now: float) -> Iterator[tuple[TraceSpans, str]]:
+        """Remove and yield (trace, trigger) for every trace due at `now`."""
+        for shard in self._shards:
+            root_due = shard.root_due
+            while root_due and root_due[0][0] <= now:
+                _, trace = root_due.popleft()
+                if shard.traces.get(trace.trace_id) is trace:
+                    self._remove(shard, trace)
+                    yield trace, "root"
+            traces = shard.traces
+            while traces:
+                trace = next(iter(traces.values()))
+                if trace.first_seen + self._wait > now:
+                    break
+                self._remove(shard, trace)
+                yield trace, "wait"
+
+    def pop_all(self) -> Iterator[TraceSpans]:
+        """Remove and yield every buffered trace, oldest first per shard."""
+        for shard in self._shards:
+            while shard.traces:
+                _, trace = shard.traces.popitem(last=False)
+                shard.span_count -= trace.span_count
+                shard.nbytes -= trace.nbytes
+                yield trace
+            shard.root_due.clear()
+
+    @staticmethod
+    def _remove(shard: _Shard, trace: TraceSpans) -> None:
+        del shard.traces[trace.trace_id]
+        shard.span_count -= trace.span_count
+        shard.nbytes -= trace.nbytes
+
+    @property
+    def trace_count(self) -> int:
+        return sum(len(shard.traces) for shard in self._shards)
+
+    @property
+    def span_count(self) -> int:
+        return sum(shard.span_count for shard in self._shards)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(shard.nbytes for shard in self._shards)

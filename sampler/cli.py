@@ -1,0 +1,166 @@
+"""The `tail-sampler` command: run, check, loadgen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from sampler import __version__
+from sampler.config import Config, ConfigError, default_config_path, load_config
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sampler.app import Daemon
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    _setup_logging(args.log_level or config.logging.level)
+    log = logging.getLogger("sampler")
+    log.info("loaded config %s", args.config)
+    daemon = Daemon(config)
+    demo: subprocess.Popen[bytes] | None = None
+
+    async def start_demo() -> None:
+        nonlocal demo
+        if not args.demo:
+            return
+        if daemon.grpc_receiver is None:
+            log.error("--demo needs the OTLP/gRPC receiver enabled")
+            return
+        endpoint = f"127.0.0.1:{daemon.grpc_receiver.port}"
+        log.info("--demo: sending checkout traces to %s with `tail-sampler loadgen`", endpoint)
+        # A session of its own, so Ctrl-C reaches only the daemon, which stops the generator first.
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "sampler", "loadgen", "--endpoint", endpoint, "--rate", str(args.demo_rate)],
+            start_new_session=True,
+        )
+
+    async def stop_demo() -> None:
+        if demo is not None and demo.poll() is None:
+            demo.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(demo.wait, 15)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+
+    try:
+        asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        if demo is not None and demo.poll() is None:
+            demo.kill()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from sampler.policies import build_policy
+
+    sampling = config.tail_sampling
+    print(f"{args.config}: valid")
+    print(
+        f"window: decision_wait={sampling.decision_wait:g}s "
+        f"decision_wait_after_root_received={sampling.decision_wait_after_root_received:g}s "
+        f"num_traces={sampling.num_traces} num_shards={sampling.num_shards}"
+    )
+    print("policies (a trace is kept when any samples it):")
+    for policy_config in sampling.policies:
+        policy = build_policy(policy_config, lambda: 0.0)
+        print(f"  - {policy.name}: {policy.describe()}")
+    protocols = config.receivers.otlp.protocols
+    print("receivers:")
+    for name, protocol in (("grpc", protocols.grpc), ("http", protocols.http)):
+        if protocol is not None:
+            print(f"  - otlp/{name} on {protocol.endpoint}")
+    print("exporters:")
+    for name, exporter in config.exporters.items():
+        target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
+        print(f"  - {name} -> {target}")
+    return 0
+
+
+def cmd_loadgen(args: argparse.Namespace) -> int:
+    from sampler.loadgen import LoadSettings, run_load
+
+    _setup_logging("warning")
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = LoadSettings(
+        endpoint=args.endpoint,
+        protocol=args.protocol,
+        rate=args.rate,
+        duration=args.duration,
+        max_traces=args.traces,
+        error_ratio=args.error_ratio,
+        slow_ratio=args.slow_ratio,
+        seed=args.seed,
+    )
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sent = run_load(settings, stop)
+    print(json.dumps(sent), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tail-sampler", description="Tail-based sampling proxy for OpenTelemetry traces.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    default_config = os.environ.get("TAIL_SAMPLER_CONFIG") or str(default_config_path())
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides logging.level")
+    run.add_argument("--demo", action="store_true", help="also start a load generator that sends traces to this daemon")
+    run.add_argument("--demo-rate", type=float, default=20.0, help="traces per second for --demo (default: %(default)s)")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check", help="validate a config and print what it would run")
+    check.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
+    check.set_defaults(handler=cmd_check)
+
+    loadgen = commands.add_parser("loadgen", help="send realistic traces with the OpenTelemetry SDK")
+    loadgen.add_argument("--endpoint", default="127.0.0.1:4317", help="gRPC host:port or HTTP URL (default: %(default)s)")
+    loadgen.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    loadgen.add_argument("--rate", type=float, default=20.0, help="traces per second (default: %(default)s)")
+    loadgen.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped")
+    loadgen.add_argument("--traces", type=int, default=0, help="stop after this many traces; 0 for no limit")
+    loadgen.add_argument("--error-ratio", type=float, default=0.03)
+    loadgen.add_argument("--slow-ratio", type=float, default=0.05)
+    loadgen.add_argument("--seed", type=int, default=None)
+    loadgen.set_defaults(handler=cmd_loadgen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))

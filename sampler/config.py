@@ -1,0 +1,453 @@
+"""Configuration: YAML with `${env:NAME}` substitution, validated by typed models.
+
+Every validation error is reported with the file, the line, the key path and,
+where there is a fixed set, the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+SHIPPED_CONFIG = Path("config") / "sampler.yaml"
+
+
+def default_config_path() -> Path:
+    """The shipped config: config/sampler.yaml in the working directory, else in the source checkout."""
+    if SHIPPED_CONFIG.exists():
+        return SHIPPED_CONFIG
+    return Path(__file__).resolve().parent.parent / SHIPPED_CONFIG
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_ENV_REFERENCE = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message names file, line and key path."""
+
+
+def parse_duration(value: Any) -> float:
+    """A Go-style duration ("30s", "1m30s", "250ms") in seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s or 250ms")
+    if isinstance(value, (int, float)):
+        if value == 0:
+            return 0.0
+        raise ValueError(f"duration {value!r} has no unit; write it like 30s, 250ms or 1m")
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as 30s or 250ms")
+    text = value.strip()
+    if text in ("0", ""):
+        return 0.0
+    position = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or position == 0:
+        raise ValueError(f"invalid duration {value!r}; valid units are ns, us, ms, s, m, h (e.g. 30s, 1m30s)")
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- receivers ---------------------------------------------------------------
+
+
+class GrpcProtocolConfig(Model):
+    endpoint: str = "0.0.0.0:4317"
+    max_recv_msg_size_mib: float = Field(4, gt=0)
+
+
+class HttpProtocolConfig(Model):
+    endpoint: str = "0.0.0.0:4318"
+    max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
+
+
+class OtlpProtocolsConfig(Model):
+    grpc: GrpcProtocolConfig | None = None
+    http: HttpProtocolConfig | None = None
+
+
+class OtlpReceiverConfig(Model):
+    protocols: OtlpProtocolsConfig = OtlpProtocolsConfig(grpc=GrpcProtocolConfig(), http=HttpProtocolConfig())
+
+    @field_validator("protocols", mode="before")
+    @classmethod
+    def _empty_protocol_means_defaults(cls, value: Any) -> Any:
+        # `grpc:` with no body enables the protocol with its defaults, as in the Collector.
+        if isinstance(value, dict):
+            return {key: ({} if body is None else body) for key, body in value.items()}
+        return value
+
+
+class ReceiversConfig(Model):
+    otlp: OtlpReceiverConfig = OtlpReceiverConfig()
+
+
+# --- tail sampling -----------------------------------------------------------
+
+
+class DecisionCacheConfig(Model):
+    sampled_cache_size: int = Field(100_000, ge=0)
+    non_sampled_cache_size: int = Field(100_000, ge=0)
+
+
+class TailSamplingConfig(Model):
+    decision_wait: Duration = Field(30.0, gt=0)
+    decision_wait_after_root_received: Duration = Field(0.0, ge=0)
+    num_traces: int = Field(50_000, gt=0)
+    num_shards: int = Field(4, gt=0, le=1024)
+    expected_new_traces_per_sec: int = Field(0, ge=0)
+    decision_cache: DecisionCacheConfig = DecisionCacheConfig()
+    # Validated per policy type in a second step (see parse_config), since the
+    # models of policy types come from the policy registry.
+    policies: list[Any] = Field(min_length=1)
+
+
+# --- forwarding --------------------------------------------------------------
+
+
+class BatchConfig(Model):
+    send_batch_size: int = Field(8192, gt=0)
+    send_batch_max_bytes: int = Field(3 * 1024 * 1024, gt=1024)
+    timeout: Duration = Field(0.2, gt=0)
+
+
+class TlsConfig(Model):
+    insecure: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class RetryConfig(Model):
+    enabled: bool = True
+    initial_interval: Duration = Field(5.0, gt=0)
+    max_interval: Duration = Field(30.0, gt=0)
+    max_elapsed_time: Duration = Field(300.0, ge=0)
+
+
+class QueueConfig(Model):
+    enabled: bool = True
+    num_consumers: int = Field(2, gt=0, le=64)
+    queue_size: int = Field(1000, gt=0)
+
+
+class _NetworkExporterConfig(Model):
+    endpoint: str
+    tls: TlsConfig = TlsConfig()
+    headers: dict[str, str] = {}
+    compression: Literal["gzip", "none", ""] = "gzip"
+    retry_on_failure: RetryConfig = RetryConfig()
+    sending_queue: QueueConfig = QueueConfig()
+
+
+class OtlpExporterConfig(_NetworkExporterConfig):
+    timeout: Duration = Field(5.0, gt=0)
+
+
+class OtlpHttpExporterConfig(_NetworkExporterConfig):
+    traces_endpoint: str | None = None
+    timeout: Duration = Field(30.0, gt=0)
+
+
+class FileExporterConfig(Model):
+    path: str
+    sending_queue: QueueConfig = QueueConfig(num_consumers=1)
+
+    @field_validator("sending_queue", mode="after")
+    @classmethod
+    def _one_writer(cls, value: QueueConfig) -> QueueConfig:
+        # Lines of one file must not interleave.
+        return value.model_copy(update={"num_consumers": 1})
+
+
+EXPORTER_TYPES: Mapping[str, type[Model]] = {
+    "otlp": OtlpExporterConfig,
+    "otlphttp": OtlpHttpExporterConfig,
+    "file": FileExporterConfig,
+}
+
+ExporterConfig = Union[OtlpExporterConfig, OtlpHttpExporterConfig, FileExporterConfig]
+
+
+def exporter_type(name: str) -> str:
+    return name.split("/", 1)[0]
+
+
+class AdminConfig(Model):
+    endpoint: str = "127.0.0.1:8888"
+
+
+class LoggingConfig(Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # How often the daemon logs a one-line summary of what it received, kept and dropped; 0 turns it off.
+    summary_interval: Duration = Field(10.0, ge=0)
+
+
+class ShutdownConfig(Model):
+    timeout: Duration = Field(10.0, gt=0)
+
+
+class Config(Model):
+    receivers: ReceiversConfig = ReceiversConfig()
+    tail_sampling: TailSamplingConfig
+    batch: BatchConfig = BatchConfig()
+    # Validated per exporter type in a second step, the type being the key's prefix.
+    exporters: dict[str, Any] = Field(min_length=1)
+    admin: AdminConfig = AdminConfig()
+    logging: LoggingConfig = LoggingConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+
+    @property
+    def policies(self) -> list[Any]:
+        return self.tail_sampling.policies
+
+
+# --- loading -----------------------------------------------------------------
+
+
+def _substitute_env(value: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set")
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def _prepare_nodes(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    loader: yaml.SafeLoader,
+    environ: Mapping[str, str],
+    source: str,
+) -> None:
+    """Record the line of every key path and substitute environment references."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _prepare_nodes(value_node, path + (key,), lines, loader, environ, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _prepare_nodes(item, path + (index,), lines, loader, environ, source)
+    elif isinstance(node, yaml.ScalarNode) and "$" in node.value:
+        try:
+            substituted = _substitute_env(node.value, environ)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: {_format_path(path)}: {exc}") from None
+        if substituted != node.value:
+            whole = _ENV_REFERENCE.fullmatch(node.value) is not None
+            node.value = substituted
+            if whole and node.style is None:
+                # A value that is one reference takes the type of what it expands to, as in the Collector.
+                node.tag = loader.resolve(yaml.ScalarNode, substituted, (True, False))
+
+
+def _format_path(path: tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _line_of(path: tuple[Any, ...], lines: Mapping[tuple[Any, ...], int]) -> int:
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return 1
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) in (Union, Annotated) or type(annotation).__name__ == "UnionType":
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        annotation = args[0]
+    return annotation
+
+
+def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...]) -> list[str]:
+    from sampler.policies import policy_model
+
+    # Policies and exporters are chosen by their type, so their models are looked up by it.
+    if len(path) >= 3 and path[:2] == ("tail_sampling", "policies") and isinstance(path[2], int):
+        try:
+            policy = data["tail_sampling"]["policies"][path[2]]
+            model = policy_model(policy.get("type"))
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return []
+        return _keys_below(model, policy, path[3:])
+    if len(path) >= 2 and path[0] == "exporters":
+        model = EXPORTER_TYPES.get(exporter_type(str(path[1])))
+        try:
+            body = data["exporters"][path[1]]
+        except (KeyError, TypeError):
+            return []
+        return _keys_below(model, body, path[2:]) if model else []
+    return _keys_below(Config, data, path)
+
+
+def _keys_below(model: Any, node: Any, path: tuple[Any, ...]) -> list[str]:
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        model = _unwrap(field.annotation)
+        node = node.get(part) if isinstance(node, dict) else None
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _describe_error(error: Mapping[str, Any], data: Any) -> tuple[tuple[Any, ...], str]:
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+    # Pydantic adds the union member name to a location; it is noise to a user.
+    loc = tuple(part for part in loc if not (isinstance(part, str) and (part.endswith("Config") or part.endswith("Policy"))))
+    message = error["msg"]
+    if error["type"] == "extra_forbidden" and loc:
+        allowed = _allowed_keys_anywhere(data, loc[:-1])
+        key = str(loc[-1])
+        message = f"unknown key {key!r}"
+        close = difflib.get_close_matches(key, allowed, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        if allowed:
+            message += f"; valid keys: {', '.join(allowed)}"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return loc, message
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+    return parse_config(text, source, os.environ if environ is None else environ)
+
+
+def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(f"{source}: the config file is empty")
+        lines: dict[tuple[Any, ...], int] = {}
+        _prepare_nodes(node, (), lines, loader, environ, source)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{source}:{line}: invalid YAML: {exc.problem or exc}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)")
+    errors: list[dict[str, Any]] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(exc.errors())
+    # Policies and exporters are checked even when other sections have errors, so one run reports all.
+    raw_sampling = data.get("tail_sampling")
+    raw_policies = raw_sampling.get("policies") if isinstance(raw_sampling, dict) else None
+    raw_exporters = data.get("exporters")
+    policies, policy_errors = _validate_policies(raw_policies if isinstance(raw_policies, list) else [])
+    exporters, exporter_errors = _validate_exporters(raw_exporters if isinstance(raw_exporters, dict) else {})
+    errors.extend(policy_errors + exporter_errors)
+    if errors:
+        messages = []
+        for error in errors:
+            loc, message = _describe_error(error, data)
+            messages.append(f"{source}:{_line_of(loc, lines)}: {_format_path(loc)}: {message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(messages))
+    assert config is not None
+    return config.model_copy(
+        update={
+            "tail_sampling": config.tail_sampling.model_copy(update={"policies": policies}),
+            "exporters": exporters,
+        }
+    )
+
+
+def _prefixed(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [{**error, "loc": prefix + tuple(error["loc"])} for error in exc.errors()]
+
+
+def _validate_policies(raw: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+    from sampler.policies import validate_policy_config
+
+    policies: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for index, body in enumerate(raw):
+        try:
+            policies.append(validate_policy_config(body))
+        except ValidationError as exc:
+            errors.extend(_prefixed(exc, ("tail_sampling", "policies", index)))
+    first_index: dict[str, int] = {}
+    for index, body in enumerate(raw):
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first_index:
+            errors.append(
+                {
+                    "loc": ("tail_sampling", "policies", index, "name"),
+                    "msg": f"duplicate policy name {name!r}, already used by policies[{first_index[name]}]",
+                    "type": "value_error",
+                }
+            )
+        else:
+            first_index[name] = index
+    return policies, errors
+
+
+def _validate_exporters(raw: dict[str, Any]) -> tuple[dict[str, ExporterConfig], list[dict[str, Any]]]:
+    exporters: dict[str, ExporterConfig] = {}
+    errors: list[dict[str, Any]] = []
+    for name, body in raw.items():
+        kind = exporter_type(str(name))
+        model = EXPORTER_TYPES.get(kind)
+        if model is None:
+            errors.append(
+                {
+                    "loc": ("exporters", name),
+                    "msg": f"unknown exporter type {kind!r}; valid types: {', '.join(EXPORTER_TYPES)}",
+                    "type": "value_error",
+                }
+            )
+            continue
+        try:
+            exporters[name] = model.model_validate({} if body is None else body)  # type: ignore[assignment]
+        except ValidationError as exc:
+            errors.extend(_prefixed(exc, ("exporters", name)))
+    return exporters, errors

@@ -1,0 +1,179 @@
+"""Decisions: runs the policies on due traces, combines their results, and
+remembers decisions so late spans follow the decision already made."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from sampler.buffer import TraceWindow
+from sampler.config import TailSamplingConfig
+from sampler.metrics import Metrics
+from sampler.model import DecodedBatch, TraceSpans
+from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
+
+log = logging.getLogger(__name__)
+
+
+class DecisionCache:
+    """The most recent `capacity` trace IDs that got one decision."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, trace_id: bytes) -> None:
+        if not self.capacity:
+            return
+        self._ids[trace_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, trace_id: bytes) -> bool:
+        return trace_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def combine(decisions: Sequence[Decision]) -> Decision:
+    """The Collector's rule: a drop vetoes everything; otherwise any sampled keeps the trace."""
+    if Decision.DROPPED in decisions:
+        return Decision.DROPPED
+    if Decision.SAMPLED in decisions:
+        return Decision.SAMPLED
+    return Decision.NOT_SAMPLED
+
+
+class TailSampler:
+    """Buffers incoming traces, decides them when due, and hands kept ones to `keep`."""
+
+    def __init__(
+        self,
+        config: TailSamplingConfig,
+        keep: Callable[[TraceSpans], None],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keep = keep
+        self._metrics = metrics
+        self._clock = clock
+        self.window = TraceWindow(
+            config.num_traces,
+            config.num_shards,
+            config.decision_wait,
+            config.decision_wait_after_root_received,
+            clock,
+        )
+        self.sampled_cache = DecisionCache(config.decision_cache.sampled_cache_size)
+        self.not_sampled_cache = DecisionCache(config.decision_cache.non_sampled_cache_size)
+        self.policies: list[Policy] = []
+        self.set_policies(config.policies)
+        self._bind_metrics()
+
+    def set_policies(self, configs: Sequence[PolicyConfig]) -> None:
+        self.policies = [build_policy(config, self._clock) for config in configs]
+        m = self._metrics
+        self._policy_counters = [
+            {decision: m.policy_decisions.labels(policy.name, decision.value) for decision in Decision}
+            for policy in self.policies
+        ]
+        self._kept_by = [m.traces_kept_by_policy.labels(policy.name) for policy in self.policies]
+        self._policy_errors = [m.policy_evaluation_errors.labels(policy.name) for policy in self.policies]
+
+    def _bind_metrics(self) -> None:
+        m = self._metrics
+        window = self.window
+        m.window_traces.set_function(lambda: window.trace_count)
+        m.window_spans.set_function(lambda: window.span_count)
+        m.window_bytes.set_function(lambda: window.nbytes)
+        m.window_capacity.set(window.capacity)
+        m.decision_cache_size.labels("sampled").set_function(lambda: len(self.sampled_cache))
+        m.decision_cache_size.labels("not_sampled").set_function(lambda: len(self.not_sampled_cache))
+        self._late_kept = m.late_spans.labels("kept")
+        self._late_dropped = m.late_spans.labels("dropped")
+        self._overflow = m.early_decisions.labels("overflow")
+        self._spans_kept = m.spans_decided.labels("kept")
+        self._spans_dropped = m.spans_decided.labels("dropped")
+        self._decided = {
+            (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
+            for kept in (True, False)
+            for trigger in ("wait", "root", "overflow", "shutdown")
+        }
+
+    def ingest(self, batch: DecodedBatch) -> int:
+        """Take the spans of one request. Returns how many traces were new."""
+        window = self.window
+        new_traces = 0
+        for trace_id, fragment in batch.traces.items():
+            trace = window.get(trace_id)
+            if trace is not None:
+                window.extend(trace, fragment)
+            elif trace_id in self.sampled_cache:
+                self._late_kept.inc(fragment.span_count)
+                self._keep(fragment)
+            elif trace_id in self.not_sampled_cache:
+                self._late_dropped.inc(fragment.span_count)
+            else:
+                new_traces += 1
+                evicted = window.add(fragment)
+                if evicted is not None:
+                    self._overflow.inc()
+                    self._decide(evicted, "overflow")
+        return new_traces
+
+    def decide_due(self) -> int:
+        """Decide every trace that is due now; returns how many."""
+        now = self._clock()
+        count = 0
+        lag = self._metrics.decision_lag
+        for trace, trigger in self.window.pop_due(now):
+            lag.observe(max(0.0, now - trace.due))
+            self._decide(trace, trigger)
+            count += 1
+        return count
+
+    def decide_all(self) -> int:
+        """Decide every buffered trace at once (shutdown)."""
+        count = 0
+        for trace in self.window.pop_all():
+            self._decide(trace, "shutdown")
+            count += 1
+        return count
+
+    def evaluate(self, trace: TraceSpans) -> tuple[Decision, Policy | None]:
+        """The combined decision for a trace, and the first policy that sampled it."""
+        view = TraceView(trace)
+        decisions = []
+        first_sampler = None
+        for index, policy in enumerate(self.policies):
+            try:
+                decision = policy.evaluate(view)
+            except Exception:  # a policy bug must not take the daemon down
+                log.exception("policy %r failed on a trace; counting it as not sampled", policy.name)
+                self._policy_errors[index].inc()
+                decision = Decision.NOT_SAMPLED
+            self._policy_counters[index][decision].inc()
+            if decision is Decision.SAMPLED and first_sampler is None:
+                first_sampler = index
+            decisions.append(decision)
+        final = combine(decisions)
+        if final is Decision.SAMPLED and first_sampler is not None:
+            self._kept_by[first_sampler].inc()
+            return final, self.policies[first_sampler]
+        return final, None
+
+    def _decide(self, trace: TraceSpans, trigger: str) -> None:
+        final, _ = self.evaluate(trace)
+        kept = final is Decision.SAMPLED
+        self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
+        self._decided[(kept, trigger)].inc()
+        if kept:
+            self.sampled_cache.add(trace.trace_id)
+            self._spans_kept.inc(trace.span_count)
+            self._keep(trace)
+        else:
+            self.not_sampled_cache.add(trace.trace_id)
+            self._spans_dropped.inc(trace.span_count)

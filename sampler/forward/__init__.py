@@ -1,0 +1,1 @@
+"""Forwarding kept traces: batching, per-exporter queues, retries."""

@@ -1,0 +1,196 @@
+"""The part every exporter shares: a bounded queue, consumers, retries with
+backoff and jitter, and accounting for whatever is finally not delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_never,
+    stop_before_delay,
+    stop_never,
+    wait_exponential_jitter,
+)
+
+from sampler.config import QueueConfig, RetryConfig
+from sampler.forward.batcher import Payload
+from sampler.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# A drop is logged at most this often per exporter and reason; the counter has every one.
+_DROP_LOG_INTERVAL = 10.0
+
+
+class ExportError(Exception):
+    """A failed send; `reason` is a short label value (e.g. unavailable, http_503)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RetryableError(ExportError):
+    """The downstream may accept the same request later, possibly after `retry_after` seconds."""
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(reason, message)
+        self.retry_after = retry_after
+
+
+class PermanentError(ExportError):
+    """Sending the same request again cannot succeed."""
+
+
+class Exporter(ABC):
+    """Sends payloads to one downstream. Subclasses implement `send`."""
+
+    kind: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        metrics: Metrics,
+        queue: QueueConfig,
+        retry: RetryConfig | None,
+    ) -> None:
+        self.name = name
+        self._queue_config = queue
+        self._retry = retry
+        self._queue: asyncio.Queue[Payload] = asyncio.Queue(maxsize=queue.queue_size if queue.enabled else 1)
+        self._workers: list[asyncio.Task[None]] = []
+        self._closing_deadline: float | None = None
+        self._last_drop_log: dict[str, float] = {}
+        self._sent_spans = metrics.exporter_sent_spans.labels(name)
+        self._sent_requests = metrics.exporter_sent_requests.labels(name)
+        self._retries = metrics.exporter_retries.labels(name)
+        self._failed = metrics.exporter_failed_requests
+        self._dropped = metrics.exporter_dropped_spans
+        metrics.exporter_queue_size.labels(name).set_function(self._queue.qsize)
+        metrics.exporter_queue_capacity.labels(name).set(self._queue.maxsize)
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.open()
+        self._workers = [
+            asyncio.create_task(self._consume(), name=f"exporter-{self.name}-{index}")
+            for index in range(self._queue_config.num_consumers)
+        ]
+
+    async def shutdown(self, deadline: float) -> None:
+        """Deliver what is queued until `deadline` (time.monotonic), then give up on the rest."""
+        self._closing_deadline = deadline
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            pass
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        while not self._queue.empty():
+            payload = self._queue.get_nowait()
+            self._drop(payload, "shutdown", "the shutdown deadline passed before it could be sent")
+        await self.close()
+
+    async def open(self) -> None:
+        """Create connections; called once before the first send."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    # --- sending -----------------------------------------------------------
+
+    def enqueue(self, payload: Payload) -> None:
+        try:
+            self._queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            self._drop(payload, "queue_full", f"the queue of {self._queue.maxsize} batches is full")
+
+    @abstractmethod
+    async def send(self, payload: Payload) -> int:
+        """Send one request. Returns how many spans the downstream rejected
+        (OTLP partial success); raises RetryableError or PermanentError."""
+
+    async def _consume(self) -> None:
+        while True:
+            payload = await self._queue.get()
+            try:
+                await self._deliver(payload)
+            except asyncio.CancelledError:
+                self._drop(payload, "shutdown", "the shutdown deadline passed while it was being sent")
+                self._queue.task_done()
+                raise
+            except Exception as exc:  # never let one payload stop the consumer
+                log.exception("exporter %s: unexpected failure", self.name)
+                self._drop(payload, "permanent_error", str(exc))
+            self._queue.task_done()
+
+    async def _deliver(self, payload: Payload) -> None:
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    try:
+                        rejected = await self.send(payload)
+                    except ExportError as exc:
+                        self._failed.labels(self.name, exc.reason).inc()
+                        raise
+        except RetryableError as exc:
+            self._drop(payload, "retries_exhausted", f"gave up retrying: {exc}")
+            return
+        except PermanentError as exc:
+            self._drop(payload, "permanent_error", str(exc))
+            return
+        self._sent_requests.inc()
+        self._sent_spans.inc(payload.span_count - rejected)
+        if rejected:
+            self._drop_count(rejected, "rejected", "the downstream rejected them (partial success)")
+
+    def _retrying(self) -> AsyncRetrying:
+        retry = self._retry
+        if retry is None or not retry.enabled:
+            return AsyncRetrying(retry=retry_never, reraise=True)
+        backoff = wait_exponential_jitter(initial=retry.initial_interval, max=retry.max_interval)
+
+        def wait(state: RetryCallState) -> float:
+            delay = backoff(state)
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            return max(delay, hinted) if hinted else delay
+
+        def closing(state: RetryCallState) -> bool:
+            # While shutting down, do not sleep past the deadline.
+            if self._closing_deadline is None:
+                return False
+            return time.monotonic() + (state.upcoming_sleep or 0.0) >= self._closing_deadline
+
+        stop = stop_before_delay(retry.max_elapsed_time) if retry.max_elapsed_time else stop_never
+        return AsyncRetrying(
+            stop=stop | closing,
+            wait=wait,
+            retry=retry_if_exception_type(RetryableError),
+            before_sleep=lambda state: self._retries.inc(),
+            reraise=True,
+        )
+
+    # --- accounting --------------------------------------------------------
+
+    def _drop(self, payload: Payload, reason: str, why: str) -> None:
+        self._drop_count(payload.span_count, reason, why)
+
+    def _drop_count(self, spans: int, reason: str, why: str) -> None:
+        self._dropped.labels(self.name, reason).inc(spans)
+        now = time.monotonic()
+        if now - self._last_drop_log.get(reason, -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
+            self._last_drop_log[reason] = now
+            log.error("exporter %s dropped %d kept span(s) (%s): %s", self.name, spans, reason, why)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind}

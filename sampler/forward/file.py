@@ -1,0 +1,37 @@
+"""File exporter: OTLP/JSON, one export request per line (the Collector's file exporter format)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from sampler import otlp_json
+from sampler.config import FileExporterConfig
+from sampler.forward.batcher import Payload
+from sampler.forward.exporter import Exporter, RetryableError
+from sampler.metrics import Metrics
+
+
+class FileExporter(Exporter):
+    kind = "file"
+
+    def __init__(self, name: str, config: FileExporterConfig, metrics: Metrics) -> None:
+        super().__init__(name, metrics, config.sending_queue, retry=None)
+        self.path = Path(config.path)
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, payload: Payload) -> None:
+        line = otlp_json.request_to_json(ExportTraceServiceRequest.FromString(payload.data))
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    async def send(self, payload: Payload) -> int:
+        try:
+            await asyncio.to_thread(self._write, payload)
+        except OSError as exc:
+            raise RetryableError("io_error", f"cannot write {self.path}: {exc}") from None
+        return 0

@@ -1,0 +1,110 @@
+"""OTLP/gRPC exporter: sends the batched request bytes as they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from sampler.config import OtlpExporterConfig
+from sampler.forward.batcher import Payload
+from sampler.forward.exporter import Exporter, PermanentError, RetryableError
+from sampler.metrics import Metrics
+
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+# Per the OTLP specification; RESOURCE_EXHAUSTED only when the server says when to retry.
+_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def grpc_target(endpoint: str) -> tuple[str, bool | None]:
+    """The channel target for an endpoint, and whether its scheme asks for TLS (None: not said)."""
+    for scheme, secure in (("https://", True), ("http://", False)):
+        if endpoint.startswith(scheme):
+            return endpoint[len(scheme) :].rstrip("/"), secure
+    return endpoint, None
+
+
+def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
+    """The RetryInfo delay a server attached to a failed call, if any."""
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        for detail in status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None
+
+
+class OtlpGrpcExporter(Exporter):
+    kind = "otlp"
+
+    def __init__(self, name: str, config: OtlpExporterConfig, metrics: Metrics) -> None:
+        super().__init__(name, metrics, config.sending_queue, config.retry_on_failure)
+        self._config = config
+        self._metadata = tuple((key.lower(), value) for key, value in config.headers.items())
+        self._channel: grpc.aio.Channel | None = None
+        self._export: grpc.aio.UnaryUnaryMultiCallable | None = None
+
+    async def open(self) -> None:
+        config = self._config
+        target, scheme_secure = grpc_target(config.endpoint)
+        secure = scheme_secure if scheme_secure is not None else not config.tls.insecure
+        options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+        compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
+        if secure:
+            tls = config.tls
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls.ca_file).read_bytes() if tls.ca_file else None,
+                private_key=Path(tls.key_file).read_bytes() if tls.key_file else None,
+                certificate_chain=Path(tls.cert_file).read_bytes() if tls.cert_file else None,
+            )
+            self._channel = grpc.aio.secure_channel(target, credentials, options=options, compression=compression)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options, compression=compression)
+        # No serializers: the payload is already a serialized request.
+        self._export = self._channel.unary_unary(EXPORT_METHOD)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def send(self, payload: Payload) -> int:
+        assert self._export is not None
+        try:
+            response = await self._export(payload.data, timeout=self._config.timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            reason = code.name.lower()
+            message = f"{code.name}: {exc.details()}"
+            if code in _RETRYABLE:
+                raise RetryableError(reason, message, retry_delay(exc)) from None
+            if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                delay = retry_delay(exc)
+                if delay is not None:
+                    raise RetryableError(reason, message, delay) from None
+            raise PermanentError(reason, message) from None
+        try:
+            partial = ExportTraceServiceResponse.FromString(response).partial_success
+        except DecodeError:
+            return 0
+        return partial.rejected_spans

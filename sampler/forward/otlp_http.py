@@ -1,0 +1,88 @@
+"""OTLP/HTTP exporter (binary protobuf)."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import ssl
+import time
+
+import aiohttp
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from sampler.config import OtlpHttpExporterConfig
+from sampler.forward.batcher import Payload
+from sampler.forward.exporter import Exporter, PermanentError, RetryableError
+from sampler.metrics import Metrics
+
+_RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def traces_url(config: OtlpHttpExporterConfig) -> str:
+    if config.traces_endpoint:
+        return config.traces_endpoint
+    return config.endpoint.rstrip("/") + "/v1/traces"
+
+
+class OtlpHttpExporter(Exporter):
+    kind = "otlphttp"
+
+    def __init__(self, name: str, config: OtlpHttpExporterConfig, metrics: Metrics) -> None:
+        super().__init__(name, metrics, config.sending_queue, config.retry_on_failure)
+        self._config = config
+        self._url = traces_url(config)
+        self._session: aiohttp.ClientSession | None = None
+        headers = {"Content-Type": "application/x-protobuf", **config.headers}
+        if config.compression == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        self._headers = headers
+
+    async def open(self) -> None:
+        tls = self._config.tls
+        ssl_context: ssl.SSLContext | bool = True
+        if tls.ca_file or tls.cert_file:
+            ssl_context = ssl.create_default_context(cafile=tls.ca_file)
+            if tls.cert_file:
+                ssl_context.load_cert_chain(tls.cert_file, tls.key_file)
+        connector = aiohttp.TCPConnector(ssl=ssl_context, limit=self._config.sending_queue.num_consumers * 2)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self._config.timeout)
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, payload: Payload) -> int:
+        assert self._session is not None
+        body = gzip.compress(payload.data, compresslevel=5) if self._config.compression == "gzip" else payload.data
+        try:
+            async with self._session.post(self._url, data=body, headers=self._headers) as response:
+                content = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryableError("connection", f"{type(exc).__name__}: {exc}") from None
+        if status in _RETRYABLE_STATUS:
+            raise RetryableError(f"http_{status}", f"HTTP {status}", parse_retry_after(retry_after))
+        if status >= 300:
+            raise PermanentError(f"http_{status}", f"HTTP {status}: {content[:200]!r}")
+        try:
+            return ExportTraceServiceResponse.FromString(content).partial_success.rejected_spans
+        except DecodeError:
+            return 0

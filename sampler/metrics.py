@@ -1,0 +1,151 @@
+"""Every metric the daemon exports, defined in one place.
+
+Label values are bounded: protocols, policy names, exporter names and fixed
+reason words; never trace IDs or attribute values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "tail_sampler"
+
+# Decision delays are dominated by the timer tick and loop lag, so buckets start small.
+_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
+_AGE_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """The daemon's metrics, registered in a registry of their own (one per daemon)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+
+        # receive
+        self.received_spans = Counter(
+            f"{PREFIX}_received_spans", "Spans accepted by the receivers.", ["protocol"], registry=r
+        )
+        self.received_traces = Counter(
+            f"{PREFIX}_received_traces",
+            "Traces seen for the first time (not counting late spans of decided traces).",
+            ["protocol"],
+            registry=r,
+        )
+        self.requests = Counter(
+            f"{PREFIX}_receiver_requests",
+            "Export requests handled by the receivers, by result "
+            "(ok, partial, invalid, too_large, unsupported_media_type, error).",
+            ["protocol", "result"],
+            registry=r,
+        )
+        self.rejected_spans = Counter(
+            f"{PREFIX}_rejected_spans",
+            "Spans refused at receive time and reported through OTLP partial success.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+
+        # buffer
+        self.window_traces = Gauge(f"{PREFIX}_window_traces", "Traces waiting for a decision.", registry=r)
+        self.window_spans = Gauge(f"{PREFIX}_window_spans", "Spans of traces waiting for a decision.", registry=r)
+        self.window_bytes = Gauge(
+            f"{PREFIX}_window_bytes", "Serialized span bytes of traces waiting for a decision.", registry=r
+        )
+        self.window_capacity = Gauge(
+            f"{PREFIX}_window_capacity_traces", "The configured bound on traces in the window (num_traces).", registry=r
+        )
+        self.early_decisions = Counter(
+            f"{PREFIX}_early_decisions",
+            "Traces decided before they were due because a bound of the window was reached.",
+            ["reason"],
+            registry=r,
+        )
+        self.late_spans = Counter(
+            f"{PREFIX}_late_spans",
+            "Spans arriving after their trace was decided, by the cached decision they followed.",
+            ["decision"],
+            registry=r,
+        )
+
+        # decide
+        self.traces_decided = Counter(
+            f"{PREFIX}_traces_decided",
+            "Traces decided, by final decision (kept, dropped) and trigger (wait, root, overflow, shutdown).",
+            ["decision", "trigger"],
+            registry=r,
+        )
+        self.spans_decided = Counter(
+            f"{PREFIX}_spans_decided", "Spans of decided traces, by final decision.", ["decision"], registry=r
+        )
+        self.policy_decisions = Counter(
+            f"{PREFIX}_policy_decisions",
+            "Per-policy evaluation results (sampled, not_sampled, dropped).",
+            ["policy", "decision"],
+            registry=r,
+        )
+        self.traces_kept_by_policy = Counter(
+            f"{PREFIX}_traces_kept_by_policy",
+            "Kept traces, by the first policy (in config order) that sampled them.",
+            ["policy"],
+            registry=r,
+        )
+        self.decision_lag = Histogram(
+            f"{PREFIX}_decision_lag_seconds",
+            "How long after a trace became due (decision_wait or root wait) it was decided.",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.trace_age_at_decision = Histogram(
+            f"{PREFIX}_trace_age_at_decision_seconds",
+            "Time from a trace's first span to its decision.",
+            buckets=_AGE_BUCKETS,
+            registry=r,
+        )
+        self.policy_evaluation_errors = Counter(
+            f"{PREFIX}_policy_evaluation_errors",
+            "Policy evaluations that raised; the policy counts as not sampled for that trace.",
+            ["policy"],
+            registry=r,
+        )
+        self.decision_cache_size = Gauge(
+            f"{PREFIX}_decision_cache_traces", "Trace IDs remembered in the decision caches.", ["decision"], registry=r
+        )
+
+        # forward
+        self.exporter_sent_spans = Counter(
+            f"{PREFIX}_exporter_sent_spans", "Spans delivered to a downstream.", ["exporter"], registry=r
+        )
+        self.exporter_sent_requests = Counter(
+            f"{PREFIX}_exporter_sent_requests", "Export requests delivered to a downstream.", ["exporter"], registry=r
+        )
+        self.exporter_failed_requests = Counter(
+            f"{PREFIX}_exporter_failed_attempts",
+            "Export attempts that failed (each retry counts), by reason.",
+            ["exporter", "reason"],
+            registry=r,
+        )
+        self.exporter_retries = Counter(
+            f"{PREFIX}_exporter_retries", "Export attempts scheduled again after a retryable failure.", ["exporter"], registry=r
+        )
+        self.exporter_dropped_spans = Counter(
+            f"{PREFIX}_exporter_dropped_spans",
+            "Kept spans that were finally not delivered, by reason "
+            "(queue_full, retries_exhausted, permanent_error, rejected, shutdown).",
+            ["exporter", "reason"],
+            registry=r,
+        )
+        self.exporter_queue_size = Gauge(
+            f"{PREFIX}_exporter_queue_batches", "Batches waiting in an exporter's queue.", ["exporter"], registry=r
+        )
+        self.exporter_queue_capacity = Gauge(
+            f"{PREFIX}_exporter_queue_capacity_batches", "Capacity of an exporter's queue.", ["exporter"], registry=r
+        )
+        self.batches_built = Counter(
+            f"{PREFIX}_forward_batches", "Batches of kept spans built for the exporters, by trigger (size, bytes, timeout, flush).",
+            ["trigger"], registry=r,
+        )
+
+        # lifecycle
+        self.build_info = Gauge(f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r)
+        self.ready = Gauge(f"{PREFIX}_ready", "1 while receivers listen and exporters run.", registry=r)

@@ -1,0 +1,75 @@
+"""The internal batch every receiver decodes into: spans grouped per trace.
+
+A `TraceSpans` holds the spans of one trace as serialized, already framed
+`Span` fields, grouped by the (resource, scope) they arrived under, plus the
+small summary the policies and the window need. The same type carries the
+spans of one trace from one request and the whole buffered trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.wire.
+ScopeKey = tuple[bytes, bytes]
+
+
+class TraceSpans:
+    __slots__ = (
+        "trace_id",
+        "groups",
+        "span_count",
+        "nbytes",
+        "start_min",
+        "end_max",
+        "root_seen",
+        "error_seen",
+        "first_seen",
+        "due",
+    )
+
+    def __init__(self, trace_id: bytes) -> None:
+        self.trace_id = trace_id
+        self.groups: dict[ScopeKey, bytearray] = {}
+        self.span_count = 0
+        self.nbytes = 0
+        self.start_min = 0
+        self.end_max = 0
+        self.root_seen = False
+        self.error_seen = False
+        self.first_seen = 0.0  # monotonic seconds, set when the window adopts the trace
+        self.due = 0.0  # monotonic seconds at which the trace is to be decided
+
+    def absorb(self, other: TraceSpans) -> None:
+        """Append the spans and summary of a later fragment of the same trace."""
+        groups = self.groups
+        for key, spans in other.groups.items():
+            mine = groups.get(key)
+            if mine is None:
+                groups[key] = spans
+            else:
+                mine += spans
+        self.span_count += other.span_count
+        self.nbytes += other.nbytes
+        if other.start_min and (not self.start_min or other.start_min < self.start_min):
+            self.start_min = other.start_min
+        if other.end_max > self.end_max:
+            self.end_max = other.end_max
+        self.root_seen = self.root_seen or other.root_seen
+        self.error_seen = self.error_seen or other.error_seen
+
+    @property
+    def duration_ns(self) -> int:
+        if not self.start_min or self.end_max < self.start_min:
+            return 0
+        return self.end_max - self.start_min
+
+
+@dataclass
+class DecodedBatch:
+    """One export request, split per trace."""
+
+    traces: dict[bytes, TraceSpans] = field(default_factory=dict)
+    span_count: int = 0
+    rejected_spans: int = 0
+    rejection_message: str = ""

@@ -1,0 +1,97 @@
+"""Policy types, one module each, all behind `sampler.policies.base.Policy`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from sampler.policies import (
+    always_sample,
+    boolean_attribute,
+    latency,
+    numeric_attribute,
+    probabilistic,
+    rate_limiting,
+    span_count,
+    status_code,
+    string_attribute,
+)
+from sampler.policies.base import Decision, Policy, TraceView
+
+POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
+    {
+        cls.type_name: cls
+        for cls in (
+            always_sample.AlwaysSamplePolicy,
+            latency.LatencyPolicy,
+            status_code.StatusCodePolicy,
+            probabilistic.ProbabilisticPolicy,
+            rate_limiting.RateLimitingPolicy,
+            string_attribute.StringAttributePolicy,
+            numeric_attribute.NumericAttributePolicy,
+            boolean_attribute.BooleanAttributePolicy,
+            span_count.SpanCountPolicy,
+        )
+    }
+)
+
+
+class PolicyConfig(BaseModel):
+    """One entry of `tail_sampling.policies`: name, type, and the block named after the type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    type: str
+
+    @property
+    def settings(self) -> Any:
+        return getattr(self, self.type, None)
+
+
+def _entry_model(type_name: str, policy: type[Policy]) -> type[PolicyConfig]:
+    fields: dict[str, Any] = {"type": (Literal[type_name], ...)}  # type: ignore[valid-type]
+    settings = policy.settings_model
+    if settings is not None:
+        required = any(field.is_required() for field in settings.model_fields.values())
+        fields[type_name] = (settings, ... if required else settings())
+    return create_model(f"{type_name}_policy", __base__=PolicyConfig, **fields)
+
+
+_ENTRY_MODELS: Mapping[str, type[PolicyConfig]] = MappingProxyType(
+    {type_name: _entry_model(type_name, policy) for type_name, policy in POLICY_TYPES.items()}
+)
+
+
+def policy_model(type_name: Any) -> type[PolicyConfig]:
+    return _ENTRY_MODELS[type_name]
+
+
+def validate_policy_config(body: Any) -> PolicyConfig:
+    """Validate one policy entry; errors carry the location and the valid type names."""
+    if not isinstance(body, dict):
+        raise _error((), "policy_type", "each policy must be a mapping with name and type")
+    type_name = body.get("type")
+    if type_name is None:
+        raise _error(("type",), "missing", f"required key is missing; valid types: {', '.join(POLICY_TYPES)}")
+    model = _ENTRY_MODELS.get(type_name)
+    if model is None:
+        raise _error(
+            ("type",), "policy_type", f"unknown policy type {type_name!r}; valid types: {', '.join(POLICY_TYPES)}"
+        )
+    return model.model_validate(body)
+
+
+def _error(loc: tuple[Any, ...], kind: str, message: str) -> ValidationError:
+    detail = InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=None)
+    return ValidationError.from_exception_data("policy", [detail])
+
+
+def build_policy(config: PolicyConfig, clock: Callable[[], float]) -> Policy:
+    return POLICY_TYPES[config.type](config.name, config.settings, clock)
+
+
+__all__ = ["POLICY_TYPES", "Decision", "Policy", "PolicyConfig", "TraceView", "build_policy", "validate_policy_config"]

@@ -1,0 +1,124 @@
+"""The one interface every policy type implements."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from pydantic import BaseModel, ConfigDict
+
+from sampler.model import TraceSpans
+
+
+class Decision(enum.Enum):
+    NOT_SAMPLED = "not_sampled"
+    SAMPLED = "sampled"
+    DROPPED = "dropped"  # vetoes every other policy's decision
+
+
+class PolicySettings(BaseModel):
+    """Base of each policy type's settings block (the key named after its type)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    """A buffered span with the resource and scope it arrived under."""
+
+    resource: Resource
+    scope: InstrumentationScope
+    span: Span
+
+
+class TraceView:
+    """What a policy sees of a finished trace: the summary kept on ingest, and
+    the spans themselves, parsed from their buffered bytes only when asked for."""
+
+    __slots__ = ("trace", "_records")
+
+    def __init__(self, trace: TraceSpans) -> None:
+        self.trace = trace
+        self._records: list[SpanRecord] | None = None
+
+    @property
+    def trace_id(self) -> bytes:
+        return self.trace.trace_id
+
+    @property
+    def span_count(self) -> int:
+        return self.trace.span_count
+
+    @property
+    def duration_ns(self) -> int:
+        return self.trace.duration_ns
+
+    @property
+    def error_seen(self) -> bool:
+        return self.trace.error_seen
+
+    def spans(self) -> list[SpanRecord]:
+        if self._records is None:
+            records: list[SpanRecord] = []
+            for (resource_prefix, scope_prefix), spans in self.trace.groups.items():
+                resource = ResourceSpans.FromString(resource_prefix).resource
+                scope_spans = ScopeSpans.FromString(scope_prefix + bytes(spans))
+                scope = scope_spans.scope
+                records.extend(SpanRecord(resource, scope, span) for span in scope_spans.spans)
+            self._records = records
+        return self._records
+
+    def attribute_values(self, key: str) -> Iterator[Any]:
+        """Values of `key` on each span's resource, then on the span itself, as the Collector looks them up."""
+        seen_resources: set[int] = set()
+        for record in self.spans():
+            if id(record.resource) not in seen_resources:
+                seen_resources.add(id(record.resource))
+                yield from _values(record.resource.attributes, key)
+            yield from _values(record.span.attributes, key)
+
+
+def _values(attributes: Any, key: str) -> Iterator[Any]:
+    for attribute in attributes:
+        if attribute.key == key:
+            value = attribute.value
+            kind = value.WhichOneof("value")
+            if kind is not None:
+                yield getattr(value, kind)
+
+
+class Policy(ABC):
+    """Evaluates a finished trace and returns a decision. One instance per configured policy."""
+
+    type_name: ClassVar[str]
+    # The settings model of the policy's own block; None for a type without settings.
+    settings_model: ClassVar[type[PolicySettings] | None] = None
+
+    def __init__(self, name: str, settings: Any, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Precompute what evaluate needs from the settings; called once, at construction."""
+
+    @abstractmethod
+    def evaluate(self, trace: TraceView) -> Decision: ...
+
+    def describe(self) -> str:
+        if self.settings is None:
+            return self.type_name
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.settings.model_dump(exclude_defaults=True).items())
+        return f"{self.type_name}({fields})"
+
+
+def decide(sampled: bool) -> Decision:
+    return Decision.SAMPLED if sampled else Decision.NOT_SAMPLED
+

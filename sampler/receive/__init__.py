@@ -1,0 +1,1 @@
+"""OTLP receivers: gRPC and HTTP, both decoding into `DecodedBatch`es."""

@@ -1,0 +1,48 @@
+"""OTLP/gRPC receiver: TraceService/Export, gzip accepted (gRPC decompresses)."""
+
+from __future__ import annotations
+
+import grpc
+
+from sampler.config import GrpcProtocolConfig
+from sampler.receive.decode import BadRequest, parse_protobuf
+from sampler.receive.ingest import Ingest
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class GrpcReceiver:
+    def __init__(self, config: GrpcProtocolConfig, ingest: Ingest) -> None:
+        self._config = config
+        self._ingest = ingest
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def _export(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            request = parse_protobuf(data)
+        except BadRequest as exc:
+            self._ingest.count_failure("grpc", "invalid")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return self._ingest.accept(request, "grpc").SerializeToString()
+
+    async def start(self) -> None:
+        max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)]
+        )
+        # No deserializer: the handler parses, so a malformed body gets a clear INVALID_ARGUMENT.
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        try:
+            self.port = server.add_insecure_port(self._config.endpoint)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
+        await server.start()
+        self._server = server
+
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
