@@ -36,11 +36,11 @@ class AdminServer:
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
         try:
-            await web.TCPSite(runner, host, port, shutdown_timeout=1.0).start()
+            await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             await runner.cleanup()
             raise OSError(f"cannot listen for the admin endpoint on {self._config.endpoint}: {exc.strerror}") from None

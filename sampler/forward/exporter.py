@@ -157,7 +157,10 @@ class Exporter(ABC):
         retry = self._retry
         if retry is None or not retry.enabled:
             return AsyncRetrying(retry=retry_never, reraise=True)
-        backoff = wait_exponential_jitter(initial=retry.initial_interval, max=retry.max_interval)
+        # Jitter up to half the first interval, like the Collector's randomization factor of 0.5.
+        backoff = wait_exponential_jitter(
+            multiplier=retry.initial_interval, max=retry.max_interval, jitter=retry.initial_interval / 2
+        )
 
         def wait(state: RetryCallState) -> float:
             delay = backoff(state)

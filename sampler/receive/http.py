@@ -71,10 +71,10 @@ class HttpReceiver:
     async def start(self) -> None:
         app = web.Application(client_max_size=self._config.max_request_body_size)
         app.router.add_post(TRACES_PATH, self._export)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
-        site = web.TCPSite(runner, host, port, shutdown_timeout=5.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:
