@@ -132,7 +132,9 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tail-sampler", description="Tail-based sampling proxy for OpenTelemetry traces.")
+    parser = argparse.ArgumentParser(
+        prog="tail-sampler", description="Tail-based sampling proxy for OpenTelemetry traces."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides logging.level")
     run.add_argument("--demo", action="store_true", help="also start a load generator that sends traces to this daemon")
-    run.add_argument("--demo-rate", type=float, default=20.0, help="traces per second for --demo (default: %(default)s)")
+    run.add_argument(
+        "--demo-rate", type=float, default=20.0, help="traces per second for --demo (default: %(default)s)"
+    )
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("check", help="validate a config and print what it would run")
@@ -149,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check)
 
     loadgen = commands.add_parser("loadgen", help="send realistic traces with the OpenTelemetry SDK")
-    loadgen.add_argument("--endpoint", default="127.0.0.1:4317", help="gRPC host:port or HTTP URL (default: %(default)s)")
+    loadgen.add_argument(
+        "--endpoint", default="127.0.0.1:4317", help="gRPC host:port or HTTP URL (default: %(default)s)"
+    )
     loadgen.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     loadgen.add_argument("--rate", type=float, default=20.0, help="traces per second (default: %(default)s)")
     loadgen.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped")

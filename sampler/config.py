@@ -25,6 +25,7 @@ def default_config_path() -> Path:
         return SHIPPED_CONFIG
     return Path(__file__).resolve().parent.parent / SHIPPED_CONFIG
 
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -184,7 +185,7 @@ EXPORTER_TYPES: Mapping[str, type[Model]] = {
     "file": FileExporterConfig,
 }
 
-ExporterConfig = Union[OtlpExporterConfig, OtlpHttpExporterConfig, FileExporterConfig]
+ExporterConfig = OtlpExporterConfig | OtlpHttpExporterConfig | FileExporterConfig
 
 
 def exporter_type(name: str) -> str:
@@ -326,7 +327,9 @@ def _keys_below(model: Any, node: Any, path: tuple[Any, ...]) -> list[str]:
 def _describe_error(error: Mapping[str, Any], data: Any) -> tuple[tuple[Any, ...], str]:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     # Pydantic adds the union member name to a location; it is noise to a user.
-    loc = tuple(part for part in loc if not (isinstance(part, str) and (part.endswith("Config") or part.endswith("Policy"))))
+    loc = tuple(
+        part for part in loc if not (isinstance(part, str) and (part.endswith("Config") or part.endswith("Policy")))
+    )
     message = error["msg"]
     if error["type"] == "extra_forbidden" and loc:
         allowed = _allowed_keys_anywhere(data, loc[:-1])
@@ -370,7 +373,9 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
     finally:
         loader.dispose()
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)")
+        raise ConfigError(
+            f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)"
+        )
     errors: list[dict[str, Any]] = []
     config: Config | None = None
     try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter as TallyCounter
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sampler.buffer import TraceWindow
 from sampler.config import TailSamplingConfig
@@ -70,6 +72,7 @@ class TailSampler:
         self.sampled_cache = DecisionCache(config.decision_cache.sampled_cache_size)
         self.not_sampled_cache = DecisionCache(config.decision_cache.non_sampled_cache_size)
         self.policies: list[Policy] = []
+        self._tally: TallyCounter[Any] = TallyCounter()
         self.set_policies(config.policies)
         self._bind_metrics()
 
@@ -103,25 +106,36 @@ class TailSampler:
             for trigger in ("wait", "root", "overflow", "shutdown")
         }
 
+    def _flush_tally(self) -> None:
+        # Counter increments are summed per call of ingest/decide_due, not made per trace:
+        # a prometheus-client increment costs as much as evaluating a simple policy.
+        tally = self._tally
+        if tally:
+            for counter, amount in tally.items():
+                counter.inc(amount)
+            tally.clear()
+
     def ingest(self, batch: DecodedBatch) -> int:
         """Take the spans of one request. Returns how many traces were new."""
         window = self.window
+        tally = self._tally
         new_traces = 0
         for trace_id, fragment in batch.traces.items():
             trace = window.get(trace_id)
             if trace is not None:
                 window.extend(trace, fragment)
             elif trace_id in self.sampled_cache:
-                self._late_kept.inc(fragment.span_count)
+                tally[self._late_kept] += fragment.span_count
                 self._keep(fragment)
             elif trace_id in self.not_sampled_cache:
-                self._late_dropped.inc(fragment.span_count)
+                tally[self._late_dropped] += fragment.span_count
             else:
                 new_traces += 1
                 evicted = window.add(fragment)
                 if evicted is not None:
-                    self._overflow.inc()
+                    tally[self._overflow] += 1
                     self._decide(evicted, "overflow")
+        self._flush_tally()
         return new_traces
 
     def decide_due(self) -> int:
@@ -133,6 +147,7 @@ class TailSampler:
             lag.observe(max(0.0, now - trace.due))
             self._decide(trace, trigger)
             count += 1
+        self._flush_tally()
         return count
 
     def decide_all(self) -> int:
@@ -141,11 +156,13 @@ class TailSampler:
         for trace in self.window.pop_all():
             self._decide(trace, "shutdown")
             count += 1
+        self._flush_tally()
         return count
 
     def evaluate(self, trace: TraceSpans) -> tuple[Decision, Policy | None]:
         """The combined decision for a trace, and the first policy that sampled it."""
         view = TraceView(trace)
+        tally = self._tally
         decisions = []
         first_sampler = None
         for index, policy in enumerate(self.policies):
@@ -155,13 +172,13 @@ class TailSampler:
                 log.exception("policy %r failed on a trace; counting it as not sampled", policy.name)
                 self._policy_errors[index].inc()
                 decision = Decision.NOT_SAMPLED
-            self._policy_counters[index][decision].inc()
+            tally[self._policy_counters[index][decision]] += 1
             if decision is Decision.SAMPLED and first_sampler is None:
                 first_sampler = index
             decisions.append(decision)
         final = combine(decisions)
         if final is Decision.SAMPLED and first_sampler is not None:
-            self._kept_by[first_sampler].inc()
+            tally[self._kept_by[first_sampler]] += 1
             return final, self.policies[first_sampler]
         return final, None
 
@@ -169,11 +186,12 @@ class TailSampler:
         final, _ = self.evaluate(trace)
         kept = final is Decision.SAMPLED
         self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
-        self._decided[(kept, trigger)].inc()
+        tally = self._tally
+        tally[self._decided[(kept, trigger)]] += 1
         if kept:
             self.sampled_cache.add(trace.trace_id)
-            self._spans_kept.inc(trace.span_count)
+            tally[self._spans_kept] += trace.span_count
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id)
-            self._spans_dropped.inc(trace.span_count)
+            tally[self._spans_dropped] += trace.span_count

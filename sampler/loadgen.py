@@ -61,7 +61,9 @@ class CheckoutTraffic:
                 )
             )
             provider.add_span_processor(
-                BatchSpanProcessor(make_exporter(endpoint, protocol), schedule_delay_millis=200, max_export_batch_size=512)
+                BatchSpanProcessor(
+                    make_exporter(endpoint, protocol), schedule_delay_millis=200, max_export_batch_size=512
+                )
             )
             self._providers[service] = provider
             self.tracers[service] = provider.get_tracer(f"loadgen.{service}", "0.1.0")
@@ -91,27 +93,61 @@ class CheckoutTraffic:
         self._child("cart", "GetCart", root_ctx, cursor, rng.randint(5, 20), {"cart.items": rng.randint(1, 9)})
         cursor += 25 * _MS
         checkout = self.tracers["checkout"].start_span(
-            "PlaceOrder", context=root_ctx, kind=SpanKind.SERVER, start_time=cursor,
+            "PlaceOrder",
+            context=root_ctx,
+            kind=SpanKind.SERVER,
+            start_time=cursor,
             attributes={"rpc.system": "grpc", "rpc.service": "CheckoutService", "rpc.method": "PlaceOrder"},
         )
         checkout_ctx = trace.set_span_in_context(checkout)
         inner = cursor + 1 * _MS
-        self._child("inventory", "ReserveItems", checkout_ctx, inner, rng.randint(5, 30), {"db.system.name": "postgresql"})
-        self._child("inventory", "SELECT stock", checkout_ctx, inner + 2 * _MS, rng.randint(1, 5), {"db.operation.name": "SELECT"})
+        self._child(
+            "inventory", "ReserveItems", checkout_ctx, inner, rng.randint(5, 30), {"db.system.name": "postgresql"}
+        )
+        self._child(
+            "inventory",
+            "SELECT stock",
+            checkout_ctx,
+            inner + 2 * _MS,
+            rng.randint(1, 5),
+            {"db.operation.name": "SELECT"},
+        )
         inner += 35 * _MS
         payment = self.tracers["payment"].start_span(
-            "Charge", context=checkout_ctx, kind=SpanKind.SERVER, start_time=inner,
-            attributes={"payment.provider": rng.choice(("visa", "mastercard", "paypal")), "payment.amount_cents": rng.randint(500, 90000)},
+            "Charge",
+            context=checkout_ctx,
+            kind=SpanKind.SERVER,
+            start_time=inner,
+            attributes={
+                "payment.provider": rng.choice(("visa", "mastercard", "paypal")),
+                "payment.amount_cents": rng.randint(500, 90000),
+            },
         )
         payment_ctx = trace.set_span_in_context(payment)
-        self._child("payment", "POST /v1/charges", payment_ctx, inner + 1 * _MS, payment_ms - 2, {"http.request.method": "POST", "server.address": "psp.example"})
-        self._child("payment", "INSERT payments", payment_ctx, inner + payment_ms * _MS - _MS, 1, {"db.operation.name": "INSERT"})
+        self._child(
+            "payment",
+            "POST /v1/charges",
+            payment_ctx,
+            inner + 1 * _MS,
+            payment_ms - 2,
+            {"http.request.method": "POST", "server.address": "psp.example"},
+        )
+        self._child(
+            "payment",
+            "INSERT payments",
+            payment_ctx,
+            inner + payment_ms * _MS - _MS,
+            1,
+            {"db.operation.name": "INSERT"},
+        )
         if error:
             payment.set_status(Status(StatusCode.ERROR, "card declined by processor"))
             payment.add_event("exception", {"exception.type": "PaymentDeclined", "exception.message": "card declined"})
         payment.end(end_time=inner + payment_ms * _MS)
         inner += payment_ms * _MS + 1 * _MS
-        self._child("checkout", "PublishOrderPlaced", checkout_ctx, inner, rng.randint(1, 4), {"messaging.system": "kafka"})
+        self._child(
+            "checkout", "PublishOrderPlaced", checkout_ctx, inner, rng.randint(1, 4), {"messaging.system": "kafka"}
+        )
         inner += 5 * _MS
         if error:
             checkout.set_status(Status(StatusCode.ERROR, "payment failed"))
@@ -121,10 +157,15 @@ class CheckoutTraffic:
         root.end(end_time=inner + 3 * _MS)
         return root.get_span_context().trace_id.to_bytes(16, "big")
 
-    def _child(self, service: str, name: str, parent: object, start: int, duration_ms: int, attributes: dict) -> trace.Span:
+    def _child(
+        self, service: str, name: str, parent: object, start: int, duration_ms: int, attributes: dict
+    ) -> trace.Span:
         span = self.tracers[service].start_span(
-            name, context=parent, kind=SpanKind.INTERNAL if "SELECT" in name or "INSERT" in name else SpanKind.CLIENT,
-            start_time=start, attributes=attributes,
+            name,
+            context=parent,
+            kind=SpanKind.INTERNAL if "SELECT" in name or "INSERT" in name else SpanKind.CLIENT,
+            start_time=start,
+            attributes=attributes,
         )
         span.end(end_time=start + max(1, duration_ms) * _MS)
         return span

@@ -126,7 +126,10 @@ class Metrics:
             registry=r,
         )
         self.exporter_retries = Counter(
-            f"{PREFIX}_exporter_retries", "Export attempts scheduled again after a retryable failure.", ["exporter"], registry=r
+            f"{PREFIX}_exporter_retries",
+            "Export attempts scheduled again after a retryable failure.",
+            ["exporter"],
+            registry=r,
         )
         self.exporter_dropped_spans = Counter(
             f"{PREFIX}_exporter_dropped_spans",
@@ -142,8 +145,10 @@ class Metrics:
             f"{PREFIX}_exporter_queue_capacity_batches", "Capacity of an exporter's queue.", ["exporter"], registry=r
         )
         self.batches_built = Counter(
-            f"{PREFIX}_forward_batches", "Batches of kept spans built for the exporters, by trigger (size, bytes, timeout, flush).",
-            ["trigger"], registry=r,
+            f"{PREFIX}_forward_batches",
+            "Batches of kept spans built for the exporters, by trigger (size, bytes, timeout, flush).",
+            ["trigger"],
+            registry=r,
         )
 
         # lifecycle

@@ -122,7 +122,9 @@ class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
         if failure is not None:
             code, delay = failure
             if delay is not None:
-                retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int((delay % 1) * 1e9)))
+                retry = error_details_pb2.RetryInfo(
+                    retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int((delay % 1) * 1e9))
+                )
                 status = status_pb2.Status(code=code.value[0], message="sink told to fail")
                 status.details.add().Pack(retry)
                 context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
@@ -362,7 +364,11 @@ def make_request(
 
 
 def make_trace(
-    spans: int = 3, root: bool = True, error: bool = False, duration_ms: int = 50, attributes: dict[str, Any] | None = None
+    spans: int = 3,
+    root: bool = True,
+    error: bool = False,
+    duration_ms: int = 50,
+    attributes: dict[str, Any] | None = None,
 ) -> tuple[bytes, list[Span]]:
     trace_id = os.urandom(16)
     root_id = os.urandom(8)
@@ -392,7 +398,9 @@ def grpc_export(endpoint: str, request: ExportTraceServiceRequest | bytes, **kwa
         return ExportTraceServiceResponse.FromString(call(data, timeout=10, **kwargs))
 
 
-def http_export(url: str, body: bytes, content_type: str = "application/x-protobuf", gzipped: bool = False) -> requests.Response:
+def http_export(
+    url: str, body: bytes, content_type: str = "application/x-protobuf", gzipped: bool = False
+) -> requests.Response:
     headers = {"Content-Type": content_type}
     if gzipped:
         body = gzip.compress(body)

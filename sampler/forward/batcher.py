@@ -108,4 +108,3 @@ class Batcher:
         while True:
             await asyncio.sleep(interval)
             self.flush_if_stale(loop.time())
-

@@ -4,6 +4,7 @@ backoff and jitter, and accounting for whatever is finally not delivered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -88,10 +89,8 @@ class Exporter(ABC):
     async def shutdown(self, deadline: float) -> None:
         """Deliver what is queued until `deadline` (time.monotonic), then give up on the rest."""
         self._closing_deadline = deadline
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            pass
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -100,10 +99,10 @@ class Exporter(ABC):
             self._drop(payload, "shutdown", "the shutdown deadline passed before it could be sent")
         await self.close()
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - optional hook
         """Create connections; called once before the first send."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
     # --- sending -----------------------------------------------------------

@@ -106,7 +106,7 @@ class Policy(ABC):
         self.clock = clock
         self.prepare()
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook
         """Precompute what evaluate needs from the settings; called once, at construction."""
 
     @abstractmethod
@@ -121,4 +121,3 @@ class Policy(ABC):
 
 def decide(sampled: bool) -> Decision:
     return Decision.SAMPLED if sampled else Decision.NOT_SAMPLED
-

@@ -35,7 +35,9 @@ class StringAttributePolicy(Policy):
     def prepare(self) -> None:
         self._values = frozenset(value for value in self.settings.values if value)
         # Compiled once here; the regexes are tried with search, anchored only if the user anchors them.
-        self._patterns = tuple(re.compile(p) for p in self.settings.values) if self.settings.enabled_regex_matching else ()
+        self._patterns = (
+            tuple(re.compile(p) for p in self.settings.values) if self.settings.enabled_regex_matching else ()
+        )
         self._match_cache: OrderedDict[str, bool] = OrderedDict()
 
     def _matches(self, value: str) -> bool:

@@ -71,30 +71,29 @@ class RequestSplitter:
                 )
                 for span in scope_spans.spans:
                     trace_id = span.trace_id
-                    span_id = span.span_id
-                    if (
-                        len(trace_id) != 16
-                        or trace_id == _ZERO_TRACE_ID
-                        or len(span_id) != 8
-                        or span_id == _ZERO_SPAN_ID
-                    ):
-                        rejected += 1
-                        continue
-                    accepted += 1
                     trace = traces.get(trace_id)
                     if trace is None:
+                        # A trace ID is checked once per request, when first seen.
+                        if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
+                            rejected += 1
+                            continue
                         traces[trace_id] = trace = TraceSpans(trace_id)
+                    span_id = span.span_id
+                    if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
+                        rejected += 1
+                        continue
                     data = span.SerializeToString()
                     spans = trace.groups.get(key)
                     if spans is None:
                         trace.groups[key] = spans = bytearray()
+                    size = len(data)
                     spans += TAG_SCOPE_SPAN
-                    spans += varint(len(data))
+                    spans += varint(size)
                     spans += data
                     trace.span_count += 1
-                    trace.nbytes += len(data)
+                    trace.nbytes += size
                     start = span.start_time_unix_nano
-                    if start and (not trace.start_min or start < trace.start_min):
+                    if start and (start < trace.start_min or not trace.start_min):
                         trace.start_min = start
                     end = span.end_time_unix_nano
                     if end > trace.end_max:
@@ -103,8 +102,11 @@ class RequestSplitter:
                         trace.root_seen = True
                     if span.status.code == _STATUS_CODE_ERROR:
                         trace.error_seen = True
+                    accepted += 1
         batch.span_count = accepted
         if rejected:
+            for trace_id in [tid for tid, trace in traces.items() if not trace.span_count]:
+                del traces[trace_id]
             batch.rejected_spans = rejected
             batch.rejection_message = (
                 f"{rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes, not all zero"

@@ -28,9 +28,7 @@ class GrpcReceiver:
 
     async def start(self) -> None:
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
-        server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)]
-        )
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)])
         # No deserializer: the handler parses, so a malformed body gets a clear INVALID_ARGUMENT.
         handler = grpc.method_handlers_generic_handler(
             SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}

@@ -79,8 +79,14 @@ def test_malformed_protobuf_over_http_is_400_with_status(daemon, grpc_sink):
     [
         (b"{not json", "invalid JSON"),
         (b"[1, 2]", "JSON object"),
-        (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}).encode(), "not a hex"),
-        (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}).encode(), "startTimeUnixNano"),
+        (
+            json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}).encode(),
+            "not a hex",
+        ),
+        (
+            json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}).encode(),
+            "startTimeUnixNano",
+        ),
         (b"\xff\xfe\x00", "invalid JSON"),
     ],
 )

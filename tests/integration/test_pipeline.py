@@ -13,7 +13,6 @@ from tests.support import (
     config_dict,
     fast_retry,
     grpc_export,
-    http_export,
     make_request,
     make_span,
     make_trace,
@@ -129,7 +128,9 @@ def test_root_span_arrival_brings_the_decision_forward(start_daemon, grpc_sink):
 
 def test_root_arriving_in_a_later_request_also_triggers(start_daemon, grpc_sink):
     daemon = start_daemon(
-        config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, decision_wait="30s", decision_wait_after_root_received="100ms")
+        config_dict(
+            {"otlp": fast_retry(grpc_sink.endpoint)}, decision_wait="30s", decision_wait_after_root_received="100ms"
+        )
     )
     trace_id, spans = make_trace(spans=3, root=True)
     grpc_export(daemon.grpc_endpoint, make_request(spans[1:]))  # children first
@@ -177,9 +178,7 @@ def test_grpc_exporter_retries_unavailable_until_accepted(start_daemon):
 
 
 def test_grpc_resource_exhausted_is_retried_only_with_retry_info(start_daemon):
-    sink = GrpcSink(
-        failures=[(grpc.StatusCode.RESOURCE_EXHAUSTED, 0.4), (grpc.StatusCode.RESOURCE_EXHAUSTED, None)]
-    )
+    sink = GrpcSink(failures=[(grpc.StatusCode.RESOURCE_EXHAUSTED, 0.4), (grpc.StatusCode.RESOURCE_EXHAUSTED, None)])
     try:
         daemon = start_daemon(config_dict({"otlp": fast_retry(sink.endpoint)}))
         _, first = make_trace(spans=2)
@@ -224,7 +223,9 @@ def test_permanent_failure_is_counted_never_silent(start_daemon):
         daemon = start_daemon(config_dict({"otlphttp": fast_retry(sink.endpoint, kind="otlphttp")}))
         _, spans = make_trace(spans=3)
         grpc_export(daemon.grpc_endpoint, make_request(spans))
-        wait_until(lambda: daemon.scrape().value("tail_sampler_exporter_dropped_spans_total", reason="permanent_error") == 3)
+        wait_until(
+            lambda: daemon.scrape().value("tail_sampler_exporter_dropped_spans_total", reason="permanent_error") == 3
+        )
         assert sink.attempts == 1
     finally:
         sink.close()
@@ -238,7 +239,9 @@ def test_exhausted_retries_are_counted(start_daemon):
         daemon = start_daemon(config_dict({"otlphttp": exporter}))
         _, spans = make_trace(spans=2)
         grpc_export(daemon.grpc_endpoint, make_request(spans))
-        wait_until(lambda: daemon.scrape().value("tail_sampler_exporter_dropped_spans_total", reason="retries_exhausted") == 2)
+        wait_until(
+            lambda: daemon.scrape().value("tail_sampler_exporter_dropped_spans_total", reason="retries_exhausted") == 2
+        )
         assert sink.attempts >= 2
     finally:
         sink.close()
@@ -318,7 +321,10 @@ def test_shutdown_decides_buffered_traces_and_flushes(start_daemon, grpc_sink):
     assert grpc_sink.trace_ids() == sent
     assert grpc_sink.span_count() == 60
     registry = daemon.daemon.metrics.registry
-    assert registry.get_sample_value("tail_sampler_traces_decided_total", {"decision": "kept", "trigger": "shutdown"}) == 20
+    assert (
+        registry.get_sample_value("tail_sampler_traces_decided_total", {"decision": "kept", "trigger": "shutdown"})
+        == 20
+    )
     assert registry.get_sample_value("tail_sampler_ready") == 0
 
 

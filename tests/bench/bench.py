@@ -1,0 +1,502 @@
+"""Throughput, decision lag and memory of the daemon, against a null proxy as the ceiling.
+
+Run:  python tests/bench/bench.py            (about 2 minutes)
+      python tests/bench/bench.py --duration 20 --repeats 5
+
+Everything runs on this machine over loopback, in separate processes:
+  load   -> target (the daemon, or the null proxy) -> sink
+The load process replays pre-serialized OTLP requests (10 spans per trace, ~10
+attributes per span, 50 traces per request) over OTLP/gRPC with a few requests
+in flight, patching fresh trace IDs into every request, so every trace is new.
+The null proxy receives, parses, re-serializes and forwards everything with no
+buffering: the ceiling for any Python OTLP relay on this machine. The daemon
+keeps ~10% of traces (probabilistic 10%).
+
+Reported per run, with medians over the repeats:
+  - accepted spans/s (closed loop: each sender waits for the answer);
+  - loss check: every accepted span decided, every kept span at the sink;
+  - decision lag beyond the configured wait, p50/p99, from the daemon's histogram;
+  - resident memory per buffered span: (RSS with a full window - RSS idle) / spans in the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parents[2]
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+SPANS_PER_TRACE = 10
+TRACES_PER_REQUEST = 50
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# --- load ---------------------------------------------------------------------
+
+
+def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
+    """Serialized requests and, for each, the offsets of every trace ID's first 4 bytes."""
+    import random
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    rng = random.Random(seed)
+    services = ["frontend", "cart", "checkout", "payment", "inventory"]
+    pool = []
+    for _ in range(size):
+        request = ExportTraceServiceRequest()
+        trace_ids = []
+        by_service = {}
+        for service in services:
+            rs = request.resource_spans.add()
+            for key, value in (("service.name", service), ("service.version", "1.4.2"), ("host.name", f"{service}-7d9f")):
+                rs.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+            ss = rs.scope_spans.add()
+            ss.scope.name = f"io.opentelemetry.{service}"
+            by_service[service] = ss
+        now = time.time_ns()
+        for _ in range(TRACES_PER_REQUEST):
+            trace_id = rng.randbytes(16)
+            trace_ids.append(trace_id)
+            root_id = rng.randbytes(8)
+            for index in range(SPANS_PER_TRACE):
+                span = by_service[services[index % len(services)]].spans.add()
+                span.trace_id = trace_id
+                span.span_id = root_id if index == 0 else rng.randbytes(8)
+                span.parent_span_id = b"" if index == 0 else root_id
+                span.name = f"GET /api/v1/items/{index}"
+                span.kind = 2
+                span.start_time_unix_nano = now + index * 1000
+                span.end_time_unix_nano = now + index * 1000 + rng.randint(1, 900) * 1_000_000
+                if rng.random() < 0.02:
+                    span.status.code = 2
+                for attr in range(10):
+                    span.attributes.append(
+                        KeyValue(key=f"app.attribute.{attr}", value=AnyValue(string_value=f"value-{rng.randint(0, 999)}"))
+                    )
+        data = bytearray(request.SerializeToString())
+        offsets = []
+        for trace_id in trace_ids:
+            start = 0
+            while (found := data.find(trace_id, start)) >= 0:
+                offsets.append(found)
+                start = found + 16
+        pool.append((data, offsets))
+    return pool
+
+
+async def run_load(target: str, duration: float, concurrency: int, seed: int) -> dict:
+    import grpc
+
+    pool = build_pool(40, seed)
+    spans_per_request = SPANS_PER_TRACE * TRACES_PER_REQUEST
+    counter = seed << 24
+    sent_spans = 0
+    requests_ok = 0
+    errors = 0
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        export = channel.unary_unary(EXPORT)
+        await channel.channel_ready()
+        stop_at = time.monotonic() + duration
+
+        async def sender(index: int) -> None:
+            nonlocal counter, sent_spans, requests_ok, errors
+            turn = index
+            while time.monotonic() < stop_at:
+                data, offsets = pool[turn % len(pool)]
+                turn += concurrency
+                counter += 1
+                stamp = (counter & 0xFFFFFFFF).to_bytes(4, "big")
+                # A fresh prefix for every trace ID in this request: all traces are new.
+                for offset in offsets:
+                    data[offset : offset + 4] = stamp
+                try:
+                    await export(bytes(data), timeout=30)
+                    requests_ok += 1
+                    sent_spans += spans_per_request
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender(i) for i in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return {"spans": sent_spans, "requests": requests_ok, "errors": errors, "seconds": elapsed}
+
+
+# --- sink and null proxy ------------------------------------------------------------
+
+
+async def serve_sink(port: int, count_file: str) -> None:
+    """Acks every export and counts spans; writes the count to count_file on SIGTERM."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    counts = {"spans": 0, "requests": 0, "bytes": 0}
+
+    async def export(data: bytes, context) -> bytes:
+        counts["requests"] += 1
+        counts["bytes"] += len(data)
+        request = ExportTraceServiceRequest.FromString(data)
+        counts["spans"] += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        return b""
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(export)},
+        ),)
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: Path(count_file).write_text(json.dumps(counts)))
+    await stop.wait()
+    Path(count_file).write_text(json.dumps(counts))
+    await server.stop(0)
+
+
+async def serve_null_proxy(port: int, upstream: str) -> None:
+    """Receive, parse, re-serialize, forward everything; no buffering, no decisions."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    channel = grpc.aio.insecure_channel(upstream, options=[("grpc.max_send_message_length", 64 << 20)])
+    forward = channel.unary_unary(EXPORT)
+
+    async def export(data: bytes, context) -> bytes:
+        request = ExportTraceServiceRequest.FromString(data)
+        await forward(request.SerializeToString(), timeout=30)
+        return b""
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(export)},
+        ),)
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(0)
+    await channel.close()
+
+
+# --- orchestration --------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, args: list[str], **kwargs) -> None:
+        self.p = subprocess.Popen(args, cwd=REPO, **kwargs)
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def me(*args: str) -> list[str]:
+    return [sys.executable, str(HERE), *args]
+
+
+def load(port: int, duration: float, concurrency: int, processes: int) -> dict:
+    procs = [
+        subprocess.Popen(
+            me("load", "--target", f"127.0.0.1:{port}", "--duration", str(duration),
+               "--concurrency", str(concurrency), "--seed", str(i + 1)),
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        for i in range(processes)
+    ]
+    results = [json.loads(p.communicate(timeout=duration + 120)[0]) for p in procs]
+    return {
+        "spans": sum(r["spans"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "seconds": max(r["seconds"] for r in results),
+    }
+
+
+def sink_counts(sink: Proc, count_file: str) -> dict:
+    Path(count_file).unlink(missing_ok=True)
+    sink.p.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(Path(count_file).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            time.sleep(0.05)
+    raise RuntimeError("sink did not report")
+
+
+def scrape(admin_port: int) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5).read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.name + json.dumps(sample.labels, sort_keys=True) if sample.labels else sample.name
+            values[key] = sample.value
+    return values
+
+
+def total(values: dict[str, float], name: str, **labels: str) -> float:
+    result = 0.0
+    for key, value in values.items():
+        if key == name or key.startswith(name + "{"):
+            got = json.loads(key[len(name):]) if key != name else {}
+            if all(got.get(k) == v for k, v in labels.items()):
+                result += value
+    return result
+
+
+def histogram_quantile(values: dict[str, float], name: str, q: float) -> float:
+    buckets = []
+    for key, value in values.items():
+        if key.startswith(name + "_bucket{"):
+            le = json.loads(key[len(name) + 7:])["le"]
+            buckets.append((float("inf") if le == "+Inf" else float(le), value))
+    buckets.sort()
+    count = buckets[-1][1] if buckets else 0
+    if not count:
+        return float("nan")
+    rank = q * count
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return previous_bound
+            share = (rank - previous_count) / max(cumulative - previous_count, 1e-9)
+            return previous_bound + (bound - previous_bound) * share
+        previous_bound, previous_count = bound, cumulative
+    return previous_bound
+
+
+def run_null(args, sink_port: int) -> dict:
+    port = free_port()
+    proxy = Proc(me("null-proxy", "--port", str(port), "--upstream", f"127.0.0.1:{sink_port}"))
+    try:
+        wait_port(port)
+        result = load(port, args.duration, args.concurrency, args.load_processes)
+    finally:
+        proxy.stop()
+    result["rate"] = result["spans"] / result["seconds"]
+    return result
+
+
+def run_daemon(args, sink: Proc, sink_port: int, count_file: str, workdir: Path) -> dict:
+    grpc_port, admin_port = free_port(), free_port()
+    config = workdir / "bench.yaml"
+    config.write_text(
+        f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{grpc_port}", max_recv_msg_size_mib: 16}}
+tail_sampling:
+  decision_wait: {args.decision_wait}s
+  num_traces: 1000000
+  decision_cache: {{sampled_cache_size: 200000, non_sampled_cache_size: 1000000}}
+  policies:
+    - {{name: baseline, type: probabilistic, probabilistic: {{sampling_percentage: 10}}}}
+exporters:
+  otlp: {{endpoint: "127.0.0.1:{sink_port}", tls: {{insecure: true}}, compression: none}}
+admin: {{endpoint: "127.0.0.1:{admin_port}"}}
+logging: {{summary_interval: 0s, level: warning}}
+shutdown: {{timeout: 60s}}
+"""
+    )
+    before = sink_counts(sink, count_file)
+    daemon = Proc([sys.executable, "-m", "sampler", "run", "--config", str(config)])
+    try:
+        wait_port(admin_port)
+        wait_port(grpc_port)
+        time.sleep(0.5)
+        idle_rss = rss_bytes(daemon.p.pid)
+        # Sample memory and window size together while load runs.
+        loader = subprocess.Popen(
+            me("load-multi", "--port", str(grpc_port), "--duration", str(args.duration),
+               "--concurrency", str(args.concurrency), "--processes", str(args.load_processes)),
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        peak = (0, 0.0)
+        while loader.poll() is None:
+            time.sleep(0.5)
+            try:
+                window = total(scrape(admin_port), "tail_sampler_window_spans")
+            except OSError:
+                continue
+            rss = rss_bytes(daemon.p.pid)
+            if window > peak[1]:
+                peak = (rss, window)
+        result = json.loads(loader.communicate()[0])
+        # Let every trace come due and the kept ones reach the sink.
+        deadline = time.monotonic() + args.decision_wait + 60
+        while time.monotonic() < deadline:
+            values = scrape(admin_port)
+            decided_spans = total(values, "tail_sampler_spans_decided_total")
+            queue = total(values, "tail_sampler_exporter_queue_batches")
+            if decided_spans >= total(values, "tail_sampler_received_spans_total") and queue == 0:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)
+        values = scrape(admin_port)
+    finally:
+        daemon.stop()
+    after = sink_counts(sink, count_file)
+    kept = total(values, "tail_sampler_spans_decided_total", decision="kept")
+    result.update(
+        rate=result["spans"] / result["seconds"],
+        received=total(values, "tail_sampler_received_spans_total"),
+        decided=total(values, "tail_sampler_spans_decided_total"),
+        kept=kept,
+        at_sink=after["spans"] - before["spans"],
+        dropped_by_exporter=total(values, "tail_sampler_exporter_dropped_spans_total"),
+        early=total(values, "tail_sampler_early_decisions_total"),
+        lag_p50=histogram_quantile(values, "tail_sampler_decision_lag_seconds", 0.5),
+        lag_p99=histogram_quantile(values, "tail_sampler_decision_lag_seconds", 0.99),
+        idle_rss=idle_rss,
+        peak_rss=peak[0],
+        peak_window_spans=peak[1],
+        bytes_per_buffered_span=(peak[0] - idle_rss) / peak[1] if peak[1] else float("nan"),
+    )
+    result["no_loss"] = (
+        result["errors"] == 0
+        and result["received"] == result["spans"]
+        and result["decided"] == result["received"]
+        and result["at_sink"] == result["kept"]
+        and result["dropped_by_exporter"] == 0
+        and result["early"] == 0
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    bench = sub.add_parser("bench")
+    for p in (parser, bench):
+        p.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
+        p.add_argument("--repeats", type=int, default=3)
+        p.add_argument("--concurrency", type=int, default=4, help="requests in flight per load process")
+        p.add_argument("--load-processes", type=int, default=1)
+        p.add_argument("--decision-wait", type=float, default=5.0)
+    lp = sub.add_parser("load")
+    lp.add_argument("--target", required=True)
+    lp.add_argument("--duration", type=float, required=True)
+    lp.add_argument("--concurrency", type=int, default=4)
+    lp.add_argument("--seed", type=int, default=1)
+    lm = sub.add_parser("load-multi")
+    lm.add_argument("--port", type=int, required=True)
+    lm.add_argument("--duration", type=float, required=True)
+    lm.add_argument("--concurrency", type=int, default=4)
+    lm.add_argument("--processes", type=int, default=1)
+    sk = sub.add_parser("sink")
+    sk.add_argument("--port", type=int, required=True)
+    sk.add_argument("--count-file", required=True)
+    npx = sub.add_parser("null-proxy")
+    npx.add_argument("--port", type=int, required=True)
+    npx.add_argument("--upstream", required=True)
+    args = parser.parse_args()
+
+    if args.command == "load":
+        print(json.dumps(asyncio.run(run_load(args.target, args.duration, args.concurrency, args.seed))))
+        return
+    if args.command == "load-multi":
+        print(json.dumps(load(args.port, args.duration, args.concurrency, args.processes)))
+        return
+    if args.command == "sink":
+        asyncio.run(serve_sink(args.port, args.count_file))
+        return
+    if args.command == "null-proxy":
+        asyncio.run(serve_null_proxy(args.port, args.upstream))
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="tail-sampler-bench-"))
+    count_file = str(workdir / "sink.json")
+    sink_port = free_port()
+    sink = Proc(me("sink", "--port", str(sink_port), "--count-file", count_file))
+    wait_port(sink_port)
+    print(
+        f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load: {args.load_processes} process(es) x "
+        f"{args.concurrency} in flight; {SPANS_PER_TRACE} spans/trace, {TRACES_PER_REQUEST} traces/request; "
+        f"{args.duration:g}s per run, {args.repeats} repeats; decision_wait {args.decision_wait:g}s",
+        flush=True,
+    )
+    nulls, daemons = [], []
+    try:
+        for repeat in range(args.repeats):
+            null = run_null(args, sink_port)
+            nulls.append(null)
+            print(f"[{repeat + 1}] null proxy: {null['rate']:,.0f} spans/s ({null['errors']} errors)", flush=True)
+            result = run_daemon(args, sink, sink_port, count_file, workdir)
+            daemons.append(result)
+            print(
+                f"[{repeat + 1}] daemon:     {result['rate']:,.0f} spans/s; no loss: {result['no_loss']} "
+                f"(received {result['received']:,.0f}, decided {result['decided']:,.0f}, kept {result['kept']:,.0f}, "
+                f"at sink {result['at_sink']:,.0f}); decision lag p50 {result['lag_p50'] * 1000:.0f} ms, "
+                f"p99 {result['lag_p99'] * 1000:.0f} ms; {result['bytes_per_buffered_span']:.0f} B RSS per buffered span "
+                f"({result['peak_window_spans']:,.0f} spans buffered)",
+                flush=True,
+            )
+    finally:
+        sink.stop()
+    null_rate = statistics.median(r["rate"] for r in nulls)
+    daemon_rate = statistics.median(r["rate"] for r in daemons)
+    print()
+    print(f"median null proxy:  {null_rate:,.0f} spans/s")
+    print(f"median daemon:      {daemon_rate:,.0f} spans/s  (ratio {daemon_rate / null_rate:.2f} of the null proxy)")
+    print(f"runs without loss:  {sum(r['no_loss'] for r in daemons)}/{len(daemons)}")
+    print(
+        f"median decision lag beyond decision_wait: p50 {statistics.median(r['lag_p50'] for r in daemons) * 1000:.0f} ms, "
+        f"p99 {statistics.median(r['lag_p99'] for r in daemons) * 1000:.0f} ms (from histogram buckets)"
+    )
+    print(f"median RSS per buffered span: {statistics.median(r['bytes_per_buffered_span'] for r in daemons):.0f} B")
+
+
+if __name__ == "__main__":
+    main()

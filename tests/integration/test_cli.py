@@ -1,0 +1,219 @@
+"""The `tail-sampler` command as a user runs it: a real subprocess, real sockets, signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+import yaml
+
+from tests.support import GrpcSink, config_dict, fast_retry, grpc_export, make_request, make_trace, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sampler", *args], capture_output=True, text=True, timeout=120, cwd=REPO, **kwargs
+    )
+
+
+def write_config(tmp_path: Path, data: dict) -> tuple[Path, dict[str, int]]:
+    ports = {"grpc": free_port(), "http": free_port(), "admin": free_port()}
+    data["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] = f"127.0.0.1:{ports['grpc']}"
+    data["receivers"]["otlp"]["protocols"]["http"]["endpoint"] = f"127.0.0.1:{ports['http']}"
+    data["admin"]["endpoint"] = f"127.0.0.1:{ports['admin']}"
+    path = tmp_path / "sampler.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, ports
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, admin_port: int) -> None:
+        self.admin = f"http://127.0.0.1:{admin_port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sampler", "run", "--config", str(config)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_until(self._ready, timeout=30, what="the daemon's /readyz")
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"daemon exited early:\n{self.process.stdout.read()}")
+        try:
+            return requests.get(self.admin + "/readyz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def terminate(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.process.send_signal(sig)
+        output, _ = self.process.communicate(timeout=60)
+        return self.process.returncode, output
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=10)
+
+
+def test_check_accepts_the_shipped_config_and_prints_policies():
+    result = cli("check", "--config", "config/sampler.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "errors: status_code" in result.stdout
+    assert "baseline: probabilistic" in result.stdout
+    assert "file -> " in result.stdout
+
+
+def test_check_without_config_uses_the_shipped_one():
+    result = cli("check")
+    assert result.returncode == 0, result.stderr
+    assert "config/sampler.yaml: valid" in result.stdout
+
+
+def test_check_rejects_an_invalid_config_with_file_line_and_choices(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "tail_sampling:\n"
+        "  policies:\n"
+        "    - {name: a, type: latncy}\n"
+        "    - name: b\n"
+        "      type: status_code\n"
+        "      status_code: {status_codes: [FAIL]}\n"
+        "exporters:\n"
+        "  file: {path: x.jsonl}\n"
+    )
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}:3: tail_sampling.policies[0].type: unknown policy type 'latncy'" in result.stderr
+    assert "valid types: always_sample, latency" in result.stderr
+    assert f"{path}:6: tail_sampling.policies[1].status_code.status_codes[0]" in result.stderr
+    assert "'OK', 'ERROR' or 'UNSET'" in result.stderr
+
+
+def test_check_reports_a_missing_file():
+    result = cli("check", "--config", "/nonexistent/sampler.yaml")
+    assert result.returncode == 2
+    assert "/nonexistent/sampler.yaml: cannot read config" in result.stderr
+
+
+def test_run_reports_a_port_in_use_and_exits_nonzero(tmp_path):
+    sink = GrpcSink()
+    try:
+        data = config_dict({"otlp": fast_retry(sink.endpoint)})
+        path, ports = write_config(tmp_path, data)
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", ports["http"]))
+            busy.listen()
+            result = cli("run", "--config", str(path))
+        assert result.returncode == 1
+        assert f"cannot listen for OTLP/HTTP on 127.0.0.1:{ports['http']}" in result.stderr
+    finally:
+        sink.close()
+
+
+def test_sigterm_decides_buffered_traces_flushes_and_exits_zero(tmp_path):
+    sink = GrpcSink()
+    try:
+        data = config_dict({"otlp": fast_retry(sink.endpoint)}, decision_wait="60s")
+        path, ports = write_config(tmp_path, data)
+        daemon = DaemonProcess(path, ports["admin"])
+        try:
+            sent = set()
+            for _ in range(25):
+                trace_id, spans = make_trace(spans=4)
+                sent.add(trace_id)
+                grpc_export(f"127.0.0.1:{ports['grpc']}", make_request(spans))
+            assert sink.span_count() == 0  # all still waiting in the window
+            code, output = daemon.terminate(signal.SIGTERM)
+        finally:
+            daemon.kill()
+        assert code == 0, output
+        assert sink.trace_ids() == sent
+        assert sink.span_count() == 100
+        assert "decided 25 buffered trace(s)" in output
+    finally:
+        sink.close()
+
+
+def test_loadgen_against_the_daemon_writes_kept_traces_to_the_file(tmp_path):
+    out = tmp_path / "kept.jsonl"
+    data = config_dict(
+        {"file": {"path": str(out)}},
+        policies=[
+            {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+            {"name": "slow", "type": "latency", "latency": {"threshold_ms": 500}},
+        ],
+        decision_wait="2s",
+        decision_wait_after_root_received="500ms",
+    )
+    path, ports = write_config(tmp_path, data)
+    daemon = DaemonProcess(path, ports["admin"])
+    try:
+        result = cli(
+            "loadgen",
+            "--endpoint",
+            f"127.0.0.1:{ports['grpc']}",
+            "--rate",
+            "100",
+            "--traces",
+            "200",
+            "--error-ratio",
+            "0.1",
+            "--slow-ratio",
+            "0.1",
+            "--seed",
+            "7",
+        )
+        assert result.returncode == 0, result.stderr
+        sent = json.loads(result.stdout.strip().splitlines()[-1])
+        assert sent["traces"] == 200
+
+        def decided() -> float:
+            text = requests.get(daemon.admin + "/metrics", timeout=5).text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("tail_sampler_traces_decided_total{")
+            )
+
+        wait_until(lambda: decided() >= 200, timeout=30, what="200 decisions")
+        code, output = daemon.terminate(signal.SIGINT)
+    finally:
+        daemon.kill()
+    assert code == 0, output
+    from sampler.otlp_json import request_from_json
+    from tests.support import spans_of
+
+    spans = spans_of(request_from_json(line) for line in out.read_text().splitlines())
+    kept_traces = {s.trace_id for s in spans}
+    errors = {s.trace_id for s in spans if s.span.status.code == 2}
+    # Every kept trace is whole (nine spans from five services) and was kept for a reason.
+    assert len(kept_traces) >= sent["errors"]
+    assert errors and errors <= kept_traces
+    assert {s.service for s in spans} == {"frontend", "cart", "checkout", "payment", "inventory"}
+    for trace_id in kept_traces:
+        assert sum(1 for s in spans if s.trace_id == trace_id) == 9
+    assert len(kept_traces) <= sent["errors"] + sent["slow"]
+
+
+def test_python_dash_m_and_console_script_agree():
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("tail-sampler ")
+    script = Path(sys.executable).with_name("tail-sampler")
+    if script.exists():
+        assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout == result.stdout
