@@ -61,7 +61,7 @@ class Daemon:
         self.admin = AdminServer(config.admin, self.metrics, self._readiness)
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
-        self._stopped = asyncio.Event()
+        self._stopping = False
         self.metrics.build_info.labels(__version__).set(1)
 
     def _deliver(self, payload: Payload) -> None:
@@ -152,9 +152,12 @@ class Daemon:
         return counts
 
     async def stop(self) -> None:
-        """Stop accepting, decide every buffered trace, flush the exporters within the shutdown timeout."""
-        if not self._ready and not self._tasks:
+        """Stop accepting, decide every buffered trace, flush the exporters within the shutdown timeout.
+
+        Safe after a failed or partial start: each part stops only what it started."""
+        if self._stopping:
             return
+        self._stopping = True
         started = time.monotonic()
         deadline = started + self.config.shutdown.timeout
         self._ready = False
@@ -173,7 +176,6 @@ class Daemon:
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         await self.admin.stop()
         log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", time.monotonic() - started, decided)
-        self._stopped.set()
 
     async def run_until_signalled(
         self,

@@ -94,6 +94,7 @@ class Exporter(ABC):
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
         while not self._queue.empty():
             payload = self._queue.get_nowait()
             self._drop(payload, "shutdown", "the shutdown deadline passed before it could be sent")
