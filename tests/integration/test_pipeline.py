@@ -373,3 +373,28 @@ def test_many_concurrent_sdk_clients(start_daemon, grpc_sink, protocol):
         thread.join(60)
     grpc_sink.wait_for_spans(40)
     assert grpc_sink.trace_ids() == set(ids)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_sdk_exporters_with_gzip_compression(start_daemon, grpc_sink, protocol):
+    from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}))
+    if protocol == "grpc":
+        exporter = GrpcExporter(endpoint=daemon.grpc_endpoint, insecure=True, compression=Compression.Gzip)
+    else:
+        from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+
+        exporter = HttpExporter(endpoint=daemon.http_url, compression=HttpCompression.Gzip)
+    provider = TracerProvider(resource=Resource.create({"service.name": "gzipped"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id = emit_sdk_trace(provider.get_tracer("tests"), children=2)
+    provider.shutdown()
+    spans = grpc_sink.wait_for_spans(3)
+    assert {s.trace_id for s in spans} == {trace_id}
+    assert {s.service for s in spans} == {"gzipped"}
