@@ -386,7 +386,7 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
     raw_sampling = data.get("tail_sampling")
     raw_policies = raw_sampling.get("policies") if isinstance(raw_sampling, dict) else None
     raw_exporters = data.get("exporters")
-    policies, policy_errors = _validate_policies(raw_policies if isinstance(raw_policies, list) else [])
+    policies, policy_errors = _validate_policies(raw_policies if isinstance(raw_policies, list) else [], lines)
     exporters, exporter_errors = _validate_exporters(raw_exporters if isinstance(raw_exporters, dict) else {})
     errors.extend(policy_errors + exporter_errors)
     if errors:
@@ -408,7 +408,7 @@ def _prefixed(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, A
     return [{**error, "loc": prefix + tuple(error["loc"])} for error in exc.errors()]
 
 
-def _validate_policies(raw: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+def _validate_policies(raw: list[Any], lines: Mapping[tuple[Any, ...], int]) -> tuple[list[Any], list[dict[str, Any]]]:
     from sampler.policies import validate_policy_config
 
     policies: list[Any] = []
@@ -424,10 +424,13 @@ def _validate_policies(raw: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]
         if not isinstance(name, str):
             continue
         if name in first_index:
+            first = first_index[name]
+            first_line = lines.get(("tail_sampling", "policies", first, "name"))
+            where = f"policies[{first}]" + (f" on line {first_line}" if first_line else "")
             errors.append(
                 {
                     "loc": ("tail_sampling", "policies", index, "name"),
-                    "msg": f"duplicate policy name {name!r}, already used by policies[{first_index[name]}]",
+                    "msg": f"duplicate policy name {name!r}, already used by {where}",
                     "type": "value_error",
                 }
             )
