@@ -38,13 +38,14 @@ class TraceWindow:
         clock: Callable[[], float],
     ) -> None:
         num_shards = max(1, min(num_shards, num_traces))
-        per_shard = -(-num_traces // num_shards)
-        self._shards = tuple(_Shard(per_shard) for _ in range(num_shards))
+        # Shard limits add up to exactly num_traces.
+        base, extra = divmod(num_traces, num_shards)
+        self._shards = tuple(_Shard(base + (index < extra)) for index in range(num_shards))
         self._wait = decision_wait
         # A root delay no shorter than the wait would never make a trace due sooner.
         self._root_wait = root_wait if 0 < root_wait < decision_wait else 0.0
         self._clock = clock
-        self.capacity = per_shard * num_shards
+        self.capacity = num_traces
 
     def _shard(self, trace_id: bytes) -> _Shard:
         return self._shards[hash(trace_id) % len(self._shards)]

@@ -242,31 +242,35 @@ def _prepare_nodes(
     node: yaml.Node,
     path: tuple[Any, ...],
     lines: dict[tuple[Any, ...], int],
-    loader: yaml.SafeLoader,
     environ: Mapping[str, str],
     source: str,
+    seen: set[int],
 ) -> None:
-    """Record the line of every key path and substitute environment references."""
+    """Record the line of every key path and substitute environment references.
+
+    A substituted value stays a string; the typed models convert it to what the
+    key expects, so `headers: {x-key: ${env:KEY}}` stays a string even if KEY is
+    digits (the Collector's behaviour since v0.107)."""
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen:  # an alias: the node was handled where it was anchored
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _prepare_nodes(value_node, path + (key,), lines, loader, environ, source)
+            _prepare_nodes(value_node, path + (key,), lines, environ, source, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _prepare_nodes(item, path + (index,), lines, loader, environ, source)
+            _prepare_nodes(item, path + (index,), lines, environ, source, seen)
     elif isinstance(node, yaml.ScalarNode) and "$" in node.value:
         try:
             substituted = _substitute_env(node.value, environ)
         except ConfigError as exc:
             raise ConfigError(f"{source}:{node.start_mark.line + 1}: {_format_path(path)}: {exc}") from None
         if substituted != node.value:
-            whole = _ENV_REFERENCE.fullmatch(node.value) is not None
             node.value = substituted
-            if whole and node.style is None:
-                # A value that is one reference takes the type of what it expands to, as in the Collector.
-                node.tag = loader.resolve(yaml.ScalarNode, substituted, (True, False))
+            node.tag = "tag:yaml.org,2002:str"
 
 
 def _format_path(path: tuple[Any, ...]) -> str:
@@ -326,10 +330,6 @@ def _keys_below(model: Any, node: Any, path: tuple[Any, ...]) -> list[str]:
 
 def _describe_error(error: Mapping[str, Any], data: Any) -> tuple[tuple[Any, ...], str]:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
-    # Pydantic adds the union member name to a location; it is noise to a user.
-    loc = tuple(
-        part for part in loc if not (isinstance(part, str) and (part.endswith("Config") or part.endswith("Policy")))
-    )
     message = error["msg"]
     if error["type"] == "extra_forbidden" and loc:
         allowed = _allowed_keys_anywhere(data, loc[:-1])
@@ -364,18 +364,27 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
         if node is None:
             raise ConfigError(f"{source}: the config file is empty")
         lines: dict[tuple[Any, ...], int] = {}
-        _prepare_nodes(node, (), lines, loader, environ, source)
+        _prepare_nodes(node, (), lines, environ, source, set())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise ConfigError(f"{source}:{line}: invalid YAML: {exc.problem or exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: an alias refers to itself") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)"
         )
+    try:
+        return _validate(data, lines, source)
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid configuration: a YAML alias refers to itself") from None
+
+
+def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str) -> Config:
     errors: list[dict[str, Any]] = []
     config: Config | None = None
     try:

@@ -74,7 +74,11 @@ def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
         by_service = {}
         for service in services:
             rs = request.resource_spans.add()
-            for key, value in (("service.name", service), ("service.version", "1.4.2"), ("host.name", f"{service}-7d9f")):
+            for key, value in (
+                ("service.name", service),
+                ("service.version", "1.4.2"),
+                ("host.name", f"{service}-7d9f"),
+            ):
                 rs.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
             ss = rs.scope_spans.add()
             ss.scope.name = f"io.opentelemetry.{service}"
@@ -97,7 +101,9 @@ def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
                     span.status.code = 2
                 for attr in range(10):
                     span.attributes.append(
-                        KeyValue(key=f"app.attribute.{attr}", value=AnyValue(string_value=f"value-{rng.randint(0, 999)}"))
+                        KeyValue(
+                            key=f"app.attribute.{attr}", value=AnyValue(string_value=f"value-{rng.randint(0, 999)}")
+                        )
                     )
         data = bytearray(request.SerializeToString())
         offsets = []
@@ -167,10 +173,12 @@ async def serve_sink(port: int, count_file: str) -> None:
 
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.trace.v1.TraceService",
-            {"Export": grpc.unary_unary_rpc_method_handler(export)},
-        ),)
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.trace.v1.TraceService",
+                {"Export": grpc.unary_unary_rpc_method_handler(export)},
+            ),
+        )
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -198,10 +206,12 @@ async def serve_null_proxy(port: int, upstream: str) -> None:
 
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.trace.v1.TraceService",
-            {"Export": grpc.unary_unary_rpc_method_handler(export)},
-        ),)
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.trace.v1.TraceService",
+                {"Export": grpc.unary_unary_rpc_method_handler(export)},
+            ),
+        )
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -246,9 +256,20 @@ def me(*args: str) -> list[str]:
 def load(port: int, duration: float, concurrency: int, processes: int) -> dict:
     procs = [
         subprocess.Popen(
-            me("load", "--target", f"127.0.0.1:{port}", "--duration", str(duration),
-               "--concurrency", str(concurrency), "--seed", str(i + 1)),
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
+            me(
+                "load",
+                "--target",
+                f"127.0.0.1:{port}",
+                "--duration",
+                str(duration),
+                "--concurrency",
+                str(concurrency),
+                "--seed",
+                str(i + 1),
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
         for i in range(processes)
     ]
@@ -288,7 +309,7 @@ def total(values: dict[str, float], name: str, **labels: str) -> float:
     result = 0.0
     for key, value in values.items():
         if key == name or key.startswith(name + "{"):
-            got = json.loads(key[len(name):]) if key != name else {}
+            got = json.loads(key[len(name) :]) if key != name else {}
             if all(got.get(k) == v for k, v in labels.items()):
                 result += value
     return result
@@ -298,7 +319,7 @@ def histogram_quantile(values: dict[str, float], name: str, q: float) -> float:
     buckets = []
     for key, value in values.items():
         if key.startswith(name + "_bucket{"):
-            le = json.loads(key[len(name) + 7:])["le"]
+            le = json.loads(key[len(name) + 7 :])["le"]
             buckets.append((float("inf") if le == "+Inf" else float(le), value))
     buckets.sort()
     count = buckets[-1][1] if buckets else 0
@@ -359,9 +380,20 @@ shutdown: {{timeout: 60s}}
         idle_rss = rss_bytes(daemon.p.pid)
         # Sample memory and window size together while load runs.
         loader = subprocess.Popen(
-            me("load-multi", "--port", str(grpc_port), "--duration", str(args.duration),
-               "--concurrency", str(args.concurrency), "--processes", str(args.load_processes)),
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
+            me(
+                "load-multi",
+                "--port",
+                str(grpc_port),
+                "--duration",
+                str(args.duration),
+                "--concurrency",
+                str(args.concurrency),
+                "--processes",
+                str(args.load_processes),
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
         peak = (0, 0.0)
         while loader.poll() is None:
@@ -479,7 +511,8 @@ def main() -> None:
                 f"[{repeat + 1}] daemon:     {result['rate']:,.0f} spans/s; no loss: {result['no_loss']} "
                 f"(received {result['received']:,.0f}, decided {result['decided']:,.0f}, kept {result['kept']:,.0f}, "
                 f"at sink {result['at_sink']:,.0f}); decision lag p50 {result['lag_p50'] * 1000:.0f} ms, "
-                f"p99 {result['lag_p99'] * 1000:.0f} ms; {result['bytes_per_buffered_span']:.0f} B RSS per buffered span "
+                f"p99 {result['lag_p99'] * 1000:.0f} ms; "
+                f"{result['bytes_per_buffered_span']:.0f} B RSS per buffered span "
                 f"({result['peak_window_spans']:,.0f} spans buffered)",
                 flush=True,
             )
@@ -491,10 +524,9 @@ def main() -> None:
     print(f"median null proxy:  {null_rate:,.0f} spans/s")
     print(f"median daemon:      {daemon_rate:,.0f} spans/s  (ratio {daemon_rate / null_rate:.2f} of the null proxy)")
     print(f"runs without loss:  {sum(r['no_loss'] for r in daemons)}/{len(daemons)}")
-    print(
-        f"median decision lag beyond decision_wait: p50 {statistics.median(r['lag_p50'] for r in daemons) * 1000:.0f} ms, "
-        f"p99 {statistics.median(r['lag_p99'] for r in daemons) * 1000:.0f} ms (from histogram buckets)"
-    )
+    lag_p50 = statistics.median(r["lag_p50"] for r in daemons) * 1000
+    lag_p99 = statistics.median(r["lag_p99"] for r in daemons) * 1000
+    print(f"median decision lag beyond decision_wait: p50 {lag_p50:.0f} ms, p99 {lag_p99:.0f} ms (histogram buckets)")
     print(f"median RSS per buffered span: {statistics.median(r['bytes_per_buffered_span'] for r in daemons):.0f} B")
 
 

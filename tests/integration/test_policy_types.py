@@ -22,7 +22,10 @@ CASES = {
     "probabilistic_none": ({"type": "probabilistic", "probabilistic": {"sampling_percentage": 0}}, None, {}),
     "rate_limiting": ({"type": "rate_limiting", "rate_limiting": {"spans_per_second": 3}}, {"spans": 3}, {"spans": 4}),
     "string_attribute": (
-        {"type": "string_attribute", "string_attribute": {"key": "route", "values": ["/pay.*"], "enabled_regex_matching": True}},
+        {
+            "type": "string_attribute",
+            "string_attribute": {"key": "route", "values": ["/pay.*"], "enabled_regex_matching": True},
+        },
         {"attributes": {"route": "/payments/1"}},
         {"attributes": {"route": "/health"}},
     ),

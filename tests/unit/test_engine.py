@@ -1,0 +1,327 @@
+"""TailSampler: decisions when due, combining rules, decision caches, late spans, overflow, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from sampler.config import TailSamplingConfig
+from sampler.engine import DecisionCache, TailSampler, combine
+from sampler.metrics import Metrics
+from sampler.model import DecodedBatch, TraceSpans
+from sampler.policies import Decision, validate_policy_config
+from sampler.receive.decode import RequestSplitter
+from tests.support import make_request, make_span, make_trace
+from tests.unit.helpers import FakeClock
+
+WAIT = 10.0
+KEEP_ERRORS = {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}
+KEEP_ALL = {"name": "all", "type": "always_sample"}
+
+# --- combine ---------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list(Decision)), max_size=8))
+def test_combine_rules(decisions: list[Decision]) -> None:
+    final = combine(decisions)
+    if Decision.DROPPED in decisions:
+        assert final is Decision.DROPPED
+    elif Decision.SAMPLED in decisions:
+        assert final is Decision.SAMPLED
+    else:
+        assert final is Decision.NOT_SAMPLED
+    assert combine(list(reversed(decisions))) is final  # order does not matter
+
+
+def test_combine_examples() -> None:
+    assert combine([]) is Decision.NOT_SAMPLED
+    assert combine([Decision.NOT_SAMPLED, Decision.SAMPLED]) is Decision.SAMPLED
+    assert combine([Decision.SAMPLED, Decision.DROPPED, Decision.SAMPLED]) is Decision.DROPPED
+    assert combine([Decision.NOT_SAMPLED] * 3) is Decision.NOT_SAMPLED
+
+
+# --- decision cache ----------------------------------------------------------------
+
+
+def test_decision_cache_keeps_the_most_recent_ids() -> None:
+    cache = DecisionCache(2)
+    for trace_id in (b"a", b"b", b"c"):
+        cache.add(trace_id)
+    assert b"a" not in cache
+    assert b"b" in cache and b"c" in cache
+    assert len(cache) == 2
+
+
+def test_decision_cache_of_size_zero_remembers_nothing() -> None:
+    cache = DecisionCache(0)
+    cache.add(b"a")
+    assert b"a" not in cache
+    assert len(cache) == 0
+
+
+# --- the sampler ---------------------------------------------------------------------
+
+
+class Harness:
+    """A TailSampler on a fake clock, with kept traces collected in a list."""
+
+    def __init__(self, policies: list[dict[str, Any]], **sampling: Any) -> None:
+        self.clock = FakeClock(0.0)
+        self.metrics = Metrics()
+        self.kept: list[TraceSpans] = []
+        self.splitter = RequestSplitter()
+        body: dict[str, Any] = {
+            "decision_wait": f"{WAIT:g}s",
+            "num_traces": 1000,
+            "num_shards": 1,
+            "policies": [validate_policy_config(policy) for policy in policies],
+        }
+        body.update(sampling)
+        self.sampler = TailSampler(TailSamplingConfig.model_validate(body), self.kept.append, self.metrics, self.clock)
+
+    def batch(self, spans: list[Span], **request: Any) -> DecodedBatch:
+        return self.splitter.split(make_request(spans, **request))
+
+    def ingest(self, spans: list[Span], **request: Any) -> int:
+        return self.sampler.ingest(self.batch(spans, **request))
+
+    def value(self, name: str, **labels: str) -> float:
+        sample = self.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if sample is None else sample
+
+    def kept_ids(self) -> list[bytes]:
+        return [trace.trace_id for trace in self.kept]
+
+    def kept_spans(self, trace_id: bytes) -> int:
+        return sum(trace.span_count for trace in self.kept if trace.trace_id == trace_id)
+
+
+def test_traces_are_decided_when_due() -> None:
+    h = Harness([KEEP_ERRORS])
+    bad_id, bad = make_trace(spans=3, error=True)
+    good_id, good = make_trace(spans=2)
+    assert h.ingest(bad + good) == 2
+    assert h.sampler.window.trace_count == 2
+
+    h.clock.advance(WAIT - 0.001)
+    assert h.sampler.decide_due() == 0
+    assert h.kept == []
+
+    h.clock.advance(0.001)
+    assert h.sampler.decide_due() == 2
+    assert h.kept_ids() == [bad_id]
+    assert h.kept[0].span_count == 3
+    assert h.sampler.window.trace_count == 0
+    assert bad_id in h.sampler.sampled_cache and bad_id not in h.sampler.not_sampled_cache
+    assert good_id in h.sampler.not_sampled_cache and good_id not in h.sampler.sampled_cache
+
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="wait") == 1
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="wait") == 1
+    assert h.value("tail_sampler_spans_decided_total", decision="kept") == 3
+    assert h.value("tail_sampler_spans_decided_total", decision="dropped") == 2
+    assert h.value("tail_sampler_policy_decisions_total", policy="errors", decision="sampled") == 1
+    assert h.value("tail_sampler_policy_decisions_total", policy="errors", decision="not_sampled") == 1
+    assert h.value("tail_sampler_traces_kept_by_policy_total", policy="errors") == 1
+    assert h.value("tail_sampler_decision_lag_seconds_count") == 2
+    assert h.value("tail_sampler_trace_age_at_decision_seconds_sum") == 2 * WAIT
+    assert h.sampler.decide_due() == 0
+
+
+def test_fragments_join_their_buffered_trace() -> None:
+    h = Harness([KEEP_ERRORS])
+    trace_id, spans = make_trace(spans=4, error=True)
+    assert h.ingest(spans[:1]) == 1
+    h.clock.advance(5)
+    assert h.ingest(spans[1:3], service="other") == 0  # not a new trace
+    assert h.ingest(spans[3:]) == 0  # carries the error
+    assert h.sampler.window.span_count == 4
+    h.clock.advance(WAIT - 5)  # due WAIT after the first span, not the last
+    assert h.sampler.decide_due() == 1
+    assert h.kept_ids() == [trace_id]
+    assert h.kept[0].span_count == 4
+    assert len(h.kept[0].groups) == 2
+
+
+def test_late_spans_follow_the_cached_decision() -> None:
+    h = Harness([KEEP_ERRORS])
+    kept_id, kept_spans = make_trace(spans=2, error=True)
+    dropped_id, dropped_spans = make_trace(spans=2)
+    h.ingest(kept_spans + dropped_spans)
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.kept_ids() == [kept_id]
+
+    late_kept = [make_span(kept_id, name="late-1"), make_span(kept_id, name="late-2")]
+    late_dropped = [make_span(dropped_id, name="late", error=True)]  # an error now changes nothing
+    assert h.ingest(late_kept + late_dropped) == 0
+    assert h.kept_ids() == [kept_id, kept_id]  # the late fragment is passed on at once
+    assert h.kept[1].span_count == 2
+    assert h.sampler.window.trace_count == 0  # neither trace is buffered again
+    assert h.value("tail_sampler_late_spans_total", decision="kept") == 2
+    assert h.value("tail_sampler_late_spans_total", decision="dropped") == 1
+    h.clock.advance(100 * WAIT)
+    assert h.sampler.decide_due() == 0
+    assert h.sampler.decide_all() == 0
+
+
+def test_a_trace_forgotten_by_the_cache_starts_again() -> None:
+    h = Harness([KEEP_ALL], decision_cache={"sampled_cache_size": 1, "non_sampled_cache_size": 1})
+    first_id, first = make_trace(spans=1)
+    second_id, second = make_trace(spans=1)
+    h.ingest(first)
+    h.ingest(second)
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 2
+    assert first_id not in h.sampler.sampled_cache  # evicted by the second
+    assert second_id in h.sampler.sampled_cache
+    assert len(h.sampler.sampled_cache) == 1
+
+    assert h.ingest([make_span(second_id)]) == 0  # late span of a remembered trace
+    assert h.ingest([make_span(first_id)]) == 1  # a new trace, buffered again
+    assert h.sampler.window.get(first_id) is not None
+
+
+def test_zero_sized_caches_remember_nothing() -> None:
+    h = Harness([KEEP_ALL], decision_cache={"sampled_cache_size": 0, "non_sampled_cache_size": 0})
+    trace_id, spans = make_trace(spans=1)
+    h.ingest(spans)
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.ingest([make_span(trace_id)]) == 1
+    assert h.value("tail_sampler_late_spans_total", decision="kept") == 0
+
+
+def _corrupt(batch: DecodedBatch) -> DecodedBatch:
+    """Make every trace of the batch hold bytes its policies cannot parse."""
+    for trace in batch.traces.values():
+        (key, spans), *_ = trace.groups.items()
+        trace.groups = {(b"\x0a\xff", key[1]): spans}  # a resource field whose length runs past the end
+    return batch
+
+
+def test_a_failing_policy_counts_as_not_sampled() -> None:
+    route = {"name": "route", "type": "string_attribute", "string_attribute": {"key": "k", "values": ["v"]}}
+    h = Harness([route, {"name": "any", "type": "span_count", "span_count": {"min_spans": 1}}])
+    trace_id, spans = make_trace(spans=2)
+    h.sampler.ingest(_corrupt(h.batch(spans)))
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 1  # the failure did not escape
+    assert h.kept_ids() == [trace_id]  # the other policy still kept it
+    assert h.value("tail_sampler_policy_evaluation_errors_total", policy="route") == 1
+    assert h.value("tail_sampler_policy_evaluation_errors_total", policy="any") == 0
+    assert h.value("tail_sampler_policy_decisions_total", policy="route", decision="not_sampled") == 1
+    assert h.value("tail_sampler_traces_kept_by_policy_total", policy="any") == 1
+
+
+def test_a_failing_policy_alone_drops_the_trace() -> None:
+    route = {"name": "route", "type": "string_attribute", "string_attribute": {"key": "k", "values": ["v"]}}
+    h = Harness([route])
+    trace_id, spans = make_trace(spans=2)
+    h.sampler.ingest(_corrupt(h.batch(spans)))
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 1
+    assert h.kept == []
+    assert trace_id in h.sampler.not_sampled_cache
+    assert h.value("tail_sampler_policy_evaluation_errors_total", policy="route") == 1
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="wait") == 1
+
+
+def test_overflow_decides_the_oldest_trace_early() -> None:
+    h = Harness([KEEP_ALL], num_traces=2)
+    ids = []
+    for _ in range(3):
+        trace_id, spans = make_trace(spans=1)
+        ids.append(trace_id)
+        assert h.ingest(spans) == 1
+        h.clock.advance(1)
+    assert h.kept_ids() == [ids[0]]  # decided at once, 8 s before it was due
+    assert h.sampler.window.trace_count == 2
+    assert h.sampler.window.get(ids[0]) is None
+    assert ids[0] in h.sampler.sampled_cache
+    assert h.value("tail_sampler_early_decisions_total", reason="overflow") == 1
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="overflow") == 1
+    assert h.value("tail_sampler_window_traces") == 2
+
+
+def test_overflow_within_one_batch() -> None:
+    h = Harness([KEEP_ERRORS], num_traces=2)
+    traces = [make_trace(spans=1, error=index == 0) for index in range(5)]
+    assert h.ingest([span for _, spans in traces for span in spans]) == 5
+    assert h.kept_ids() == [traces[0][0]]
+    assert h.value("tail_sampler_early_decisions_total", reason="overflow") == 3
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="overflow") == 2
+    assert h.sampler.window.trace_count == 2
+
+
+def test_root_span_triggers_an_earlier_decision() -> None:
+    h = Harness([KEEP_ALL], decision_wait_after_root_received="2s")
+    rooted_id, rooted = make_trace(spans=2, root=True)
+    rootless_id, rootless = make_trace(spans=2, root=False)
+    h.ingest(rooted + rootless)
+    h.clock.advance(2)
+    assert h.sampler.decide_due() == 1
+    assert h.kept_ids() == [rooted_id]
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="root") == 1
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 1
+    assert h.kept_ids() == [rooted_id, rootless_id]
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="wait") == 1
+
+
+def test_decide_all_decides_every_buffered_trace() -> None:
+    h = Harness([KEEP_ERRORS], num_shards=4)
+    traces = [make_trace(spans=2, error=index % 2 == 0) for index in range(10)]
+    for _, spans in traces:
+        h.ingest(spans)
+    assert h.sampler.decide_all() == 10
+    assert sorted(h.kept_ids()) == sorted(tid for index, (tid, _) in enumerate(traces) if index % 2 == 0)
+    assert h.sampler.window.trace_count == 0
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="shutdown") == 5
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="shutdown") == 5
+
+
+def test_first_sampling_policy_gets_the_credit() -> None:
+    big = {"name": "big", "type": "span_count", "span_count": {"min_spans": 3}}
+    h = Harness([KEEP_ERRORS, big, KEEP_ALL])
+    error_id, error = make_trace(spans=3, error=True)
+    big_id, big_trace = make_trace(spans=3)
+    small_id, small = make_trace(spans=1)
+    h.ingest(error + big_trace + small)
+
+    final, first = h.sampler.evaluate(h.sampler.window.get(error_id))  # type: ignore[arg-type]
+    assert final is Decision.SAMPLED and first is not None and first.name == "errors"
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.value("tail_sampler_traces_kept_by_policy_total", policy="errors") == 2  # 1 + the evaluate above
+    assert h.value("tail_sampler_traces_kept_by_policy_total", policy="big") == 1
+    assert h.value("tail_sampler_traces_kept_by_policy_total", policy="all") == 1
+    assert h.value("tail_sampler_policy_decisions_total", policy="all", decision="sampled") == 4
+    assert sorted(h.kept_ids()) == sorted([error_id, big_id, small_id])
+
+
+def test_set_policies_replaces_the_policies() -> None:
+    h = Harness([KEEP_ALL])
+    h.sampler.set_policies([validate_policy_config(KEEP_ERRORS)])
+    _, spans = make_trace(spans=1)
+    h.ingest(spans)
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.kept == []
+    assert [policy.name for policy in h.sampler.policies] == ["errors"]
+
+
+def test_window_gauges_follow_the_window() -> None:
+    h = Harness([KEEP_ALL], num_traces=64, num_shards=4)
+    _, spans = make_trace(spans=3)
+    h.ingest(spans)
+    assert h.value("tail_sampler_window_traces") == 1
+    assert h.value("tail_sampler_window_spans") == 3
+    assert h.value("tail_sampler_window_bytes") == sum(len(s.SerializeToString()) for s in spans)
+    assert h.value("tail_sampler_window_capacity_traces") == 64
+    h.sampler.decide_all()
+    assert h.value("tail_sampler_window_traces") == 0
+    assert h.value("tail_sampler_decision_cache_traces", decision="sampled") == 1
