@@ -115,6 +115,8 @@ class TailSamplingConfig(Model):
     num_traces: int = Field(50_000, gt=0)
     num_shards: int = Field(4, gt=0, le=1024)
     expected_new_traces_per_sec: int = Field(0, ge=0)
+    sample_on_first_match: bool = False
+    drop_pending_traces_on_shutdown: bool = False
     decision_cache: DecisionCacheConfig = DecisionCacheConfig()
     # Validated per policy type in a second step (see parse_config), since the
     # models of policy types come from the policy registry.
@@ -288,44 +290,51 @@ def _line_of(path: tuple[Any, ...], lines: Mapping[tuple[Any, ...], int]) -> int
     return 1
 
 
-def _unwrap(annotation: Any) -> Any:
-    while get_origin(annotation) in (Union, Annotated) or type(annotation).__name__ == "UnionType":
-        args = [arg for arg in get_args(annotation) if arg is not type(None)]
-        annotation = args[0]
-    return annotation
+def _field_model(annotation: Any) -> Any:
+    """The model a field's value is validated by: list items, optional values, annotated types unwrapped."""
+    while True:
+        origin = get_origin(annotation)
+        if origin in (Union, Annotated) or type(annotation).__name__ == "UnionType":
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        elif origin in (list, tuple):
+            annotation = get_args(annotation)[0]
+        else:
+            return annotation
+
+
+def _model_for(model: Any, node: Any) -> type[BaseModel] | None:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return model
+    # Policies (and sub-policies) are untyped until their `type` key picks the model.
+    if isinstance(node, dict):
+        from sampler.policies import POLICY_TYPES, policy_model
+
+        if node.get("type") in POLICY_TYPES:
+            return policy_model(node["type"])
+    return None
 
 
 def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...]) -> list[str]:
-    from sampler.policies import policy_model
-
-    # Policies and exporters are chosen by their type, so their models are looked up by it.
-    if len(path) >= 3 and path[:2] == ("tail_sampling", "policies") and isinstance(path[2], int):
-        try:
-            policy = data["tail_sampling"]["policies"][path[2]]
-            model = policy_model(policy.get("type"))
-        except (KeyError, IndexError, TypeError, AttributeError):
-            return []
-        return _keys_below(model, policy, path[3:])
+    """The keys valid at `path`, found by walking the models alongside the data."""
+    model: Any = Config
+    node = data
     if len(path) >= 2 and path[0] == "exporters":
+        # An exporter's model is picked by the type in its key (otlp/name).
         model = EXPORTER_TYPES.get(exporter_type(str(path[1])))
-        try:
-            body = data["exporters"][path[1]]
-        except (KeyError, TypeError):
-            return []
-        return _keys_below(model, body, path[2:]) if model else []
-    return _keys_below(Config, data, path)
-
-
-def _keys_below(model: Any, node: Any, path: tuple[Any, ...]) -> list[str]:
+        node = data.get("exporters", {}).get(path[1]) if isinstance(data.get("exporters"), dict) else None
+        path = path[2:]
     for part in path:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            continue
+        resolved = _model_for(model, node)
+        field = resolved.model_fields.get(part) if resolved is not None else None
         if field is None:
             return []
-        model = _unwrap(field.annotation)
+        model = _field_model(field.annotation)
         node = node.get(part) if isinstance(node, dict) else None
-    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    resolved = _model_for(model, node)
+    return sorted(resolved.model_fields) if resolved is not None else []
 
 
 def _describe_error(error: Mapping[str, Any], data: Any) -> tuple[tuple[Any, ...], str]:
@@ -399,11 +408,13 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     exporters, exporter_errors = _validate_exporters(raw_exporters if isinstance(raw_exporters, dict) else {})
     errors.extend(policy_errors + exporter_errors)
     if errors:
-        messages = []
+        described = []
         for error in errors:
             loc, message = _describe_error(error, data)
-            messages.append(f"{source}:{_line_of(loc, lines)}: {_format_path(loc)}: {message}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(messages))
+            line = _line_of(loc, lines)
+            described.append((line, f"{source}:{line}: {_format_path(loc)}: {message}"))
+        described.sort(key=lambda item: item[0])
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(text for _, text in described))
     assert config is not None
     return config.model_copy(
         update={

@@ -62,6 +62,8 @@ class TailSampler:
         self._keep = keep
         self._metrics = metrics
         self._clock = clock
+        self._sample_on_first_match = config.sample_on_first_match
+        self._drop_pending_on_shutdown = config.drop_pending_traces_on_shutdown
         self.window = TraceWindow(
             config.num_traces,
             config.num_shards,
@@ -77,7 +79,9 @@ class TailSampler:
         self._bind_metrics()
 
     def set_policies(self, configs: Sequence[PolicyConfig]) -> None:
-        self.policies = [build_policy(config, self._clock) for config in configs]
+        # Drop policies run first: a drop vetoes everything, so nothing else need run after one.
+        ordered = [c for c in configs if c.type == "drop"] + [c for c in configs if c.type != "drop"]
+        self.policies = [build_policy(config, self._clock) for config in ordered]
         m = self._metrics
         self._policy_counters = [
             {decision: m.policy_decisions.labels(policy.name, decision.value) for decision in Decision}
@@ -151,10 +155,14 @@ class TailSampler:
         return count
 
     def decide_all(self) -> int:
-        """Decide every buffered trace at once (shutdown)."""
+        """Decide every buffered trace at once (shutdown); with drop_pending_traces_on_shutdown,
+        drop them without running the policies."""
         count = 0
         for trace in self.window.pop_all():
-            self._decide(trace, "shutdown")
+            if self._drop_pending_on_shutdown:
+                self._record(trace, False, "shutdown")
+            else:
+                self._decide(trace, "shutdown")
             count += 1
         self._flush_tally()
         return count
@@ -173,9 +181,13 @@ class TailSampler:
                 self._policy_errors[index].inc()
                 decision = Decision.NOT_SAMPLED
             tally[self._policy_counters[index][decision]] += 1
+            decisions.append(decision)
+            if decision is Decision.DROPPED:
+                break
             if decision is Decision.SAMPLED and first_sampler is None:
                 first_sampler = index
-            decisions.append(decision)
+                if self._sample_on_first_match:
+                    break
         final = combine(decisions)
         if final is Decision.SAMPLED and first_sampler is not None:
             tally[self._kept_by[first_sampler]] += 1
@@ -184,7 +196,9 @@ class TailSampler:
 
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
         final, _ = self.evaluate(trace)
-        kept = final is Decision.SAMPLED
+        self._record(trace, final is Decision.SAMPLED, trigger)
+
+    def _record(self, trace: TraceSpans, kept: bool, trigger: str) -> None:
         self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
         tally = self._tally
         tally[self._decided[(kept, trigger)]] += 1

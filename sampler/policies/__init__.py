@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -12,6 +12,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sampler.policies import (
     always_sample,
     boolean_attribute,
+    bytes_limiting,
+    compound,
     latency,
     numeric_attribute,
     probabilistic,
@@ -19,6 +21,8 @@ from sampler.policies import (
     span_count,
     status_code,
     string_attribute,
+    trace_flags,
+    trace_state,
 )
 from sampler.policies.base import Decision, Policy, TraceView
 
@@ -35,9 +39,17 @@ POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
             numeric_attribute.NumericAttributePolicy,
             boolean_attribute.BooleanAttributePolicy,
             span_count.SpanCountPolicy,
+            bytes_limiting.BytesLimitingPolicy,
+            trace_state.TraceStatePolicy,
+            trace_flags.TraceFlagsPolicy,
+            compound.AndPolicy,
+            compound.DropPolicy,
+            compound.NotPolicy,
+            compound.CompositePolicy,
         )
     }
 )
+LEAF_TYPES: tuple[str, ...] = tuple(name for name, policy in POLICY_TYPES.items() if not policy.compound)
 
 
 class PolicyConfig(BaseModel):
@@ -70,18 +82,20 @@ def policy_model(type_name: Any) -> type[PolicyConfig]:
     return _ENTRY_MODELS[type_name]
 
 
-def validate_policy_config(body: Any) -> PolicyConfig:
-    """Validate one policy entry; errors carry the location and the valid type names."""
+def validate_policy_config(body: Any, allowed: Collection[str] | None = None) -> PolicyConfig:
+    """Validate one policy entry; errors carry the location and the valid type names.
+    `allowed` narrows the types (sub-policies cannot be compound)."""
+    valid = ", ".join(allowed if allowed is not None else POLICY_TYPES)
     if not isinstance(body, dict):
         raise _error((), "policy_type", "each policy must be a mapping with name and type")
     type_name = body.get("type")
     if type_name is None:
-        raise _error(("type",), "missing", f"required key is missing; valid types: {', '.join(POLICY_TYPES)}")
+        raise _error(("type",), "missing", f"required key is missing; valid types: {valid}")
     model = _ENTRY_MODELS.get(type_name)
     if model is None:
-        raise _error(
-            ("type",), "policy_type", f"unknown policy type {type_name!r}; valid types: {', '.join(POLICY_TYPES)}"
-        )
+        raise _error(("type",), "policy_type", f"unknown policy type {type_name!r}; valid types: {valid}")
+    if allowed is not None and type_name not in allowed:
+        raise _error(("type",), "policy_type", f"{type_name!r} cannot be used here; valid types: {valid}")
     return model.model_validate(body)
 
 
@@ -94,4 +108,13 @@ def build_policy(config: PolicyConfig, clock: Callable[[], float]) -> Policy:
     return POLICY_TYPES[config.type](config.name, config.settings, clock)
 
 
-__all__ = ["POLICY_TYPES", "Decision", "Policy", "PolicyConfig", "TraceView", "build_policy", "validate_policy_config"]
+__all__ = [
+    "LEAF_TYPES",
+    "POLICY_TYPES",
+    "Decision",
+    "Policy",
+    "PolicyConfig",
+    "TraceView",
+    "build_policy",
+    "validate_policy_config",
+]

@@ -6,12 +6,12 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainValidator
 
 from sampler.model import TraceSpans
 
@@ -93,12 +93,32 @@ def _values(attributes: Any, key: str) -> Iterator[Any]:
                 yield getattr(value, kind)
 
 
+def _validate_leaf_policy(body: Any) -> Any:
+    from sampler.policies import LEAF_TYPES, validate_policy_config
+
+    return validate_policy_config(body, allowed=LEAF_TYPES)
+
+
+def _validate_composite_member(body: Any) -> Any:
+    from sampler.policies import LEAF_TYPES, validate_policy_config
+
+    return validate_policy_config(body, allowed=(*LEAF_TYPES, "and"))
+
+
+# A sub-policy of `and`, `drop` and `not`: any policy type that has no sub-policies itself.
+LeafSubPolicy = Annotated[Any, PlainValidator(_validate_leaf_policy)]
+# A sub-policy of `composite`: a leaf policy or an `and` of leaf policies, as in the Collector.
+CompositeSubPolicy = Annotated[Any, PlainValidator(_validate_composite_member)]
+
+
 class Policy(ABC):
     """Evaluates a finished trace and returns a decision. One instance per configured policy."""
 
     type_name: ClassVar[str]
     # The settings model of the policy's own block; None for a type without settings.
     settings_model: ClassVar[type[PolicySettings] | None] = None
+    # True for types made of sub-policies (and, drop, not, composite); they cannot nest freely.
+    compound: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Any, clock: Callable[[], float]) -> None:
         self.name = name

@@ -104,6 +104,14 @@ def test_check_rejects_an_invalid_config_with_file_line_and_choices(tmp_path):
     assert "'OK', 'ERROR' or 'UNSET'" in result.stderr
 
 
+def test_check_accepts_the_collector_documentation_block():
+    result = cli("check", "--config", "config/examples/collector-tail-sampling.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "- composite-policy-1: composite(max_total_spans_per_second=1000;" in result.stdout
+    assert "- drop-policy-1: drop(test-drop-policy-1: string_attribute" in result.stdout
+    assert result.stdout.count("\n  - ") >= 17
+
+
 def test_check_reports_a_missing_file():
     result = cli("check", "--config", "/nonexistent/sampler.yaml")
     assert result.returncode == 2

@@ -45,6 +45,46 @@ CASES = {
         {"attributes": {"debug": False}},
     ),
     "span_count": ({"type": "span_count", "span_count": {"min_spans": 4, "max_spans": 6}}, {"spans": 5}, {"spans": 7}),
+    "bytes_limiting": (
+        {"type": "bytes_limiting", "bytes_limiting": {"bytes_per_second": 300, "burst_capacity": 300}},
+        {"spans": 2},
+        {"spans": 2, "attributes": {"blob": "x" * 400}},
+    ),
+    "and": (
+        {
+            "type": "and",
+            "and": {
+                "and_sub_policy": [
+                    {"name": "slow", "type": "latency", "latency": {"threshold_ms": 100}},
+                    {"name": "vip", "type": "boolean_attribute", "boolean_attribute": {"key": "vip", "value": True}},
+                ]
+            },
+        },
+        {"duration_ms": 150, "attributes": {"vip": True}},
+        {"duration_ms": 150, "attributes": {"vip": False}},
+    ),
+    "not": (
+        {
+            "type": "not",
+            "not": {"not_sub_policy": {"name": "slow", "type": "latency", "latency": {"threshold_ms": 100}}},
+        },
+        {"duration_ms": 50},
+        {"duration_ms": 150},
+    ),
+    "composite": (
+        {
+            "type": "composite",
+            "composite": {
+                "max_total_spans_per_second": 100,
+                "composite_sub_policy": [
+                    {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}
+                ],
+                "rate_allocation": [{"policy": "errors", "percent": 100}],
+            },
+        },
+        {"error": True},
+        {},
+    ),
 }
 
 
@@ -69,3 +109,51 @@ def test_policy_type_through_the_daemon(case, start_daemon, grpc_sink):
     assert grpc_sink.trace_ids() == expected
     metrics = daemon.scrape()
     assert metrics.value("tail_sampler_policy_decisions_total", policy=case, decision="sampled") == len(expected)
+
+
+def test_drop_policy_vetoes_always_sample_through_the_daemon(start_daemon, grpc_sink):
+    policies = [
+        {"name": "keep-all", "type": "always_sample"},
+        {
+            "name": "no-health",
+            "type": "drop",
+            "drop": {
+                "drop_sub_policy": [
+                    {
+                        "name": "health",
+                        "type": "string_attribute",
+                        "string_attribute": {"key": "route", "values": ["/health"]},
+                    }
+                ]
+            },
+        },
+    ]
+    daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, policies))
+    kept, kept_spans = make_trace(attributes={"route": "/orders"})
+    _, health_spans = make_trace(attributes={"route": "/health"})
+    grpc_export(daemon.grpc_endpoint, make_request(kept_spans + health_spans))
+    wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == 2)
+    wait_until(lambda: grpc_sink.trace_ids() == {kept})
+    time.sleep(0.2)
+    assert grpc_sink.trace_ids() == {kept}
+    metrics = daemon.scrape()
+    assert metrics.value("tail_sampler_policy_decisions_total", policy="no-health", decision="dropped") == 1
+
+
+def test_w3c_policies_through_the_daemon(start_daemon, grpc_sink):
+    policies = [
+        {"name": "state", "type": "trace_state", "trace_state": {"key": "tenant", "values": ["gold"]}},
+        {"name": "flags", "type": "trace_flags"},
+    ]
+    daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, policies))
+    gold, gold_spans = make_trace(spans=2)
+    gold_spans[1].trace_state = "rojo=00f067aa0ba902b7,tenant=gold"
+    flagged, flagged_spans = make_trace(spans=2)
+    flagged_spans[0].flags = 0x01
+    _, plain_spans = make_trace(spans=2)
+    plain_spans[0].trace_state = "tenant=silver"
+    grpc_export(daemon.grpc_endpoint, make_request(gold_spans + flagged_spans + plain_spans))
+    wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == 3)
+    wait_until(lambda: grpc_sink.trace_ids() == {gold, flagged})
+    time.sleep(0.2)
+    assert grpc_sink.trace_ids() == {gold, flagged}

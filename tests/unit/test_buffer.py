@@ -20,9 +20,7 @@ ROOT_WAIT = 2.0
 def _trace(trace_id: bytes | None = None, spans: int = 1, root: bool = False) -> TraceSpans:
     """A decoded trace fragment with `spans` spans; the first is a root span if `root`."""
     tid = trace_id or os.urandom(16)
-    return trace_of(
-        [make_span(tid, parent=b"" if root and index == 0 else b"\x07" * 8) for index in range(spans)]
-    )
+    return trace_of([make_span(tid, parent=b"" if root and index == 0 else b"\x07" * 8) for index in range(spans)])
 
 
 def _window(clock: FakeClock, num_traces: int = 1000, num_shards: int = 1, root_wait: float = 0.0) -> TraceWindow:

@@ -325,3 +325,65 @@ def test_window_gauges_follow_the_window() -> None:
     h.sampler.decide_all()
     assert h.value("tail_sampler_window_traces") == 0
     assert h.value("tail_sampler_decision_cache_traces", decision="sampled") == 1
+
+
+# --- drop policies and processor options ------------------------------------------------
+
+DROP_HEALTH = {
+    "name": "no-health",
+    "type": "drop",
+    "drop": {
+        "drop_sub_policy": [
+            {"name": "health", "type": "string_attribute", "string_attribute": {"key": "route", "values": ["/health"]}}
+        ]
+    },
+}
+
+
+def test_a_drop_vetoes_every_other_policy_and_runs_first() -> None:
+    h = Harness([KEEP_ALL, DROP_HEALTH])
+    health_id, health = make_trace(spans=2, attributes={"route": "/health"})
+    orders_id, orders = make_trace(spans=2, attributes={"route": "/orders"})
+    h.ingest(health + orders)
+    assert [policy.name for policy in h.sampler.policies] == ["no-health", "all"]
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.kept_ids() == [orders_id]
+    assert health_id in h.sampler.not_sampled_cache
+    # Evaluation stopped at the drop: keep-all never saw the health trace.
+    assert h.value("tail_sampler_policy_decisions_total", policy="no-health", decision="dropped") == 1
+    assert h.value("tail_sampler_policy_decisions_total", policy="all", decision="sampled") == 1
+
+
+def test_sample_on_first_match_stops_at_the_first_sampled() -> None:
+    big = {"name": "big", "type": "span_count", "span_count": {"min_spans": 1}}
+    h = Harness([KEEP_ERRORS, big, KEEP_ALL], sample_on_first_match=True)
+    _, error = make_trace(spans=2, error=True)
+    _, plain = make_trace(spans=2)
+    h.ingest(error + plain)
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert len(h.kept) == 2
+    assert h.value("tail_sampler_policy_decisions_total", policy="errors", decision="sampled") == 1
+    assert h.value("tail_sampler_policy_decisions_total", policy="big", decision="sampled") == 1  # only the plain trace
+    assert h.value("tail_sampler_policy_decisions_total", policy="all", decision="sampled") == 0
+
+
+def test_without_sample_on_first_match_every_policy_runs() -> None:
+    big = {"name": "big", "type": "span_count", "span_count": {"min_spans": 1}}
+    h = Harness([KEEP_ERRORS, big, KEEP_ALL])
+    _, error = make_trace(spans=2, error=True)
+    h.ingest(error)
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.value("tail_sampler_policy_decisions_total", policy="all", decision="sampled") == 1
+
+
+def test_drop_pending_traces_on_shutdown_drops_without_deciding() -> None:
+    h = Harness([KEEP_ALL], drop_pending_traces_on_shutdown=True)
+    _, spans = make_trace(spans=3)
+    h.ingest(spans)
+    assert h.sampler.decide_all() == 1
+    assert h.kept == []
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="shutdown") == 1
+    assert h.value("tail_sampler_policy_decisions_total", policy="all", decision="sampled") == 0

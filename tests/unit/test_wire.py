@@ -136,8 +136,11 @@ _TRACE_IDS = [bytes([n]) * 16 for n in range(1, 6)]
 _text = st.text(alphabet="abcdefgh.-_ ", max_size=12)
 _attributes = st.lists(
     st.builds(
-        lambda key, value: KeyValue(key=key, value=AnyValue(string_value=value)) if isinstance(value, str)
-        else KeyValue(key=key, value=AnyValue(int_value=value)),
+        lambda key, value: (
+            KeyValue(key=key, value=AnyValue(string_value=value))
+            if isinstance(value, str)
+            else KeyValue(key=key, value=AnyValue(int_value=value))
+        ),
         _text,
         st.one_of(_text, st.integers(min_value=-(2**63), max_value=2**63 - 1)),
     ),
@@ -189,8 +192,15 @@ def _triples(request: ExportTraceServiceRequest) -> Counter[Triple]:
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.SerializeToString(deterministic=True)
             for span in scope_spans.spans:
-                seen[(resource, resource_spans.schema_url, scope, scope_spans.schema_url,
-                      span.SerializeToString(deterministic=True))] += 1
+                seen[
+                    (
+                        resource,
+                        resource_spans.schema_url,
+                        scope,
+                        scope_spans.schema_url,
+                        span.SerializeToString(deterministic=True),
+                    )
+                ] += 1
     return seen
 
 
