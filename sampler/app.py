@@ -27,6 +27,7 @@ from sampler.metrics import Metrics
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
+from sampler.reload import ConfigReloader
 
 log = logging.getLogger("sampler")
 
@@ -48,7 +49,7 @@ def build_exporter(name: str, config: object, metrics: Metrics) -> Exporter:
 class Daemon:
     """One tail sampler: receivers, window, policies, batcher, exporters and admin endpoint."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None, config_path: str | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
         self.exporters = [build_exporter(name, body, self.metrics) for name, body in config.exporters.items()]
@@ -59,6 +60,7 @@ class Daemon:
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
         self.admin = AdminServer(config.admin, self.metrics, self._readiness)
+        self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._stopping = False
@@ -86,6 +88,10 @@ class Daemon:
             asyncio.create_task(self._decide_loop(), name="decide"),
             asyncio.create_task(self.batcher.run(), name="batch-timeout"),
         ]
+        if self.reloader is not None and self.config.reload.watch_file:
+            self._tasks.append(
+                asyncio.create_task(self.reloader.watch(self.config.reload.check_interval), name="config-watch")
+            )
         if self.config.logging.summary_interval:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
         self._ready = True
@@ -182,18 +188,20 @@ class Daemon:
         on_ready: Callable[[], Awaitable[None]] | None = None,
         on_stopping: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Start, run until SIGTERM or SIGINT, then stop."""
+        """Start, run until SIGTERM or SIGINT, then stop. SIGHUP reloads the policies."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.reloader is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reloader.reload)
         try:
             await self.start()
             if on_ready is not None:
                 await on_ready()
             await stop.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
             if on_stopping is not None:

@@ -204,6 +204,12 @@ class LoggingConfig(Model):
     summary_interval: Duration = Field(10.0, ge=0)
 
 
+class ReloadConfig(Model):
+    # Poll the config file for changes (ConfigMap updates included) and reload the policies.
+    watch_file: bool = True
+    check_interval: Duration = Field(1.0, gt=0)
+
+
 class ShutdownConfig(Model):
     timeout: Duration = Field(10.0, gt=0)
 
@@ -216,6 +222,7 @@ class Config(Model):
     exporters: dict[str, Any] = Field(min_length=1)
     admin: AdminConfig = AdminConfig()
     logging: LoggingConfig = LoggingConfig()
+    reload: ReloadConfig = ReloadConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
 
     @property

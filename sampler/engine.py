@@ -78,6 +78,12 @@ class TailSampler:
         self.set_policies(config.policies)
         self._bind_metrics()
 
+    def apply(self, config: TailSamplingConfig) -> None:
+        """Take new policies and evaluation options; buffered traces and the decision caches stay."""
+        self._sample_on_first_match = config.sample_on_first_match
+        self._drop_pending_on_shutdown = config.drop_pending_traces_on_shutdown
+        self.set_policies(config.policies)
+
     def set_policies(self, configs: Sequence[PolicyConfig]) -> None:
         # Drop policies run first: a drop vetoes everything, so nothing else need run after one.
         ordered = [c for c in configs if c.type == "drop"] + [c for c in configs if c.type != "drop"]

@@ -151,6 +151,19 @@ class Metrics:
             registry=r,
         )
 
+        # configuration
+        self.config_reloads = Counter(
+            f"{PREFIX}_config_reloads",
+            "Reloads of the config file (SIGHUP or a change on disk), by result (success, failure).",
+            ["result"],
+            registry=r,
+        )
+        self.config_last_reload_successful = Gauge(
+            f"{PREFIX}_config_last_reload_successful",
+            "1 if the last reload attempt succeeded (or none was made), 0 if it failed.",
+            registry=r,
+        )
+
         # lifecycle
         self.build_info = Gauge(f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 while receivers listen and exporters run.", registry=r)

@@ -231,8 +231,9 @@ def make_config(data: dict[str, Any]) -> Config:
 class DaemonThread:
     """The real daemon on its own event loop in a background thread, on ephemeral loopback ports."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.loop = asyncio.new_event_loop()
         self.daemon: Daemon | None = None
         self._error: BaseException | None = None
@@ -246,7 +247,7 @@ class DaemonThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.daemon = Daemon(self.config)
+            self.daemon = Daemon(self.config, config_path=self.config_path)
             self.loop.run_until_complete(self.daemon.start())
         except BaseException as exc:  # surfaced in the test thread
             self._error = exc
