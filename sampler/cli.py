@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.logging.level)
     log = logging.getLogger("sampler")
     log.info("loaded config %s", args.config)
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_path=args.config)
     demo: subprocess.Popen[bytes] | None = None
 
     async def start_demo() -> None:
