@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping
+from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -24,9 +26,12 @@ from sampler.policies import (
     trace_flags,
     trace_state,
 )
-from sampler.policies.base import Decision, Policy, TraceView
+from sampler.policies.base import Decision, Policy, PolicySettings, TraceView
 
-POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
+PLUGIN_GROUP = "tail_sampler.policies"
+log = logging.getLogger(__name__)
+
+BUILTIN_POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
     {
         cls.type_name: cls
         for cls in (
@@ -49,6 +54,38 @@ POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
         )
     }
 )
+
+
+def _plugin_policy_types() -> dict[str, type[Policy]]:
+    """Policy types added by installed packages through the `tail_sampler.policies` entry point group.
+
+    The entry point's name is the policy type; its object a Policy subclass whose
+    type_name is that name. A plugin that fails these checks is skipped with an error log."""
+    found: dict[str, type[Policy]] = {}
+    for entry_point in entry_points(group=PLUGIN_GROUP):
+        where = f"policy plugin {entry_point.name!r} ({entry_point.value})"
+        try:
+            policy = entry_point.load()
+        except Exception as exc:  # a broken plugin must not take the built-in policies down
+            log.error("%s cannot be loaded: %s", where, exc)
+            continue
+        problem = None
+        if not (isinstance(policy, type) and issubclass(policy, Policy)):
+            problem = "it is not a subclass of sampler.policies.base.Policy"
+        elif getattr(policy, "type_name", None) != entry_point.name:
+            problem = f"its type_name is {getattr(policy, 'type_name', None)!r}, not the entry point's name"
+        elif entry_point.name in BUILTIN_POLICY_TYPES or entry_point.name in found:
+            problem = "a policy type of that name exists already"
+        elif policy.settings_model is not None and not issubclass(policy.settings_model, PolicySettings):
+            problem = "its settings_model is not a subclass of PolicySettings"
+        if problem:
+            log.error("%s is skipped: %s", where, problem)
+            continue
+        found[entry_point.name] = policy
+    return found
+
+
+POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType({**BUILTIN_POLICY_TYPES, **_plugin_policy_types()})
 LEAF_TYPES: tuple[str, ...] = tuple(name for name, policy in POLICY_TYPES.items() if not policy.compound)
 
 

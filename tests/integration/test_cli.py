@@ -40,11 +40,12 @@ def write_config(tmp_path: Path, data: dict) -> tuple[Path, dict[str, int]]:
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, admin_port: int) -> None:
+    def __init__(self, config: Path, admin_port: int, env: dict[str, str] | None = None) -> None:
         self.admin = f"http://127.0.0.1:{admin_port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sampler", "run", "--config", str(config)],
             cwd=REPO,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
