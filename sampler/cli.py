@@ -107,6 +107,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from sampler.schema import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_loadgen(args: argparse.Namespace) -> int:
     from sampler.loadgen import LoadSettings, run_load
 
@@ -151,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config and print what it would run")
     check.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     check.set_defaults(handler=cmd_check)
+
+    schema = commands.add_parser("schema", help="print a JSON Schema of the config file, for editors")
+    schema.set_defaults(handler=cmd_schema)
 
     loadgen = commands.add_parser("loadgen", help="send realistic traces with the OpenTelemetry SDK")
     loadgen.add_argument(
