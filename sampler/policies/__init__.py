@@ -18,6 +18,7 @@ from sampler.policies import (
     compound,
     latency,
     numeric_attribute,
+    ottl,
     probabilistic,
     rate_limiting,
     span_count,
@@ -47,6 +48,7 @@ BUILTIN_POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
             bytes_limiting.BytesLimitingPolicy,
             trace_state.TraceStatePolicy,
             trace_flags.TraceFlagsPolicy,
+            ottl.OttlConditionPolicy,
             compound.AndPolicy,
             compound.DropPolicy,
             compound.NotPolicy,
@@ -105,8 +107,11 @@ def _entry_model(type_name: str, policy: type[Policy]) -> type[PolicyConfig]:
     fields: dict[str, Any] = {"type": (Literal[type_name], ...)}  # type: ignore[valid-type]
     settings = policy.settings_model
     if settings is not None:
-        required = any(field.is_required() for field in settings.model_fields.values())
-        fields[type_name] = (settings, ... if required else settings())
+        # The block may be left out only when its defaults are valid on their own.
+        try:
+            fields[type_name] = (settings, settings())
+        except ValidationError:
+            fields[type_name] = (settings, ...)
     return create_model(f"{type_name}_policy", __base__=PolicyConfig, **fields)
 
 

@@ -45,6 +45,20 @@ CASES = {
         {"attributes": {"debug": False}},
     ),
     "span_count": ({"type": "span_count", "span_count": {"min_spans": 4, "max_spans": 6}}, {"spans": 5}, {"spans": 7}),
+    "ottl_condition": (
+        {
+            "type": "ottl_condition",
+            "ottl_condition": {
+                "error_mode": "ignore",
+                "span": [
+                    'attributes["tier"] == "gold"',
+                    "end_time_unix_nano - start_time_unix_nano > 10000000000",
+                ],
+            },
+        },
+        {"attributes": {"tier": "gold"}},
+        {"attributes": {"tier": "free"}},
+    ),
     "bytes_limiting": (
         {"type": "bytes_limiting", "bytes_limiting": {"bytes_per_second": 300, "burst_capacity": 300}},
         {"spans": 2},
