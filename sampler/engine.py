@@ -15,23 +15,28 @@ from sampler.config import TailSamplingConfig
 from sampler.metrics import Metrics
 from sampler.model import DecodedBatch, TraceSpans
 from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
+from sampler.records import DecisionRecorder
 
 log = logging.getLogger(__name__)
 
 
 class DecisionCache:
-    """The most recent `capacity` trace IDs that got one decision."""
+    """The most recent `capacity` trace IDs that got one decision, each with a small value
+    (the decision record that late spans of a kept trace carry)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        self._ids: OrderedDict[bytes, bytes] = OrderedDict()
 
-    def add(self, trace_id: bytes) -> None:
+    def add(self, trace_id: bytes, value: bytes = b"") -> None:
         if not self.capacity:
             return
-        self._ids[trace_id] = None
+        self._ids[trace_id] = value
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+    def get(self, trace_id: bytes) -> bytes | None:
+        return self._ids.get(trace_id)
 
     def __contains__(self, trace_id: bytes) -> bool:
         return trace_id in self._ids
@@ -64,6 +69,7 @@ class TailSampler:
         self._clock = clock
         self._sample_on_first_match = config.sample_on_first_match
         self._drop_pending_on_shutdown = config.drop_pending_traces_on_shutdown
+        self._recorder = DecisionRecorder(config.record_policy)
         self.window = TraceWindow(
             config.num_traces,
             config.num_shards,
@@ -82,6 +88,7 @@ class TailSampler:
         """Take new policies and evaluation options; buffered traces and the decision caches stay."""
         self._sample_on_first_match = config.sample_on_first_match
         self._drop_pending_on_shutdown = config.drop_pending_traces_on_shutdown
+        self._recorder = DecisionRecorder(config.record_policy)
         self.set_policies(config.policies)
 
     def set_policies(self, configs: Sequence[PolicyConfig]) -> None:
@@ -134,8 +141,9 @@ class TailSampler:
             trace = window.get(trace_id)
             if trace is not None:
                 window.extend(trace, fragment)
-            elif trace_id in self.sampled_cache:
+            elif (record := self.sampled_cache.get(trace_id)) is not None:
                 tally[self._late_kept] += fragment.span_count
+                self._recorder.apply(fragment, record, cached=True)
                 self._keep(fragment)
             elif trace_id in self.not_sampled_cache:
                 tally[self._late_dropped] += fragment.span_count
@@ -201,16 +209,19 @@ class TailSampler:
         return final, None
 
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
-        final, _ = self.evaluate(trace)
-        self._record(trace, final is Decision.SAMPLED, trigger)
+        final, first = self.evaluate(trace)
+        kept = final is Decision.SAMPLED
+        record = self._recorder.record(first, trigger, trace.root_seen) if kept else b""
+        self._record(trace, kept, trigger, record)
 
-    def _record(self, trace: TraceSpans, kept: bool, trigger: str) -> None:
+    def _record(self, trace: TraceSpans, kept: bool, trigger: str, record: bytes = b"") -> None:
         self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
         tally = self._tally
         tally[self._decided[(kept, trigger)]] += 1
         if kept:
-            self.sampled_cache.add(trace.trace_id)
+            self.sampled_cache.add(trace.trace_id, record)
             tally[self._spans_kept] += trace.span_count
+            self._recorder.apply(trace, record)
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id)

@@ -20,7 +20,9 @@ from sampler.metrics import Metrics
 log = logging.getLogger(__name__)
 
 # What a reload can change in place; everything else needs a restart.
-RELOADABLE_SAMPLING_KEYS = frozenset({"policies", "sample_on_first_match", "drop_pending_traces_on_shutdown"})
+RELOADABLE_SAMPLING_KEYS = frozenset(
+    {"policies", "sample_on_first_match", "drop_pending_traces_on_shutdown", "record_policy"}
+)
 
 
 def _digest(path: Path) -> str | None:

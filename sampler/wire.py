@@ -100,6 +100,18 @@ def scope_prefix(scope: bytes, schema_url: str) -> bytes:
     return out
 
 
+def add_scope_attributes(prefix: bytes, attributes: bytes) -> bytes:
+    """A ScopeSpans prefix whose InstrumentationScope carries `attributes` (framed KeyValue
+    fields) as well: repeated fields concatenate on the wire, so they are appended."""
+    scope = b""
+    rest = prefix
+    if prefix[:1] == TAG_SCOPE:
+        length, body = decode_varint(prefix, 1)
+        scope = prefix[body : body + length]
+        rest = prefix[body + length :]
+    return frame(TAG_SCOPE, scope + attributes) + rest
+
+
 def encode_request(resources: Iterable[tuple[bytes, Iterable[tuple[bytes, bytes | bytearray]]]]) -> bytes:
     """Build an ExportTraceServiceRequest from (resource prefix, [(scope prefix, framed spans)])."""
     parts: list[bytes] = []

@@ -230,3 +230,21 @@ def test_split_then_encode_keeps_every_span_under_its_resource_and_scope(
     for data in encoded:
         out += _triples(ExportTraceServiceRequest.FromString(data))
     assert out == _triples(request)
+
+
+def test_add_scope_attributes_appends_to_the_scope_and_keeps_the_schema_url() -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+
+    from sampler.wire import add_scope_attributes, frame, scope_prefix
+
+    scope = InstrumentationScope(name="lib", version="1", attributes=[KeyValue(key="a", value=AnyValue(int_value=1))])
+    extra = frame(b"\x1a", KeyValue(key="b", value=AnyValue(string_value="x")).SerializeToString())
+    for original in (scope, None):
+        prefix = scope_prefix(original.SerializeToString() if original else b"", "https://schema/1")
+        parsed = ScopeSpans.FromString(add_scope_attributes(prefix, extra))
+        keys = [attribute.key for attribute in parsed.scope.attributes]
+        assert keys == (["a", "b"] if original else ["b"])
+        assert parsed.schema_url == "https://schema/1"
+        if original:
+            assert parsed.scope.name == "lib" and parsed.scope.version == "1"
