@@ -56,6 +56,7 @@ class DecisionRecorder:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._encoded: dict[tuple[Any, ...], bytes] = {}
+        self._scopes: dict[tuple[bytes, bytes], bytes] = {}
 
     def record(self, policy: Policy | None, trigger: str, root_seen: bool) -> bytes:
         """The encoded scope attributes for a trace kept by `policy`."""
@@ -93,6 +94,15 @@ class DecisionRecorder:
         attributes = record + _CACHED if cached else record
         if attributes:
             trace.groups = {
-                (resource, add_scope_attributes(scope, attributes)): spans
+                (resource, self._scope_with(scope, attributes)): spans
                 for (resource, scope), spans in trace.groups.items()
             }
+
+    def _scope_with(self, scope: bytes, attributes: bytes) -> bytes:
+        # Kept traces of one service share scopes; rewrite each (scope, record) pair once.
+        rewritten = self._scopes.get((scope, attributes))
+        if rewritten is None:
+            if len(self._scopes) >= _RECORD_CACHE_LIMIT:
+                self._scopes.clear()
+            rewritten = self._scopes[(scope, attributes)] = add_scope_attributes(scope, attributes)
+        return rewritten
