@@ -10,7 +10,8 @@ them keep working:
 
 and, beyond the Collector:
 
-- `tailsampling.sample_rate`: for a trace kept by a probabilistic policy, 100 / percentage,
+- `tailsampling.sample_rate`: for a trace kept by a policy that samples 1 in N
+  (probabilistic: 100 / percentage; dynamic, throughput: the key's current rate),
   so a backend can extrapolate counts;
 - `tailsampling.early_decision: "overflow"`: the trace was decided early because the window was full;
 - `tailsampling.root_seen: false`: the trace was decided without its root span.
@@ -28,7 +29,6 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from sampler.model import TraceSpans
 from sampler.policies import Policy
 from sampler.policies.compound import CompositePolicy
-from sampler.policies.probabilistic import ProbabilisticPolicy
 from sampler.wire import add_scope_attributes, frame
 
 _TAG_SCOPE_ATTRIBUTE = b"\x1a"  # InstrumentationScope.attributes = 3
@@ -63,10 +63,9 @@ class DecisionRecorder:
         if not self.enabled:
             return b""
         composite = policy.last_sampled_by if isinstance(policy, CompositePolicy) else None
-        rate = None
-        if isinstance(policy, ProbabilisticPolicy) and policy.settings.sampling_percentage > 0:
-            rate = 100 / policy.settings.sampling_percentage
-            rate = int(rate) if rate.is_integer() else rate
+        rate = policy.sample_rate() if policy is not None else None
+        if rate is not None and float(rate).is_integer():
+            rate = int(rate)
         key = (policy.name if policy else None, composite, rate, trigger == "overflow", root_seen)
         encoded = self._encoded.get(key)
         if encoded is None:

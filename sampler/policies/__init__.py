@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sampler.policies import (
+    adaptive,
     always_sample,
     boolean_attribute,
     bytes_limiting,
@@ -49,6 +50,8 @@ BUILTIN_POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
             trace_state.TraceStatePolicy,
             trace_flags.TraceFlagsPolicy,
             ottl.OttlConditionPolicy,
+            adaptive.DynamicPolicy,
+            adaptive.ThroughputPolicy,
             compound.AndPolicy,
             compound.DropPolicy,
             compound.NotPolicy,

@@ -132,6 +132,10 @@ class Policy(ABC):
     @abstractmethod
     def evaluate(self, trace: TraceView) -> Decision: ...
 
+    def sample_rate(self) -> float | None:
+        """The sample rate (1 in N) behind this policy's last sampled decision, if it has one."""
+        return None
+
     def describe(self) -> str:
         if self.settings is None:
             return self.type_name

@@ -55,3 +55,7 @@ class ProbabilisticPolicy(Policy):
 
     def evaluate(self, trace: TraceView) -> Decision:
         return decide(fnv1a_64(trace.trace_id, self._salted_state) <= self._threshold)
+
+    def sample_rate(self) -> float | None:
+        percentage = self.settings.sampling_percentage
+        return 100 / percentage if percentage > 0 else None

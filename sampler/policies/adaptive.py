@@ -1,0 +1,176 @@
+"""Adaptive samplers, after Refinery's EMA dynamic and EMA throughput samplers.
+
+Both count traces per key (built from a few fields of the trace), smooth the
+counts with an exponential moving average recomputed every adjustment_interval,
+and give each key a sample rate so that rare keys are kept more and frequent
+keys less. `dynamic` aims at an overall goal sample rate; `throughput` at a
+number of kept traces per second, deriving the goal rate from the measured
+incoming rate. A trace is kept with probability 1/rate, decided by a hash of its
+trace ID, so replicas with the same rates agree. Until the first adjustment
+every trace is kept at rate 1 (there is nothing to adapt to yet).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from sampler.config import Duration
+from sampler.policies.base import Decision, Policy, PolicySettings, TraceView
+from sampler.policies.probabilistic import fnv1a_64
+
+_MAX_UINT64 = (1 << 64) - 1
+_OTHER_KEY = "\x00other"
+
+
+class _AdaptiveSettings(PolicySettings):
+    key_fields: list[str] = Field(default_factory=list)
+    use_trace_length: bool = False
+    adjustment_interval: Duration = Field(15.0, gt=0)
+    weight: float = Field(0.5, gt=0, le=1)
+    age_out_value: float = Field(0.5, ge=0)
+    max_keys: int = Field(500, gt=0)
+    hash_salt: str = "tail-sampler-adaptive"
+
+
+class DynamicSettings(_AdaptiveSettings):
+    goal_sample_rate: int = Field(ge=1)
+    key_fields: list[str] = Field(min_length=1)
+
+
+class ThroughputSettings(_AdaptiveSettings):
+    goal_throughput_per_sec: float = Field(gt=0)
+
+
+def _trace_key(trace: TraceView, fields: list[str], use_trace_length: bool) -> str:
+    """Values of the key fields on the root span (else the first span), then its resource."""
+    records = trace.spans()
+    if not records:
+        return ""
+    root = next((r for r in records if not r.span.parent_span_id), records[0])
+    values = []
+    for name in fields:
+        value = None
+        if name in ("root.name", "name"):
+            value = root.span.name
+        elif name == "status.code":
+            value = root.span.status.code
+        elif name == "kind":
+            value = root.span.kind
+        else:
+            for attributes in (root.span.attributes, root.resource.attributes):
+                for attribute in attributes:
+                    if attribute.key == name:
+                        kind = attribute.value.WhichOneof("value")
+                        value = getattr(attribute.value, kind) if kind else None
+                        break
+                if value is not None:
+                    break
+        values.append("" if value is None else str(value))
+    if use_trace_length:
+        values.append(str(trace.span_count))
+    return "\x1f".join(values)
+
+
+def sample_rates(ema: dict[str, float], goal_rate: float) -> dict[str, float]:
+    """Per-key rates whose kept total approaches sum(ema) / goal_rate, giving each key a
+    share of the budget by the logarithm of its count (Refinery's average-rate allocation)."""
+    total = sum(ema.values())
+    if total <= 0 or goal_rate <= 1:
+        return {key: 1.0 for key in ema}
+    goal_count = total / goal_rate
+    log_sum = sum(math.log10(count) for count in ema.values() if count > 1)
+    goal_ratio = goal_count / log_sum if log_sum > 0 else goal_count / max(len(ema), 1)
+    rates: dict[str, float] = {}
+    extra = 0.0
+    remaining = len(ema)
+    for key in sorted(ema, key=lambda k: ema[k]):
+        count = ema[key]
+        goal_for_key = max(1.0, math.log10(count) * goal_ratio if count > 1 else 1.0)
+        share = extra / remaining
+        goal_for_key += share
+        extra -= share
+        remaining -= 1
+        if count <= goal_for_key:
+            rates[key] = 1.0
+            extra += goal_for_key - count
+        else:
+            rate = math.ceil(count / goal_for_key)
+            rates[key] = float(rate)
+            extra += goal_for_key - count / rate
+    return rates
+
+
+class _AdaptivePolicy(Policy):
+    def prepare(self) -> None:
+        settings = self.settings
+        self._counts: dict[str, int] = {}
+        self._ema: dict[str, float] = {}
+        self._rates: dict[str, float] = {}
+        self._next_adjustment = self.clock() + settings.adjustment_interval
+        self._salted = fnv1a_64(settings.hash_salt.encode())
+        self._last_rate: float | None = None
+
+    def goal_rate(self, traces_per_second: float) -> float:
+        raise NotImplementedError
+
+    def _adjust(self, now: float) -> None:
+        settings = self.settings
+        weight = settings.weight
+        ema = self._ema
+        for key in set(ema) | set(self._counts):
+            value = weight * self._counts.get(key, 0) + (1 - weight) * ema.get(key, 0.0)
+            if value < settings.age_out_value and key not in self._counts:
+                ema.pop(key, None)
+            else:
+                ema[key] = value
+        total_per_second = sum(ema.values()) / settings.adjustment_interval
+        self._rates = sample_rates(ema, self.goal_rate(total_per_second))
+        self._counts = {}
+        self._next_adjustment = now + settings.adjustment_interval
+
+    def evaluate(self, trace: TraceView) -> Decision:
+        now = self.clock()
+        if now >= self._next_adjustment:
+            self._adjust(now)
+        settings = self.settings
+        key = (
+            _trace_key(trace, settings.key_fields, settings.use_trace_length)
+            if settings.key_fields or settings.use_trace_length
+            else ""
+        )
+        if key not in self._counts and key not in self._ema and len(self._counts) >= settings.max_keys:
+            key = _OTHER_KEY
+        self._counts[key] = self._counts.get(key, 0) + 1
+        rate = self._rates.get(key, 1.0)
+        self._last_rate = rate
+        if rate <= 1:
+            return Decision.SAMPLED
+        return (
+            Decision.SAMPLED if fnv1a_64(trace.trace_id, self._salted) <= _MAX_UINT64 / rate else Decision.NOT_SAMPLED
+        )
+
+    def sample_rate(self) -> float | None:
+        return self._last_rate
+
+
+class DynamicPolicy(_AdaptivePolicy):
+    """Keeps about one in goal_sample_rate traces overall, rare keys more often than frequent ones."""
+
+    type_name = "dynamic"
+    settings_model = DynamicSettings
+
+    def goal_rate(self, traces_per_second: float) -> float:
+        return float(self.settings.goal_sample_rate)
+
+
+class ThroughputPolicy(_AdaptivePolicy):
+    """Keeps about goal_throughput_per_sec traces per second, adapting to the incoming rate
+    (spread over keys when key_fields are given) instead of keeping the first ones each second."""
+
+    type_name = "throughput"
+    settings_model = ThroughputSettings
+
+    def goal_rate(self, traces_per_second: float) -> float:
+        return max(1.0, traces_per_second / self.settings.goal_throughput_per_sec)
