@@ -89,6 +89,12 @@ class TraceWindow:
                 trace.due = due
                 shard.root_due.append((due, trace))
 
+    def discard(self, trace: TraceSpans) -> None:
+        """Remove a buffered trace before it is due (its root-queue entry is skipped later)."""
+        shard = self._shard(trace.trace_id)
+        if shard.traces.get(trace.trace_id) is trace:
+            self._remove(shard, trace)
+
     def pop_due(self, now: float) -> Iterator[tuple[TraceSpans, str]]:
         """Remove and yield (trace, trigger) for every trace due at `now`."""
         for shard in self._shards:

@@ -123,6 +123,7 @@ class TailSamplingConfig(Model):
     num_shards: int = Field(4, gt=0, le=1024)
     expected_new_traces_per_sec: int = Field(0, ge=0)
     sample_on_first_match: bool = False
+    maximum_trace_size_bytes: int = Field(0, ge=0)
     # Kept spans' scopes carry tailsampling.policy and friends (see sampler/records.py).
     record_policy: bool = True
     drop_pending_traces_on_shutdown: bool = False

@@ -22,20 +22,20 @@ log = logging.getLogger(__name__)
 
 class DecisionCache:
     """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (the decision record that late spans of a kept trace carry)."""
+    (for kept traces: the decision record late spans carry, and the bytes forwarded so far)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[bytes, bytes] = OrderedDict()
+        self._ids: OrderedDict[bytes, Any] = OrderedDict()
 
-    def add(self, trace_id: bytes, value: bytes = b"") -> None:
+    def add(self, trace_id: bytes, value: Any = b"") -> None:
         if not self.capacity:
             return
         self._ids[trace_id] = value
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
-    def get(self, trace_id: bytes) -> bytes | None:
+    def get(self, trace_id: bytes) -> Any:
         return self._ids.get(trace_id)
 
     def __contains__(self, trace_id: bytes) -> bool:
@@ -70,6 +70,7 @@ class TailSampler:
         self._sample_on_first_match = config.sample_on_first_match
         self._drop_pending_on_shutdown = config.drop_pending_traces_on_shutdown
         self._recorder = DecisionRecorder(config.record_policy)
+        self._max_trace_bytes = config.maximum_trace_size_bytes
         self.window = TraceWindow(
             config.num_traces,
             config.num_shards,
@@ -114,13 +115,15 @@ class TailSampler:
         m.decision_cache_size.labels("not_sampled").set_function(lambda: len(self.not_sampled_cache))
         self._late_kept = m.late_spans.labels("kept")
         self._late_dropped = m.late_spans.labels("dropped")
+        self._late_too_large = m.late_spans.labels("too_large")
+        self._too_large = m.traces_dropped_too_large
         self._overflow = m.early_decisions.labels("overflow")
         self._spans_kept = m.spans_decided.labels("kept")
         self._spans_dropped = m.spans_decided.labels("dropped")
         self._decided = {
             (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
             for kept in (True, False)
-            for trigger in ("wait", "root", "overflow", "shutdown")
+            for trigger in ("wait", "root", "overflow", "shutdown", "too_large")
         }
 
     def _flush_tally(self) -> None:
@@ -136,12 +139,23 @@ class TailSampler:
         """Take the spans of one request. Returns how many traces were new."""
         window = self.window
         tally = self._tally
+        max_size = self._max_trace_bytes
         new_traces = 0
         for trace_id, fragment in batch.traces.items():
             trace = window.get(trace_id)
             if trace is not None:
                 window.extend(trace, fragment)
-            elif (record := self.sampled_cache.get(trace_id)) is not None:
+                if max_size and trace.nbytes > max_size:
+                    window.discard(trace)
+                    self._record(trace, False, "too_large")
+            elif (kept := self.sampled_cache.get(trace_id)) is not None:
+                record, forwarded = kept
+                forwarded += fragment.nbytes
+                if max_size and forwarded > max_size:
+                    # The size cap holds for a kept trace's late spans too.
+                    tally[self._late_too_large] += fragment.span_count
+                    continue
+                self.sampled_cache.add(trace_id, (record, forwarded))
                 tally[self._late_kept] += fragment.span_count
                 self._recorder.apply(fragment, record, cached=True)
                 self._keep(fragment)
@@ -149,6 +163,10 @@ class TailSampler:
                 tally[self._late_dropped] += fragment.span_count
             else:
                 new_traces += 1
+                if max_size and fragment.nbytes > max_size:
+                    fragment.first_seen = self._clock()
+                    self._record(fragment, False, "too_large")
+                    continue
                 evicted = window.add(fragment)
                 if evicted is not None:
                     tally[self._overflow] += 1
@@ -219,10 +237,12 @@ class TailSampler:
         tally = self._tally
         tally[self._decided[(kept, trigger)]] += 1
         if kept:
-            self.sampled_cache.add(trace.trace_id, record)
+            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes))
             tally[self._spans_kept] += trace.span_count
             self._recorder.apply(trace, record)
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id)
             tally[self._spans_dropped] += trace.span_count
+            if trigger == "too_large":
+                tally[self._too_large] += 1

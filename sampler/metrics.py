@@ -61,9 +61,15 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.traces_dropped_too_large = Counter(
+            f"{PREFIX}_traces_dropped_too_large",
+            "Traces dropped at once because their buffered spans exceeded maximum_trace_size_bytes.",
+            registry=r,
+        )
         self.late_spans = Counter(
             f"{PREFIX}_late_spans",
-            "Spans arriving after their trace was decided, by the cached decision they followed.",
+            "Spans arriving after their trace was decided, by the cached decision they followed "
+            "(kept, dropped, too_large: a kept trace whose forwarded spans would exceed maximum_trace_size_bytes).",
             ["decision"],
             registry=r,
         )
@@ -71,7 +77,8 @@ class Metrics:
         # decide
         self.traces_decided = Counter(
             f"{PREFIX}_traces_decided",
-            "Traces decided, by final decision (kept, dropped) and trigger (wait, root, overflow, shutdown).",
+            "Traces decided, by final decision (kept, dropped) and trigger "
+            "(wait, root, overflow, shutdown, too_large).",
             ["decision", "trigger"],
             registry=r,
         )

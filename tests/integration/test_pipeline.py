@@ -398,3 +398,25 @@ def test_sdk_exporters_with_gzip_compression(start_daemon, grpc_sink, protocol):
     spans = grpc_sink.wait_for_spans(3)
     assert {s.trace_id for s in spans} == {trace_id}
     assert {s.service for s in spans} == {"gzipped"}
+
+
+def test_maximum_trace_size_bytes_holds_before_and_after_the_decision(start_daemon, grpc_sink):
+    daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, maximum_trace_size_bytes=3000))
+
+    def blob_spans(trace_id: bytes, count: int) -> list:
+        return [make_span(trace_id, attributes={"blob": "b" * 500}) for _ in range(count)]
+
+    big, _ = make_trace(spans=1)
+    grpc_export(daemon.grpc_endpoint, make_request(blob_spans(big, 3)))
+    grpc_export(daemon.grpc_endpoint, make_request(blob_spans(big, 3)))  # now past 3000 bytes: dropped at once
+    kept, _ = make_trace(spans=1)
+    grpc_export(daemon.grpc_endpoint, make_request(blob_spans(kept, 2)))
+    grpc_sink.wait_for_spans(2)
+    grpc_export(daemon.grpc_endpoint, make_request(blob_spans(kept, 1)))  # late, still under the cap
+    grpc_sink.wait_for_spans(3)
+    grpc_export(daemon.grpc_endpoint, make_request(blob_spans(kept, 4)))  # late, past the cap: not forwarded
+    wait_until(lambda: daemon.scrape().value("tail_sampler_late_spans_total", decision="too_large") == 4)
+    time.sleep(0.3)
+    assert grpc_sink.trace_ids() == {kept}
+    assert grpc_sink.span_count() == 3
+    assert daemon.scrape().value("tail_sampler_traces_dropped_too_large_total") == 1

@@ -387,3 +387,52 @@ def test_drop_pending_traces_on_shutdown_drops_without_deciding() -> None:
     assert h.kept == []
     assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="shutdown") == 1
     assert h.value("tail_sampler_policy_decisions_total", policy="all", decision="sampled") == 0
+
+
+# --- maximum_trace_size_bytes ------------------------------------------------------------
+
+
+def _sized_trace(spans: int, blob: int = 500) -> tuple[bytes, list[Span]]:
+    trace_id, result = make_trace(spans=spans)
+    for span in result:
+        span.attributes.add(key="blob", value={"string_value": "x" * blob})
+    return trace_id, result
+
+
+def test_a_trace_growing_past_the_size_cap_is_dropped_at_once_and_stays_dropped() -> None:
+    h = Harness([KEEP_ALL], maximum_trace_size_bytes=2000)
+    trace_id, spans = _sized_trace(6)
+    h.ingest(spans[:2])
+    assert h.sampler.window.trace_count == 1
+    h.ingest(spans[2:5])  # now over 2000 bytes
+    assert h.sampler.window.trace_count == 0
+    assert trace_id in h.sampler.not_sampled_cache
+    assert h.value("tail_sampler_traces_dropped_too_large_total") == 1
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="too_large") == 1
+    h.ingest(spans[5:])
+    assert h.value("tail_sampler_late_spans_total", decision="dropped") == 1
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.kept == []
+
+
+def test_a_single_request_over_the_cap_is_dropped_without_buffering() -> None:
+    h = Harness([KEEP_ALL], maximum_trace_size_bytes=1000)
+    _, spans = _sized_trace(4)
+    assert h.ingest(spans) == 1
+    assert h.sampler.window.trace_count == 0
+    assert h.value("tail_sampler_traces_dropped_too_large_total") == 1
+
+
+def test_the_cap_still_holds_for_late_spans_of_a_kept_trace() -> None:
+    h = Harness([KEEP_ALL], maximum_trace_size_bytes=2500)
+    trace_id, spans = _sized_trace(8)
+    h.ingest(spans[:3])
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.kept_ids() == [trace_id]
+    h.ingest(spans[3:4])  # still under the cap with what was forwarded: forwarded
+    assert h.kept_spans(trace_id) == 4
+    h.ingest(spans[4:8])  # would pass the cap: not forwarded, counted
+    assert h.kept_spans(trace_id) == 4
+    assert h.value("tail_sampler_late_spans_total", decision="too_large") == 4
