@@ -89,6 +89,22 @@ class TraceWindow:
                 trace.due = due
                 shard.root_due.append((due, trace))
 
+    def has_room_for(self, trace_ids: list[bytes]) -> bool:
+        """Whether new traces with these IDs fit without evicting any (False also when
+        they could never fit: more than a shard holds)."""
+        needed: dict[int, int] = {}
+        for trace_id in trace_ids:
+            index = hash(trace_id) % len(self._shards)
+            needed[index] = needed.get(index, 0) + 1
+        return all(len(self._shards[i].traces) + n <= self._shards[i].limit for i, n in needed.items())
+
+    def could_ever_fit(self, trace_ids: list[bytes]) -> bool:
+        needed: dict[int, int] = {}
+        for trace_id in trace_ids:
+            index = hash(trace_id) % len(self._shards)
+            needed[index] = needed.get(index, 0) + 1
+        return all(n <= self._shards[i].limit for i, n in needed.items())
+
     def discard(self, trace: TraceSpans) -> None:
         """Remove a buffered trace before it is due (its root-queue entry is skipped later)."""
         shard = self._shard(trace.trace_id)

@@ -124,6 +124,9 @@ class TailSamplingConfig(Model):
     expected_new_traces_per_sec: int = Field(0, ge=0)
     sample_on_first_match: bool = False
     maximum_trace_size_bytes: int = Field(0, ge=0)
+    block_on_overflow: bool = False
+    # With block_on_overflow: how long a request whose client set no deadline (HTTP) waits for room.
+    block_on_overflow_timeout: Duration = Field(5.0, gt=0)
     # Kept spans' scopes carry tailsampling.policy and friends (see sampler/records.py).
     record_policy: bool = True
     drop_pending_traces_on_shutdown: bool = False

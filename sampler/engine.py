@@ -3,6 +3,7 @@ remembers decisions so late spans follow the decision already made."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter as TallyCounter
@@ -71,6 +72,9 @@ class TailSampler:
         self._drop_pending_on_shutdown = config.drop_pending_traces_on_shutdown
         self._recorder = DecisionRecorder(config.record_policy)
         self._max_trace_bytes = config.maximum_trace_size_bytes
+        self._block_on_overflow = config.block_on_overflow
+        self._block_timeout = config.block_on_overflow_timeout
+        self._room_freed = asyncio.Event()
         self.window = TraceWindow(
             config.num_traces,
             config.num_shards,
@@ -125,6 +129,40 @@ class TailSampler:
             for kept in (True, False)
             for trigger in ("wait", "root", "overflow", "shutdown", "too_large")
         }
+
+    def _new_trace_ids(self, batch: DecodedBatch) -> list[bytes]:
+        window = self.window
+        return [
+            trace_id
+            for trace_id in batch.traces
+            if window.get(trace_id) is None
+            and trace_id not in self.sampled_cache
+            and trace_id not in self.not_sampled_cache
+        ]
+
+    async def wait_for_room(self, batch: DecodedBatch, timeout: float | None = None) -> bool:
+        """With block_on_overflow: wait until the batch's new traces fit in the window.
+        False if they still do not after `timeout` seconds (block_on_overflow_timeout when
+        None). Without it, always True (the oldest traces are decided early instead)."""
+        if not self._block_on_overflow:
+            return True
+        if timeout is None:
+            timeout = self._block_timeout
+        new = self._new_trace_ids(batch)
+        if not new or not self.window.could_ever_fit(new):
+            return True  # a batch larger than a shard could never wait its way in
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.window.has_room_for(new):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self._room_freed.clear()
+            try:
+                await asyncio.wait_for(self._room_freed.wait(), remaining)
+            except TimeoutError:
+                return False
+            new = self._new_trace_ids(batch)
+        return True
 
     def _flush_tally(self) -> None:
         # Counter increments are summed per call of ingest/decide_due, not made per trace:
@@ -184,6 +222,8 @@ class TailSampler:
             self._decide(trace, trigger)
             count += 1
         self._flush_tally()
+        if count:
+            self._room_freed.set()
         return count
 
     def decide_all(self) -> int:

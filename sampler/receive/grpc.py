@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from sampler.config import GrpcProtocolConfig
 from sampler.receive.decode import BadRequest, parse_protobuf
-from sampler.receive.ingest import Ingest
+from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -24,7 +26,19 @@ class GrpcReceiver:
         except BadRequest as exc:
             self._ingest.count_failure("grpc", "invalid")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return self._ingest.accept(request, "grpc").SerializeToString()
+        remaining = context.time_remaining()
+        try:
+            # Leave the client a moment to receive the refusal before its deadline.
+            response = await self._ingest.accept(request, "grpc", None if remaining is None else remaining - 0.1)
+        except WindowFull as exc:
+            # RESOURCE_EXHAUSTED with RetryInfo is what OTLP clients retry after the given delay.
+            status = status_pb2.Status(code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=str(exc))
+            status.details.add().Pack(
+                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS))
+            )
+            context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        return response.SerializeToString()
 
     async def start(self) -> None:
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)

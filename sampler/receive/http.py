@@ -12,13 +12,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from sampler.config import HttpProtocolConfig
 from sampler.endpoints import split_endpoint
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
-from sampler.receive.ingest import Ingest
+from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
+_UNAVAILABLE = 14
 
 
 def _encode(message: status_pb2.Status | ExportTraceServiceResponse, content_type: str) -> bytes:
@@ -65,7 +66,12 @@ class HttpReceiver:
         except BadRequest as exc:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)
-        response = self._ingest.accept(parsed, "http")
+        try:
+            response = await self._ingest.accept(parsed, "http")
+        except WindowFull as exc:
+            reply = _status_response(503, _UNAVAILABLE, str(exc), content_type)
+            reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return reply
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)
 
     async def start(self) -> None:

@@ -14,6 +14,12 @@ from sampler.metrics import Metrics
 from sampler.receive.decode import RequestSplitter
 
 PROTOCOLS = ("grpc", "http")
+# When a client refused for a full window should retry.
+RETRY_AFTER_SECONDS = 1
+
+
+class WindowFull(Exception):
+    """block_on_overflow: no room in the window before the request's deadline."""
 
 
 class Ingest:
@@ -25,8 +31,16 @@ class Ingest:
         self._invalid_ids = {p: metrics.rejected_spans.labels(p, "invalid_id") for p in PROTOCOLS}
         self._requests = metrics.requests
 
-    def accept(self, request: ExportTraceServiceRequest, protocol: str) -> ExportTraceServiceResponse:
+    async def accept(
+        self, request: ExportTraceServiceRequest, protocol: str, deadline: float | None = None
+    ) -> ExportTraceServiceResponse:
+        """Ingest a request. With block_on_overflow, first wait for room in the window until
+        `deadline` seconds pass (block_on_overflow_timeout when None); raises WindowFull if
+        there is none by then (the client should retry)."""
         batch = self._splitter.split(request)
+        if not await self._sampler.wait_for_room(batch, deadline):
+            self._requests.labels(protocol, "backpressure").inc()
+            raise WindowFull(f"the trace window is full (num_traces); retry in {RETRY_AFTER_SECONDS}s")
         new_traces = self._sampler.ingest(batch)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)

@@ -232,7 +232,7 @@ def test_unknown_key_suggests_the_closest_one() -> None:
     assert lines[0].startswith(
         "test.yaml:2: tail_sampling.decision_wiat: unknown key 'decision_wiat' (did you mean 'decision_wait'?)"
     )
-    assert "valid keys: decision_cache, decision_wait," in lines[0]
+    assert "decision_cache, decision_wait, decision_wait_after_root_received," in lines[0]
 
 
 def test_unknown_key_in_a_policy_and_an_exporter() -> None:
