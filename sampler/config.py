@@ -125,6 +125,9 @@ class TailSamplingConfig(Model):
     sample_on_first_match: bool = False
     maximum_trace_size_bytes: int = Field(0, ge=0)
     block_on_overflow: bool = False
+    # trace-complete: decide whole traces when due. span-ingest: decide as spans arrive,
+    # with stateless policies only (see sampler/engine.py).
+    sampling_strategy: Literal["trace-complete", "span-ingest"] = "trace-complete"
     # With block_on_overflow: how long a request whose client set no deadline (HTTP) waits for room.
     block_on_overflow_timeout: Duration = Field(5.0, gt=0)
     # Kept spans' scopes carry tailsampling.policy and friends (see sampler/records.py).
@@ -427,6 +430,8 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     policies, policy_errors = _validate_policies(raw_policies if isinstance(raw_policies, list) else [], lines)
     exporters, exporter_errors = _validate_exporters(raw_exporters if isinstance(raw_exporters, dict) else {})
     errors.extend(policy_errors + exporter_errors)
+    if isinstance(raw_sampling, dict) and raw_sampling.get("sampling_strategy") == "span-ingest":
+        errors.extend(_span_ingest_errors(policies))
     if errors:
         described = []
         for error in errors:
@@ -442,6 +447,23 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
             "exporters": exporters,
         }
     )
+
+
+def _span_ingest_errors(policies: list[Any]) -> list[dict[str, Any]]:
+    from sampler.policies import stateful_reason
+
+    errors = []
+    for index, policy in enumerate(policies):
+        reason = stateful_reason(policy)
+        if reason:
+            errors.append(
+                {
+                    "loc": ("tail_sampling", "policies", index, "type"),
+                    "msg": f"policy {policy.name!r} cannot run with sampling_strategy: span-ingest: {reason}",
+                    "type": "value_error",
+                }
+            )
+    return errors
 
 
 def _prefixed(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:

@@ -73,6 +73,7 @@ class TailSampler:
         self._recorder = DecisionRecorder(config.record_policy)
         self._max_trace_bytes = config.maximum_trace_size_bytes
         self._block_on_overflow = config.block_on_overflow
+        self._span_ingest = config.sampling_strategy == "span-ingest"
         self._block_timeout = config.block_on_overflow_timeout
         self._room_freed = asyncio.Event()
         self.window = TraceWindow(
@@ -127,7 +128,7 @@ class TailSampler:
         self._decided = {
             (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
             for kept in (True, False)
-            for trigger in ("wait", "root", "overflow", "shutdown", "too_large")
+            for trigger in ("wait", "root", "overflow", "shutdown", "too_large", "ingest")
         }
 
     def _new_trace_ids(self, batch: DecodedBatch) -> list[bytes]:
@@ -178,6 +179,7 @@ class TailSampler:
         window = self.window
         tally = self._tally
         max_size = self._max_trace_bytes
+        span_ingest = self._span_ingest
         new_traces = 0
         for trace_id, fragment in batch.traces.items():
             trace = window.get(trace_id)
@@ -186,6 +188,8 @@ class TailSampler:
                 if max_size and trace.nbytes > max_size:
                     window.discard(trace)
                     self._record(trace, False, "too_large")
+                elif span_ingest:
+                    self._decide_on_ingest(trace)
             elif (kept := self.sampled_cache.get(trace_id)) is not None:
                 record, forwarded = kept
                 forwarded += fragment.nbytes
@@ -209,8 +213,21 @@ class TailSampler:
                 if evicted is not None:
                     tally[self._overflow] += 1
                     self._decide(evicted, "overflow")
+                if span_ingest:
+                    self._decide_on_ingest(fragment)
         self._flush_tally()
         return new_traces
+
+    def _decide_on_ingest(self, trace: TraceSpans) -> None:
+        """span-ingest: a trace is kept as soon as a policy samples what has arrived of it
+        (and dropped as soon as a drop policy matches); otherwise it waits in the window."""
+        final, first = self.evaluate(trace)
+        if final is Decision.NOT_SAMPLED:
+            return
+        self.window.discard(trace)
+        kept = final is Decision.SAMPLED
+        record = self._recorder.record(first, "ingest", trace.root_seen) if kept else b""
+        self._record(trace, kept, "ingest", record)
 
     def decide_due(self) -> int:
         """Decide every trace that is due now; returns how many."""
@@ -219,7 +236,11 @@ class TailSampler:
         lag = self._metrics.decision_lag
         for trace, trigger in self.window.pop_due(now):
             lag.observe(max(0.0, now - trace.due))
-            self._decide(trace, trigger)
+            if self._span_ingest:
+                # Every arrival was evaluated already: what no policy sampled by now is not kept.
+                self._record(trace, False, trigger)
+            else:
+                self._decide(trace, trigger)
             count += 1
         self._flush_tally()
         if count:

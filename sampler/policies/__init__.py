@@ -149,6 +149,29 @@ def _error(loc: tuple[Any, ...], kind: str, message: str) -> ValidationError:
     return ValidationError.from_exception_data("policy", [detail])
 
 
+# Policies whose answer depends on more than the spans seen so far (a budget, a learned rate).
+_STATEFUL_TYPES = frozenset({"rate_limiting", "bytes_limiting", "composite", "dynamic", "throughput"})
+
+
+def stateful_reason(config: PolicyConfig) -> str | None:
+    """Why a policy cannot decide traces span by span as they arrive (span-ingest), or None."""
+    if config.type in _STATEFUL_TYPES:
+        return f"{config.type} keeps state across traces"
+    settings = config.settings
+    if config.type == "latency" and settings.upper_threshold_ms:
+        return "latency with upper_threshold_ms can change its answer as spans arrive"
+    if config.type == "span_count" and settings.max_spans:
+        return "span_count with max_spans can change its answer as spans arrive"
+    if config.type == "not":
+        return "not can change its answer as spans arrive"
+    for field in ("and_sub_policy", "drop_sub_policy"):
+        for sub in getattr(settings, field, ()) or ():
+            reason = stateful_reason(sub)
+            if reason:
+                return f"its sub-policy {sub.name!r}: {reason}"
+    return None
+
+
 def build_policy(config: PolicyConfig, clock: Callable[[], float]) -> Policy:
     return POLICY_TYPES[config.type](config.name, config.settings, clock)
 

@@ -171,3 +171,20 @@ def test_w3c_policies_through_the_daemon(start_daemon, grpc_sink):
     wait_until(lambda: grpc_sink.trace_ids() == {gold, flagged})
     time.sleep(0.2)
     assert grpc_sink.trace_ids() == {gold, flagged}
+
+
+def test_span_ingest_forwards_a_sampled_trace_without_waiting(start_daemon, grpc_sink):
+    policies = [{"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}]
+    daemon = start_daemon(
+        config_dict(
+            {"otlp": fast_retry(grpc_sink.endpoint)}, policies, decision_wait="30s", sampling_strategy="span-ingest"
+        )
+    )
+    started = time.monotonic()
+    error_trace, error_spans = make_trace(spans=3, error=True)
+    _, plain_spans = make_trace(spans=3)
+    grpc_export(daemon.grpc_endpoint, make_request(error_spans + plain_spans))
+    grpc_sink.wait_for_spans(3, timeout=5)
+    assert time.monotonic() - started < 5  # long before decision_wait
+    assert grpc_sink.trace_ids() == {error_trace}
+    assert daemon.scrape().value("tail_sampler_window_traces") == 1

@@ -436,3 +436,48 @@ def test_the_cap_still_holds_for_late_spans_of_a_kept_trace() -> None:
     h.ingest(spans[4:8])  # would pass the cap: not forwarded, counted
     assert h.kept_spans(trace_id) == 4
     assert h.value("tail_sampler_late_spans_total", decision="too_large") == 4
+
+
+# --- sampling_strategy: span-ingest ---------------------------------------------------------
+
+
+def test_span_ingest_keeps_a_trace_as_soon_as_a_policy_samples_it() -> None:
+    h = Harness([KEEP_ERRORS], sampling_strategy="span-ingest")
+    trace_id, spans = make_trace(spans=3, error=True)  # the error is on the last span
+    h.ingest(spans[:2])
+    assert h.kept == [] and h.sampler.window.trace_count == 1
+    h.ingest(spans[2:])
+    # Kept at once, with the spans that arrived before the deciding one.
+    assert h.kept_ids() == [trace_id] and h.kept_spans(trace_id) == 3
+    assert h.sampler.window.trace_count == 0
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="ingest") == 1
+    h.ingest([make_span(trace_id, name="late")])
+    assert h.kept_spans(trace_id) == 4  # late spans follow the decision
+
+
+def test_span_ingest_drops_what_nothing_sampled_when_due_without_evaluating_again() -> None:
+    h = Harness([KEEP_ERRORS], sampling_strategy="span-ingest")
+    _, spans = make_trace(spans=2)
+    h.ingest(spans)
+    evaluations = h.value("tail_sampler_policy_decisions_total", policy="errors", decision="not_sampled")
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 1
+    assert h.kept == []
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="wait") == 1
+    assert h.value("tail_sampler_policy_decisions_total", policy="errors", decision="not_sampled") == evaluations
+
+
+def test_span_ingest_drop_policies_act_at_once() -> None:
+    drop = {
+        "name": "no-health",
+        "type": "drop",
+        "drop": {
+            "drop_sub_policy": [
+                {"name": "h", "type": "string_attribute", "string_attribute": {"key": "route", "values": ["/health"]}}
+            ]
+        },
+    }
+    h = Harness([KEEP_ALL, drop], sampling_strategy="span-ingest")
+    health_id, health = make_trace(spans=2, attributes={"route": "/health"})
+    h.ingest(health)
+    assert h.kept == [] and health_id in h.sampler.not_sampled_cache
