@@ -113,6 +113,25 @@ def test_check_accepts_the_collector_documentation_block():
     assert result.stdout.count("\n  - ") >= 17
 
 
+def test_check_names_both_lines_of_a_duplicate_policy_name(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "tail_sampling:\n"
+        "  policies:\n"
+        "    - {name: keep, type: always_sample}\n"
+        "    - {name: other, type: always_sample}\n"
+        "    - {name: keep, type: always_sample}\n"
+        "exporters:\n"
+        "  file: {path: x.jsonl}\n"
+    )
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 2
+    assert (
+        f"{path}:5: tail_sampling.policies[2].name: duplicate policy name 'keep', already used by policies[0] on line 3"
+        in result.stderr
+    )
+
+
 def test_check_reports_a_missing_file():
     result = cli("check", "--config", "/nonexistent/sampler.yaml")
     assert result.returncode == 2

@@ -188,3 +188,25 @@ def test_span_ingest_forwards_a_sampled_trace_without_waiting(start_daemon, grpc
     assert time.monotonic() - started < 5  # long before decision_wait
     assert grpc_sink.trace_ids() == {error_trace}
     assert daemon.scrape().value("tail_sampler_window_traces") == 1
+
+
+def test_sample_on_first_match_through_the_daemon(start_daemon, grpc_sink):
+    policies = [
+        {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+        {"name": "everything", "type": "always_sample"},
+        {
+            "name": "ottl",
+            "type": "ottl_condition",
+            "ottl_condition": {"span": ['span.attributes["tier"] == "gold"'], "spanevent": ['spanevent.name == "x"']},
+        },
+    ]
+    daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, policies, sample_on_first_match=True))
+    _, error_spans = make_trace(spans=2, error=True)
+    _, plain_spans = make_trace(spans=2, attributes={"tier": "gold"})
+    grpc_export(daemon.grpc_endpoint, make_request(error_spans + plain_spans))
+    grpc_sink.wait_for_spans(4)
+    metrics = daemon.scrape()
+    # errors sampled one trace and stopped there; everything sampled the other and stopped there.
+    assert metrics.value("tail_sampler_policy_decisions_total", policy="errors", decision="sampled") == 1
+    assert metrics.value("tail_sampler_policy_decisions_total", policy="everything", decision="sampled") == 1
+    assert metrics.value("tail_sampler_policy_decisions_total", policy="ottl") == 0
