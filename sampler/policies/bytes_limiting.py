@@ -1,6 +1,7 @@
 from pydantic import Field
 
-from sampler.policies.base import Decision, Policy, PolicySettings, TraceView
+from sampler.policies.base import Decision, Policy, PolicySettings, TraceView, decide
+from sampler.policies.token_bucket import TokenBucket
 
 
 class BytesLimitingSettings(PolicySettings):
@@ -17,17 +18,8 @@ class BytesLimitingPolicy(Policy):
     settings_model = BytesLimitingSettings
 
     def prepare(self) -> None:
-        self._rate = float(self.settings.bytes_per_second)
-        self._capacity = float(self.settings.burst_capacity or 2 * self.settings.bytes_per_second)
-        self._tokens = self._capacity
-        self._updated = self.clock()
+        rate = self.settings.bytes_per_second
+        self._bucket = TokenBucket(rate, self.settings.burst_capacity or 2 * rate, self.clock)
 
     def evaluate(self, trace: TraceView) -> Decision:
-        now = self.clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
-        size = trace.trace.nbytes
-        if self._tokens >= size:
-            self._tokens -= size
-            return Decision.SAMPLED
-        return Decision.NOT_SAMPLED
+        return decide(self._bucket.take(trace.trace.nbytes))

@@ -1,6 +1,7 @@
 from pydantic import Field
 
-from sampler.policies.base import Decision, Policy, PolicySettings, TraceView
+from sampler.policies.base import Decision, Policy, PolicySettings, TraceView, decide
+from sampler.policies.token_bucket import TokenBucket
 
 
 class RateLimitingSettings(PolicySettings):
@@ -17,16 +18,8 @@ class RateLimitingPolicy(Policy):
     settings_model = RateLimitingSettings
 
     def prepare(self) -> None:
-        self._rate = float(self.settings.spans_per_second)
-        self._capacity = float(self.settings.burst_capacity or self.settings.spans_per_second)
-        self._tokens = self._capacity
-        self._updated = self.clock()
+        rate = self.settings.spans_per_second
+        self._bucket = TokenBucket(rate, self.settings.burst_capacity or rate, self.clock)
 
     def evaluate(self, trace: TraceView) -> Decision:
-        now = self.clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
-        if self._tokens >= trace.span_count:
-            self._tokens -= trace.span_count
-            return Decision.SAMPLED
-        return Decision.NOT_SAMPLED
+        return decide(self._bucket.take(trace.span_count))

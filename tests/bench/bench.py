@@ -157,9 +157,23 @@ async def run_load(target: str, duration: float, concurrency: int, seed: int) ->
 # --- sink and null proxy ------------------------------------------------------------
 
 
+async def start_export_server(port: int, export) -> object:
+    """A gRPC server on loopback answering TraceService/Export with `export(raw bytes, context)`."""
+    import grpc
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {"Export": grpc.unary_unary_rpc_method_handler(export)},
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server
+
+
 async def serve_sink(port: int, count_file: str) -> None:
     """Acks every export and counts spans; writes the count to count_file on SIGTERM."""
-    import grpc
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     counts = {"spans": 0, "requests": 0, "bytes": 0}
@@ -171,17 +185,7 @@ async def serve_sink(port: int, count_file: str) -> None:
         counts["spans"] += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         return b""
 
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "opentelemetry.proto.collector.trace.v1.TraceService",
-                {"Export": grpc.unary_unary_rpc_method_handler(export)},
-            ),
-        )
-    )
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
+    server = await start_export_server(port, export)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -204,17 +208,7 @@ async def serve_null_proxy(port: int, upstream: str) -> None:
         await forward(request.SerializeToString(), timeout=30)
         return b""
 
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "opentelemetry.proto.collector.trace.v1.TraceService",
-                {"Export": grpc.unary_unary_rpc_method_handler(export)},
-            ),
-        )
-    )
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
+    server = await start_export_server(port, export)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
