@@ -1,4 +1,4 @@
-"""The `tail-sampler` command: run, check, loadgen."""
+"""The `tail-sampler` command: run, check, schema, simulate, loadgen."""
 
 from __future__ import annotations
 
@@ -174,7 +174,39 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument("--slow-ratio", type=float, default=0.05)
     loadgen.add_argument("--seed", type=int, default=None)
     loadgen.set_defaults(handler=cmd_loadgen)
+
+    simulate = commands.add_parser("simulate", help="replay recorded traces through a config's policies, offline")
+    simulate.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
+    simulate.add_argument(
+        "--input", required=True, metavar="TRACES", help="OTLP/JSON, one export request per line (the file exporter's)"
+    )
+    simulate.add_argument("--compare", metavar="OTHER.yaml", help="also run this config's policies, side by side")
+    simulate.add_argument("--json", action="store_true", help="print the result as JSON")
+    simulate.set_defaults(handler=cmd_simulate)
     return parser
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sampler import simulate
+
+    paths = [args.config] if args.compare is None else [args.config, args.compare]
+    configs = [config for config in (_load(path) for path in paths) if config is not None]
+    if len(configs) != len(paths):
+        return 2
+    try:
+        traces = simulate.read_traces(args.input)
+    except simulate.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = [
+        simulate.simulate(config.tail_sampling, traces.traces.values(), path)
+        for config, path in zip(configs, paths, strict=True)
+    ]
+    if args.json:
+        print(json.dumps(simulate.report_dict(traces, results), indent=2))
+    else:
+        print(simulate.format_report(traces, results))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

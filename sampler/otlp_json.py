@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -68,8 +69,9 @@ def _base64_to_hex(name: str, value: str) -> str:
         raise ValueError(f"{name} is not base64") from None
 
 
-def request_from_json(data: bytes | str) -> ExportTraceServiceRequest:
-    """Parse an OTLP/JSON trace request; raises ValueError with a readable reason."""
+def request_from_json_exact(data: bytes | str) -> ExportTraceServiceRequest:
+    """Parse an OTLP/JSON trace request with protobuf's json_format: the reference
+    reading, and the one every error comes from. Raises ValueError with a readable reason."""
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -83,6 +85,226 @@ def request_from_json(data: bytes | str) -> ExportTraceServiceRequest:
     except (json_format.ParseError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
     return request
+
+
+# --- the fast path -------------------------------------------------------------
+
+
+def request_from_json(data: bytes | str) -> ExportTraceServiceRequest:
+    """Parse an OTLP/JSON trace request: what request_from_json_exact returns, and the
+    same ValueError for a malformed one, about five times faster for the usual input.
+
+    The fast path applies the ID rule (`_convert_ids`), then renames the
+    document's keys to field names and hands it to the message constructors, which
+    build the nested messages in C, instead of json_format's field-by-field walk. What
+    it cannot be sure to read exactly as json_format does (nulls, NaN or Infinity, enum
+    names it does not know, maps, a field under both its names, nesting past _MAX_DEPTH,
+    any error at all) goes to request_from_json_exact, which has the final word.
+    """
+    try:
+        document = json.loads(data)
+        _convert_ids(document, _hex_to_bytes)
+        return ExportTraceServiceRequest(**_REQUEST(document, 0))
+    except Exception:
+        return request_from_json_exact(data)
+
+
+class _Unusual(Exception):
+    """Input the fast path leaves to json_format."""
+
+
+# json_format refuses messages nested 100 deep; past this depth the slow path decides.
+_MAX_DEPTH = 64
+_Convert = Callable[[Any, int], Any]
+
+
+def _hex_to_bytes(name: str, value: str) -> bytes:
+    # otlp_json's rule (IDs are hex) applied straight to bytes; JSON itself never holds bytes,
+    # so a bytes value below is always an ID converted here. A bad hex string raises
+    # ValueError, and request_from_json_exact then reports it in its own words.
+    return bytes.fromhex(value)
+
+
+def _unusual(value: Any, depth: int) -> Any:
+    raise _Unusual
+
+
+def _integer(value: Any, depth: int) -> int:
+    kind = type(value)
+    if kind is int:
+        return value  # the constructor checks the range
+    if kind is str and value.isascii() and (value.isdigit() or (value[:1] == "-" and value[1:].isdigit())):
+        return int(value)  # int64 fields are strings in proto3 JSON
+    raise _Unusual
+
+
+def _double(value: Any, depth: int) -> float:
+    kind = type(value)
+    if kind is float and value - value == 0.0:  # finite; NaN and infinities come as strings
+        return value
+    if kind is int:
+        return float(value)
+    raise _Unusual
+
+
+def _boolean(value: Any, depth: int) -> bool:
+    if type(value) is bool:
+        return value
+    raise _Unusual
+
+
+def _string(value: Any, depth: int) -> str:
+    if type(value) is str:
+        return value  # a lone surrogate makes the constructor raise, and the slow path answer
+    raise _Unusual
+
+
+def _bytes(value: Any, depth: int) -> bytes:
+    kind = type(value)
+    if kind is bytes:
+        return value
+    if kind is str:
+        encoded = value.encode("utf-8")  # json_format's decoding: padded, either base64 alphabet
+        return base64.urlsafe_b64decode(encoded + b"=" * (4 - len(encoded) % 4))
+    raise _Unusual
+
+
+def _enum(enum_type: Any) -> _Convert:
+    numbers = frozenset(value.number for value in enum_type.values)
+    by_name = {value.name: value.number for value in enum_type.values}
+    closed = getattr(enum_type, "is_closed", False)
+
+    def convert(value: Any, depth: int) -> int:
+        kind = type(value)
+        if kind is int and (not closed or value in numbers):
+            return value
+        if kind is str and value in by_name:
+            return by_name[value]
+        raise _Unusual
+
+    return convert
+
+
+_SCALARS: dict[int, _Convert] = {
+    FieldDescriptor.CPPTYPE_INT32: _integer,
+    FieldDescriptor.CPPTYPE_INT64: _integer,
+    FieldDescriptor.CPPTYPE_UINT32: _integer,
+    FieldDescriptor.CPPTYPE_UINT64: _integer,
+    FieldDescriptor.CPPTYPE_DOUBLE: _double,
+    FieldDescriptor.CPPTYPE_FLOAT: _unusual,  # json_format range-checks floats
+    FieldDescriptor.CPPTYPE_BOOL: _boolean,
+}
+
+
+class _Never:
+    """A type no JSON value has: the field's value always goes through its converter."""
+
+
+# The JSON type a field's value may be handed to the constructor as, unchanged.
+_PLAIN: dict[int, type] = {
+    FieldDescriptor.CPPTYPE_INT32: int,
+    FieldDescriptor.CPPTYPE_INT64: int,
+    FieldDescriptor.CPPTYPE_UINT32: int,
+    FieldDescriptor.CPPTYPE_UINT64: int,
+    FieldDescriptor.CPPTYPE_BOOL: bool,
+}
+
+
+def _is_repeated(descriptor: FieldDescriptor) -> bool:
+    repeated = getattr(descriptor, "is_repeated", None)
+    if repeated is None:  # protobuf < 5
+        return bool(descriptor.label == FieldDescriptor.LABEL_REPEATED)
+    return bool(repeated)
+
+
+def _field_converter(descriptor: FieldDescriptor, registry: dict[str, _Convert]) -> tuple[type, _Convert]:
+    """The field's plain type (see _PLAIN) and the converter for any other value."""
+    cpp_type = descriptor.cpp_type
+    plain: type = _PLAIN.get(cpp_type, _Never)
+    if cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+        single = _message_converter(descriptor.message_type, registry)
+    elif cpp_type == FieldDescriptor.CPPTYPE_ENUM:
+        single = _enum(descriptor.enum_type)
+        plain = _Never if getattr(descriptor.enum_type, "is_closed", False) else int
+    elif cpp_type == FieldDescriptor.CPPTYPE_STRING:
+        # bytes arrive as bytes only from the ID rule; base64 text is converted
+        single, plain = (_bytes, bytes) if descriptor.type == FieldDescriptor.TYPE_BYTES else (_string, str)
+    else:
+        single = _SCALARS[cpp_type]
+    if not _is_repeated(descriptor):
+        return plain, single
+
+    def repeated(value: Any, depth: int) -> list[Any]:
+        if type(value) is not list:
+            raise _Unusual
+        return [single(item, depth) for item in value]
+
+    return _Never, repeated
+
+
+def _message_converter(descriptor: Descriptor, registry: dict[str, _Convert]) -> _Convert:
+    """A function from a proto3 JSON object to the constructor arguments of the message."""
+    existing = registry.get(descriptor.full_name)
+    if existing is not None:
+        return existing
+    if descriptor.GetOptions().map_entry or descriptor.full_name.startswith("google.protobuf."):
+        registry[descriptor.full_name] = _unusual  # maps and well-known types have JSON forms of their own
+        return _unusual
+    table: dict[str, tuple[str, type, _Convert]] = {}  # JSON key -> field name, plain type, converter
+    oneofs = [frozenset(f.name for f in oneof.fields) for oneof in descriptor.oneofs if len(oneof.fields) > 1]
+
+    def convert(value: Any, depth: int) -> dict[str, Any]:
+        if type(value) is not dict or depth > _MAX_DEPTH:
+            raise _Unusual
+        depth += 1
+        # While the keys are the field names themselves (KeyValue's key and value, Status),
+        # only values need converting, in place; the first other key means a new dict.
+        for key, item in value.items():
+            entry = table.get(key)
+            if entry is None or entry[0] != key:
+                if entry is not None and len(value) == 1:  # an AnyValue, most often: rename its one key
+                    del value[key]
+                    value[entry[0]] = item if type(item) is entry[1] else entry[2](item, depth)
+                    return value
+                return rename(value, depth)
+            if type(item) is not entry[1]:
+                value[key] = entry[2](item, depth)  # converters accept converted values again
+        if oneofs and len(value) > 1:
+            check_oneofs(value)
+        return value
+
+    def rename(value: dict[str, Any], depth: int) -> dict[str, Any]:
+        arguments: dict[str, Any] = {}
+        for key, item in value.items():
+            entry = table.get(key)
+            if entry is not None:
+                name, plain, field_convert = entry
+                arguments[name] = item if type(item) is plain else field_convert(item, depth)
+        if len(arguments) != len(value):
+            known = [key for key in value if key in table]
+            if len(known) != len(arguments):
+                raise _Unusual  # one field under both its names (json_format merges or rejects)
+            if any(key.startswith("[") for key in value if key not in table):
+                raise _Unusual  # an extension name, which json_format refuses
+            # other unknown keys are ignored, as request_from_json_exact ignores them
+        if oneofs and len(arguments) > 1:
+            check_oneofs(arguments)
+        return arguments
+
+    def check_oneofs(arguments: dict[str, Any]) -> None:
+        for members in oneofs:
+            if len(members.intersection(arguments)) > 1:
+                raise _Unusual  # json_format refuses two members of a oneof
+
+    registry[descriptor.full_name] = convert  # registered first: messages nest recursively
+    entries = [(f, (f.name, *_field_converter(f, registry))) for f in descriptor.fields]
+    table.update((f.name, entry) for f, entry in entries)
+    table.update((f.json_name, entry) for f, entry in entries)  # the JSON name wins, as in json_format
+    return convert
+
+
+# Built once; the registry (one converter per message type) lives only in the closures.
+_REQUEST = _message_converter(ExportTraceServiceRequest.DESCRIPTOR, {})
 
 
 def request_to_dict(request: ExportTraceServiceRequest) -> dict[str, Any]:
