@@ -226,7 +226,7 @@ class TailSampler:
             return
         self.window.discard(trace)
         kept = final is Decision.SAMPLED
-        record = self._recorder.record(first, "ingest", trace.root_seen) if kept else b""
+        record = self._recorder.mark(trace, first, "ingest") if kept else b""
         self._record(trace, kept, "ingest", record)
 
     def decide_due(self) -> int:
@@ -290,7 +290,7 @@ class TailSampler:
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
         final, first = self.evaluate(trace)
         kept = final is Decision.SAMPLED
-        record = self._recorder.record(first, trigger, trace.root_seen) if kept else b""
+        record = self._recorder.mark(trace, first, trigger) if kept else b""
         self._record(trace, kept, trigger, record)
 
     def _record(self, trace: TraceSpans, kept: bool, trigger: str, record: bytes = b"") -> None:
@@ -300,7 +300,6 @@ class TailSampler:
         if kept:
             self.sampled_cache.add(trace.trace_id, (record, trace.nbytes))
             tally[self._spans_kept] += trace.span_count
-            self._recorder.apply(trace, record)
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id)

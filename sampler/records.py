@@ -16,8 +16,10 @@ and, beyond the Collector:
 - `tailsampling.early_decision: "overflow"`: the trace was decided early because the window was full;
 - `tailsampling.root_seen: false`: the trace was decided without its root span.
 
-The attributes are appended to the scope's bytes (see wire.add_scope_attributes); the
-spans themselves leave untouched.
+The attributes are appended to the scope's bytes (see wire.add_scope_attributes).
+The spans leave untouched, except that a trace kept at a sample rate also gets the
+OpenTelemetry tracestate threshold `ot=th:` of its combined probability on every
+span; a rate a sampler upstream recorded there is multiplied in, not lost.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from sampler.model import TraceSpans
-from sampler.policies import Policy
+from sampler.policies import Policy, TraceView
 from sampler.policies.compound import CompositePolicy
-from sampler.wire import add_scope_attributes, frame
+from sampler.wire import TAG_SCOPE_SPAN, add_scope_attributes, frame, varint
 
 _TAG_SCOPE_ATTRIBUTE = b"\x1a"  # InstrumentationScope.attributes = 3
 _CACHED = frame(
@@ -38,6 +41,69 @@ _CACHED = frame(
 )
 # Distinct records are few (policies x triggers); their encodings are kept, within a bound.
 _RECORD_CACHE_LIMIT = 1024
+
+
+_THRESHOLD_BITS = 56
+_MAX_THRESHOLD = 1 << _THRESHOLD_BITS
+
+
+def ot_threshold(trace_state: str) -> int | None:
+    """The rejection threshold T of an OpenTelemetry tracestate (`ot=th:...`), or None."""
+    for member in trace_state.split(","):
+        key, _, value = member.strip().partition("=")
+        if key != "ot":
+            continue
+        for field in value.split(";"):
+            name, _, text = field.partition(":")
+            if name == "th" and 0 < len(text) <= 14:
+                try:
+                    return int(text.ljust(14, "0"), 16)
+                except ValueError:
+                    return None
+    return None
+
+
+def with_threshold(trace_state: str, threshold: int) -> str:
+    """The tracestate with `ot=th:` set to `threshold` (other members and ot fields kept)."""
+    encoded = f"{threshold:014x}".rstrip("0") or "0"
+    members = [m.strip() for m in trace_state.split(",") if m.strip()]
+    for index, member in enumerate(members):
+        key, _, value = member.partition("=")
+        if key == "ot":
+            fields = [f for f in value.split(";") if f and not f.startswith("th:")]
+            members[index] = "ot=" + ";".join([f"th:{encoded}", *fields])
+            return ",".join(members)
+    return ",".join([f"ot=th:{encoded}", *members])
+
+
+def upstream_probability(trace: TraceSpans) -> float:
+    """The probability a sampler upstream kept this trace with, from its spans' tracestate (1 if none)."""
+    if not any(b"ot=" in spans for spans in trace.groups.values()):
+        return 1.0
+    for record in TraceView(trace).spans():
+        threshold = ot_threshold(record.span.trace_state)
+        if threshold is not None:
+            return 1 - threshold / _MAX_THRESHOLD
+    return 1.0
+
+
+def rewrite_threshold(trace: TraceSpans, probability: float) -> None:
+    """Set every span's `ot=th:` to the threshold of `probability` (OpenTelemetry's
+    probability sampling), so a backend can count each kept span as 1/probability."""
+    threshold = min(_MAX_THRESHOLD - 1, max(0, round((1 - probability) * _MAX_THRESHOLD)))
+    groups = {}
+    nbytes = 0
+    for key, spans in trace.groups.items():
+        scope_spans = ScopeSpans.FromString(key[1] + bytes(spans))
+        rewritten = bytearray()
+        for span in scope_spans.spans:
+            span.trace_state = with_threshold(span.trace_state, threshold)
+            data = span.SerializeToString()
+            rewritten += TAG_SCOPE_SPAN + varint(len(data)) + data
+            nbytes += len(data)
+        groups[key] = rewritten
+    trace.groups = groups
+    trace.nbytes = nbytes
 
 
 def _attribute(key: str, value: Any) -> bytes:
@@ -58,14 +124,29 @@ class DecisionRecorder:
         self._encoded: dict[tuple[Any, ...], bytes] = {}
         self._scopes: dict[tuple[bytes, bytes], bytes] = {}
 
-    def record(self, policy: Policy | None, trigger: str, root_seen: bool) -> bytes:
-        """The encoded scope attributes for a trace kept by `policy`."""
+    def mark(self, trace: TraceSpans, policy: Policy | None, trigger: str) -> bytes:
+        """Record the decision on a kept trace; returns the record, for its late spans."""
+        if not self.enabled:
+            return b""
+        rate = policy.sample_rate() if policy is not None else None
+        if rate is not None:
+            # A trace sampled upstream (tracestate ot=th) already stood for 1/p traces: rates multiply.
+            probability = upstream_probability(trace) / rate
+            rewrite_threshold(trace, probability)
+            rate = 1 / probability
+        record = self.record(policy, trigger, trace.root_seen, rate)
+        self.apply(trace, record)
+        return record
+
+    def record(self, policy: Policy | None, trigger: str, root_seen: bool, rate: float | None = None) -> bytes:
+        """The encoded scope attributes for a trace kept by `policy` at 1 in `rate`."""
         if not self.enabled:
             return b""
         composite = policy.last_sampled_by if isinstance(policy, CompositePolicy) else None
-        rate = policy.sample_rate() if policy is not None else None
-        if rate is not None and float(rate).is_integer():
-            rate = int(rate)
+        if rate is not None:
+            rate = round(rate, 6)
+            if float(rate).is_integer():
+                rate = int(rate)
         key = (policy.name if policy else None, composite, rate, trigger == "overflow", root_seen)
         encoded = self._encoded.get(key)
         if encoded is None:

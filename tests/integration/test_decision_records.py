@@ -86,3 +86,18 @@ def test_records_can_be_turned_off(start_daemon, grpc_sink):
     wait_until(lambda: grpc_sink.span_count() == 3)
     time.sleep(0.1)
     assert all(attributes == {} for _, attributes in scope_attributes(grpc_sink, trace_id))
+
+
+def test_upstream_sampling_rates_are_multiplied_not_lost(start_daemon, grpc_sink):
+    daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, [HALF]))
+    trace_id, spans = make_trace(spans=2)
+    for span in spans:
+        span.trace_state = "vendor=x,ot=th:c"  # head-sampled upstream at 25 %
+    plain_id, plain = make_trace(spans=1)
+    grpc_export(daemon.grpc_endpoint, make_request(spans + plain))
+    grpc_sink.wait_for_spans(3)
+    assert scope_attributes(grpc_sink, trace_id)[0][1]["tailsampling.sample_rate"] == 4
+    assert {s.span.trace_state for s in grpc_sink.spans() if s.trace_id == trace_id} == {"vendor=x,ot=th:c"}
+    # Kept at 100 % here and never sampled before: threshold 0, rate 1.
+    assert {s.span.trace_state for s in grpc_sink.spans() if s.trace_id == plain_id} == {"ot=th:0"}
+    assert scope_attributes(grpc_sink, plain_id)[0][1]["tailsampling.sample_rate"] == 1
