@@ -282,26 +282,33 @@ def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str
     oversized = 0
     evaluate = sampler.evaluate
     sampled, dropped = Decision.SAMPLED, Decision.DROPPED
-    for trace in traces:
-        start = trace.start_min / 1e9
-        if start > now:
-            now = start
-        span_count = trace.span_count
-        result.traces += 1
-        result.spans += span_count
-        decision, first = evaluate(trace)
-        if decision is sampled:
-            result.kept_traces += 1
-            result.kept_spans += span_count
-            kept_ids.add(trace.trace_id)
-            if first is not None:
-                count = counts[first.name]
-                count.kept_traces += 1
-                count.kept_spans += span_count
-        elif decision is dropped:
-            result.dropped_traces += 1
-        if trace.nbytes > size_cap:
-            oversized += 1
+    # As when reading: evaluation parses spans into short-lived objects without cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for trace in traces:
+            start = trace.start_min / 1e9
+            if start > now:
+                now = start
+            span_count = trace.span_count
+            result.traces += 1
+            result.spans += span_count
+            decision, first = evaluate(trace)
+            if decision is sampled:
+                result.kept_traces += 1
+                result.kept_spans += span_count
+                kept_ids.add(trace.trace_id)
+                if first is not None:
+                    count = counts[first.name]
+                    count.kept_traces += 1
+                    count.kept_spans += span_count
+            elif decision is dropped:
+                result.dropped_traces += 1
+            if trace.nbytes > size_cap:
+                oversized += 1
+    finally:
+        if collecting:
+            gc.enable()
     # What happens outside TailSampler.evaluate in the daemon, on the way in, is not simulated.
     if oversized:
         result.notes.append(

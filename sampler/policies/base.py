@@ -5,8 +5,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -28,8 +27,7 @@ class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class SpanRecord:
+class SpanRecord(NamedTuple):
     """A buffered span with the resource and scope it arrived under."""
 
     resource: Resource
@@ -70,7 +68,7 @@ class TraceView:
                 resource = ResourceSpans.FromString(resource_prefix).resource
                 scope_spans = ScopeSpans.FromString(scope_prefix + bytes(spans))
                 scope = scope_spans.scope
-                records.extend(SpanRecord(resource, scope, span) for span in scope_spans.spans)
+                records.extend([SpanRecord(resource, scope, span) for span in scope_spans.spans])
             self._records = records
         return self._records
 
