@@ -136,13 +136,18 @@ def _decode_block(block: bytes) -> _Block:
         decoded.lines += 1
         decoded.spans += batch.span_count
         decoded.rejected_spans += batch.rejected_spans
-        for trace_id, fragment in batch.traces.items():
-            trace = traces.get(trace_id)
-            if trace is None:
-                traces[trace_id] = fragment
-            else:
-                trace.absorb(fragment)
+        merge_fragments(traces, batch.traces)
     return decoded
+
+
+def merge_fragments(traces: dict[bytes, TraceSpans], fragments: dict[bytes, TraceSpans]) -> None:
+    """Add fragments to the traces they belong to, in order; a new trace ID starts a trace."""
+    for trace_id, fragment in fragments.items():
+        trace = traces.get(trace_id)
+        if trace is None:
+            traces[trace_id] = fragment
+        else:
+            trace.absorb(fragment)
 
 
 def _merge(result: TraceSet, decoded: _Block, first_line: int) -> int:
@@ -153,13 +158,7 @@ def _merge(result: TraceSet, decoded: _Block, first_line: int) -> int:
     result.lines += decoded.lines
     result.spans += decoded.spans
     result.rejected_spans += decoded.rejected_spans
-    traces = result.traces
-    for trace_id, fragment in decoded.traces.items():
-        trace = traces.get(trace_id)
-        if trace is None:
-            traces[trace_id] = fragment
-        else:
-            trace.absorb(fragment)
+    merge_fragments(result.traces, decoded.traces)
     return first_line + decoded.newlines
 
 

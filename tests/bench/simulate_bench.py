@@ -54,21 +54,12 @@ exporters:
 def generate(path: Path, traces: int, seed: int) -> int:
     """Write `traces` traces to `path`; returns the span count."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
     from sampler.otlp_json import request_to_json
+    from tests.support import kv
 
     rng = random.Random(seed)
-
-    def kv(key: str, value: object) -> KeyValue:
-        if isinstance(value, bool):
-            return KeyValue(key=key, value=AnyValue(bool_value=value))
-        if isinstance(value, int):
-            return KeyValue(key=key, value=AnyValue(int_value=value))
-        if isinstance(value, float):
-            return KeyValue(key=key, value=AnyValue(double_value=value))
-        return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
     def new_request() -> tuple[ExportTraceServiceRequest, dict]:
         request = ExportTraceServiceRequest()
