@@ -19,6 +19,11 @@ from sampler.policies.base import (
 )
 
 
+def _all_sample(policies: list[Policy], trace: TraceView) -> bool:
+    """Whether every policy samples the trace; stops at the first that does not."""
+    return all(policy.evaluate(trace) is Decision.SAMPLED for policy in policies)
+
+
 def _build(configs: list, clock) -> list[Policy]:  # type: ignore[type-arg]
     from sampler.policies import build_policy
 
@@ -42,10 +47,7 @@ class AndPolicy(Policy):
         self.sub_policies = _build(self.settings.and_sub_policy, self.clock)
 
     def evaluate(self, trace: TraceView) -> Decision:
-        for policy in self.sub_policies:
-            if policy.evaluate(trace) is not Decision.SAMPLED:
-                return Decision.NOT_SAMPLED
-        return Decision.SAMPLED
+        return Decision.SAMPLED if _all_sample(self.sub_policies, trace) else Decision.NOT_SAMPLED
 
     def describe(self) -> str:
         return "and(" + ", ".join(f"{p.name}: {p.describe()}" for p in self.sub_policies) + ")"
@@ -67,10 +69,7 @@ class DropPolicy(Policy):
         self.sub_policies = _build(self.settings.drop_sub_policy, self.clock)
 
     def evaluate(self, trace: TraceView) -> Decision:
-        for policy in self.sub_policies:
-            if policy.evaluate(trace) is not Decision.SAMPLED:
-                return Decision.NOT_SAMPLED
-        return Decision.DROPPED
+        return Decision.DROPPED if _all_sample(self.sub_policies, trace) else Decision.NOT_SAMPLED
 
     def describe(self) -> str:
         return "drop(" + ", ".join(f"{p.name}: {p.describe()}" for p in self.sub_policies) + ")"
