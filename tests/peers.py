@@ -1,0 +1,51 @@
+"""Real third-party peers (Prometheus, a Zipkin server, the OpenTelemetry JS SDK...)
+that some integration tests start.
+
+Each peer is provisioned on demand into `.peers/` at the repository root (ignored by
+git) from the package registries this project may use, or found on PATH. When a
+peer cannot be provisioned, the test is skipped with the reason printed in the
+summary (pytest -ra); with TAIL_SAMPLER_REQUIRE_PEERS=1, as `.ci/run` sets it, the
+test fails instead, so CI can never go green on a quiet skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PEER_DIR = REPO_ROOT / ".peers"
+
+
+def peers_required() -> bool:
+    return os.environ.get("TAIL_SAMPLER_REQUIRE_PEERS", "") not in ("", "0", "false")
+
+
+def unavailable(peer: str, why: str) -> NoReturn:
+    """The peer cannot be used here: skip with the reason, or fail when peers are required."""
+    message = f"{peer} unavailable: {why}"
+    if peers_required():
+        pytest.fail(message + " (TAIL_SAMPLER_REQUIRE_PEERS is set)", pytrace=False)
+    pytest.skip(message)
+
+
+def peer_dir(peer: str) -> Path:
+    path = PEER_DIR / peer
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_provisioning(peer: str, command: list[str], cwd: Path | None = None, timeout: float = 900) -> str:
+    """Run an install step for a peer; on failure, the peer is unavailable with the step's output."""
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(peer, f"`{' '.join(command)}` failed: {exc}")
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        unavailable(peer, f"`{' '.join(command)}` exited {done.returncode}:\n" + "\n".join(tail))
+    return done.stdout
