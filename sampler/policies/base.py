@@ -13,6 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from pydantic import BaseModel, ConfigDict, PlainValidator
 
 from sampler.model import TraceSpans
+from sampler.policies.attribute_lookup import AttributeIndex
 
 
 class Decision(enum.Enum):
@@ -39,11 +40,12 @@ class TraceView:
     """What a policy sees of a finished trace: the summary kept on ingest, and
     the spans themselves, parsed from their buffered bytes only when asked for."""
 
-    __slots__ = ("trace", "_records")
+    __slots__ = ("trace", "_records", "_attributes")
 
     def __init__(self, trace: TraceSpans) -> None:
         self.trace = trace
         self._records: list[SpanRecord] | None = None
+        self._attributes: AttributeIndex | None = None
 
     @property
     def trace_id(self) -> bytes:
@@ -74,21 +76,9 @@ class TraceView:
 
     def attribute_values(self, key: str) -> Iterator[Any]:
         """Values of `key` on each span's resource, then on the span itself, as the Collector looks them up."""
-        seen_resources: set[int] = set()
-        for record in self.spans():
-            if id(record.resource) not in seen_resources:
-                seen_resources.add(id(record.resource))
-                yield from _values(record.resource.attributes, key)
-            yield from _values(record.span.attributes, key)
-
-
-def _values(attributes: Any, key: str) -> Iterator[Any]:
-    for attribute in attributes:
-        if attribute.key == key:
-            value = attribute.value
-            kind = value.WhichOneof("value")
-            if kind is not None:
-                yield getattr(value, kind)
+        if self._attributes is None:
+            self._attributes = AttributeIndex(self.trace)
+        return self._attributes.values(key)
 
 
 def _validate_leaf_policy(body: Any) -> Any:

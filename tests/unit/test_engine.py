@@ -199,7 +199,9 @@ def _corrupt(batch: DecodedBatch) -> DecodedBatch:
     """Make every trace of the batch hold bytes its policies cannot parse."""
     for trace in batch.traces.values():
         (key, spans), *_ = trace.groups.items()
-        trace.groups = {(b"\x0a\xff", key[1]): spans}  # a resource field whose length runs past the end
+        # A resource field whose length runs past the end; it holds the bytes of key "k" so that
+        # attribute lookups cannot skip parsing it.
+        trace.groups = {(b"\x0a\xff\x0a\x01k", key[1]): spans}
     return batch
 
 
