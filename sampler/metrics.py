@@ -35,7 +35,7 @@ class Metrics:
         self.requests = Counter(
             f"{PREFIX}_receiver_requests",
             "Export requests handled by the receivers, by result "
-            "(ok, partial, invalid, too_large, unsupported_media_type, error).",
+            "(ok, partial, invalid, too_large, unsupported_media_type, backpressure).",
             ["protocol", "result"],
             registry=r,
         )
