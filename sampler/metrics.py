@@ -170,6 +170,7 @@ class Metrics:
             "1 if the last reload attempt succeeded (or none was made), 0 if it failed.",
             registry=r,
         )
+        self.config_last_reload_successful.set(1)  # no attempt yet: nothing failed
 
         # lifecycle
         self.build_info = Gauge(f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r)
