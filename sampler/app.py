@@ -23,6 +23,7 @@ from sampler.forward.exporter import Exporter
 from sampler.forward.file import FileExporter
 from sampler.forward.otlp_grpc import OtlpGrpcExporter
 from sampler.forward.otlp_http import OtlpHttpExporter
+from sampler.logs import effective_config
 from sampler.metrics import Metrics
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
@@ -96,6 +97,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
         self._ready = True
         self.metrics.ready.set(1)
+        log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
         log.info(
             "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, admin on port %s; "
             "policies: %s; exporters: %s",

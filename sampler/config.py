@@ -218,6 +218,8 @@ class LoggingConfig(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # How often the daemon logs a one-line summary of what it received, kept and dropped; 0 turns it off.
     summary_interval: Duration = Field(10.0, ge=0)
+    # text: one readable line per record; json: one JSON object per line, for log pipelines.
+    format: Literal["text", "json"] = "text"
 
 
 class ReloadConfig(Model):
