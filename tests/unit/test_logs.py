@@ -58,7 +58,7 @@ def test_json_lines_keep_a_traceback_in_one_field():
 
 def test_text_lines_append_extra_fields_as_compact_json():
     line = render(TextFormatter(), "effective config", config={"a": [1, 2]})
-    assert " WARNING sampler.test-logs: effective config config={\"a\":[1,2]}\n" in line
+    assert ' WARNING sampler.test-logs: effective config config={"a":[1,2]}\n' in line
     assert render(TextFormatter(), "plain %d", 5).endswith("WARNING sampler.test-logs: plain 5\n")
 
 
