@@ -220,7 +220,11 @@ class PrometheusServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._ready, timeout=60, interval=0.2, what="Prometheus /-/ready")
+        try:
+            wait_until(self._ready, timeout=60, interval=0.2, what="Prometheus /-/ready")
+        except BaseException:
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
