@@ -23,11 +23,13 @@ from sampler.forward.exporter import Exporter
 from sampler.forward.file import FileExporter
 from sampler.forward.otlp_grpc import OtlpGrpcExporter
 from sampler.forward.otlp_http import OtlpHttpExporter
+from sampler.logs import effective_config
 from sampler.metrics import Metrics
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.reload import ConfigReloader
+from sampler.selftrace import SelfTracing
 
 log = logging.getLogger("sampler")
 
@@ -53,6 +55,10 @@ class Daemon:
         self.config = config
         self.metrics = metrics or Metrics()
         self.exporters = [build_exporter(name, body, self.metrics) for name, body in config.exporters.items()]
+        self.self_tracing = SelfTracing(config.telemetry.traces) if config.telemetry.traces else None
+        if self.self_tracing is not None:
+            for exporter in self.exporters:
+                exporter.tracer = self.self_tracing.tracer
         self.batcher = Batcher(config.batch, self._deliver, self.metrics)
         self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics)
         ingest = Ingest(self.sampler, self.metrics)
@@ -96,6 +102,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
         self._ready = True
         self.metrics.ready.set(1)
+        log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
         log.info(
             "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, admin on port %s; "
             "policies: %s; exporters: %s",
@@ -110,7 +117,12 @@ class Daemon:
     async def _decide_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self.sampler.decide_due()
+            started = time.time_ns()
+            decided = self.sampler.decide_due()
+            if decided and self.self_tracing is not None:
+                # One span per tick that decided something: the batch, never its traces one by one.
+                attributes = {"tail_sampler.traces_decided": decided}
+                self.self_tracing.tracer.start_span("decide", start_time=started, attributes=attributes).end()
 
     async def _summary_loop(self) -> None:
         interval = self.config.logging.summary_interval
@@ -180,6 +192,8 @@ class Daemon:
         decided = self.sampler.decide_all()
         self.batcher.flush()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
+        if self.self_tracing is not None:
+            await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
         log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", time.monotonic() - started, decided)
 

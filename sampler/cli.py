@@ -14,14 +14,7 @@ from collections.abc import Sequence
 
 from sampler import __version__
 from sampler.config import Config, ConfigError, default_config_path, load_config
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+from sampler.logs import configure_logging
 
 
 def _load(path: str) -> Config | None:
@@ -38,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    _setup_logging(args.log_level or config.logging.level)
+    configure_logging(args.log_level or config.logging.level, config.logging.format)
     log = logging.getLogger("sampler")
     log.info("loaded config %s", args.config)
     daemon = Daemon(config, config_path=args.config)
@@ -117,7 +110,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_loadgen(args: argparse.Namespace) -> int:
     from sampler.loadgen import LoadSettings, run_load
 
-    _setup_logging("warning")
+    configure_logging("warning")
     import threading
 
     stop = threading.Event()

@@ -218,6 +218,8 @@ class LoggingConfig(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # How often the daemon logs a one-line summary of what it received, kept and dropped; 0 turns it off.
     summary_interval: Duration = Field(10.0, ge=0)
+    # text: one readable line per record; json: one JSON object per line, for log pipelines.
+    format: Literal["text", "json"] = "text"
 
 
 class ReloadConfig(Model):
@@ -230,6 +232,18 @@ class ShutdownConfig(Model):
     timeout: Duration = Field(10.0, gt=0)
 
 
+class SelfTracesConfig(Model):
+    # Where the daemon sends traces of its own decision and export batches: host:port for
+    # OTLP/gRPC (plaintext), a URL for OTLP/HTTP.
+    endpoint: str
+    protocol: Literal["grpc", "http"] = "grpc"
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
+class TelemetryConfig(Model):
+    traces: SelfTracesConfig | None = None
+
+
 class Config(Model):
     receivers: ReceiversConfig = ReceiversConfig()
     tail_sampling: TailSamplingConfig
@@ -240,6 +254,7 @@ class Config(Model):
     logging: LoggingConfig = LoggingConfig()
     reload: ReloadConfig = ReloadConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @property
     def policies(self) -> list[Any]:

@@ -35,7 +35,7 @@ class Metrics:
         self.requests = Counter(
             f"{PREFIX}_receiver_requests",
             "Export requests handled by the receivers, by result "
-            "(ok, partial, invalid, too_large, unsupported_media_type, error).",
+            "(ok, partial, invalid, too_large, unsupported_media_type, backpressure).",
             ["protocol", "result"],
             registry=r,
         )
@@ -170,6 +170,7 @@ class Metrics:
             "1 if the last reload attempt succeeded (or none was made), 0 if it failed.",
             registry=r,
         )
+        self.config_last_reload_successful.set(1)  # no attempt yet: nothing failed
 
         # lifecycle
         self.build_info = Gauge(f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r)

@@ -10,6 +10,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode, Tracer
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -54,6 +56,8 @@ class Exporter(ABC):
     """Sends payloads to one downstream. Subclasses implement `send`."""
 
     kind: str = ""
+    # Set by the daemon when telemetry.traces is on: each batch's delivery becomes a span.
+    tracer: Tracer | None = None
 
     def __init__(
         self,
@@ -123,7 +127,8 @@ class Exporter(ABC):
         while True:
             payload = await self._queue.get()
             try:
-                await self._deliver(payload)
+                with self._batch_span(payload):
+                    await self._deliver(payload)
             except asyncio.CancelledError:
                 self._drop(payload, "shutdown", "the shutdown deadline passed while it was being sent")
                 self._queue.task_done()
@@ -141,6 +146,7 @@ class Exporter(ABC):
                         rejected = await self.send(payload)
                     except ExportError as exc:
                         self._failed.labels(self.name, exc.reason).inc()
+                        trace.get_current_span().add_event("export attempt failed", {"reason": exc.reason})
                         raise
         except RetryableError as exc:
             self._drop(payload, "retries_exhausted", f"gave up retrying: {exc}")
@@ -152,6 +158,12 @@ class Exporter(ABC):
         self._sent_spans.inc(payload.span_count - rejected)
         if rejected:
             self._drop_count(rejected, "rejected", "the downstream rejected them (partial success)")
+
+    def _batch_span(self, payload: Payload) -> contextlib.AbstractContextManager[object]:
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        attributes = {"tail_sampler.exporter": self.name, "tail_sampler.spans": payload.span_count}
+        return self.tracer.start_as_current_span("export", attributes=attributes)
 
     def _retrying(self) -> AsyncRetrying:
         retry = self._retry
@@ -190,6 +202,7 @@ class Exporter(ABC):
 
     def _drop_count(self, spans: int, reason: str, why: str) -> None:
         self._dropped.labels(self.name, reason).inc(spans)
+        trace.get_current_span().set_status(StatusCode.ERROR, f"dropped {spans} span(s): {reason}")
         now = time.monotonic()
         if now - self._last_drop_log.get(reason, -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
             self._last_drop_log[reason] = now

@@ -1,0 +1,33 @@
+"""Optional traces of the daemon itself (telemetry.traces): one span per decision batch and per
+export batch, never per buffered span, sent with the OpenTelemetry SDK to a backend of its own."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Tracer
+
+from sampler import __version__
+from sampler.config import SelfTracesConfig
+from sampler.loadgen import make_exporter
+
+SERVICE_NAME = "tail-sampler"
+
+
+class SelfTracing:
+    """A tracer provider private to one daemon (the global one is left to the host application)."""
+
+    def __init__(self, config: SelfTracesConfig) -> None:
+        self._provider = TracerProvider(
+            resource=Resource.create({"service.name": SERVICE_NAME, "service.version": __version__}),
+            sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+            shutdown_on_exit=False,  # the daemon flushes it on shutdown, within its deadline
+        )
+        self._provider.add_span_processor(BatchSpanProcessor(make_exporter(config.endpoint, config.protocol)))
+        self.tracer: Tracer = self._provider.get_tracer("tail_sampler")
+
+    def shutdown(self) -> None:
+        """Send the spans still buffered, then stop; blocking (bounded by the OTLP exporter's timeout)."""
+        self._provider.shutdown()
