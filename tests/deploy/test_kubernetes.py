@@ -36,7 +36,8 @@ CUSTOM_KINDS = {"ServiceMonitor"}
 
 # The sizing rule of the README's "Memory sizing": what the process holds besides the
 # window, a generous figure per buffered span (the benchmark measured about 0.5 KiB for
-# 330-byte spans), spans per trace assumed in the ConfigMap, and per remembered decision.
+# 330-byte spans), spans per trace assumed in the ConfigMap, per remembered decision, and
+# the exporter queues when full (a backend outage).
 PROCESS_MIB = 150
 SPAN_KIB = 1.0
 SPANS_PER_TRACE = 20
@@ -169,7 +170,15 @@ def test_memory_limit_holds_the_configured_window():
     assert mebibytes(resources["requests"]["memory"]) == limit  # no eviction of a pod holding traces
     sampling = config.tail_sampling
     cached = sampling.decision_cache.sampled_cache_size + sampling.decision_cache.non_sampled_cache_size
-    needed = PROCESS_MIB + sampling.num_traces * SPANS_PER_TRACE * SPAN_KIB / 1024 + cached * CACHED_DECISION_KIB / 1024
+    queued_bytes = sum(
+        exporter.sending_queue.queue_size * config.batch.send_batch_max_bytes for exporter in config.exporters.values()
+    )
+    needed = (
+        PROCESS_MIB
+        + sampling.num_traces * SPANS_PER_TRACE * SPAN_KIB / 1024
+        + cached * CACHED_DECISION_KIB / 1024
+        + queued_bytes / 2**20
+    )
     assert needed <= limit, f"the window needs about {needed:.0f} MiB; the limit is {limit:.0f} MiB"
     assert (
         f"num_traces traces of {SPANS_PER_TRACE} spans"
