@@ -57,6 +57,9 @@ def test_kustomization_applies_every_manifest_in_the_directory():
     assert listed == on_disk
     [namespace] = [obj for obj in objects() if obj["kind"] == "Namespace"]
     assert namespace["metadata"]["name"] == kustomization()["namespace"]
+    # The image override names the image the sampler Deployment uses.
+    images = {image["name"] for image in kustomization()["images"]}
+    assert container(one("Deployment", "tail-sampler"))["image"].rsplit(":", 1)[0] in images
 
 
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
