@@ -18,17 +18,36 @@ import yaml
 from sampler.cli import build_parser
 from sampler.config import load_config
 from sampler.endpoints import split_endpoint
+from tests.deploy.manifests import container, one
 from tests.test_repo_checks import _tool
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "deploy" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
+SCALE_OUT_FILE = COMPOSE_DIR / "compose.scale-out.yaml"
 SERVICES = {"sampler", "loadgen", "jaeger", "prometheus", "grafana"}
+
+
+def load_compose(path: Path) -> dict[str, Any]:
+    """A compose file with its services' `extends` applied (all files live in one directory)."""
+    data = yaml.safe_load(path.read_text())
+    for name, service in data["services"].items():
+        if "extends" in service:
+            base = load_compose(COMPOSE_DIR / service["extends"]["file"])["services"][service["extends"]["service"]]
+            merged = {**base, **{key: value for key, value in service.items() if key != "extends"}}
+            merged["depends_on"] = {**base.get("depends_on", {}), **service.get("depends_on", {})}
+            data["services"][name] = merged
+    return data
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
+    return load_compose(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def scale_out() -> dict[str, Any]:
+    return load_compose(SCALE_OUT_FILE)
 
 
 def bind_mounts(service: dict[str, Any]) -> dict[PurePosixPath, Path]:
@@ -65,9 +84,10 @@ def sampler_config_path(compose: dict[str, Any]) -> Path:
     return host_path(compose["services"]["sampler"], command[command.index("--config") + 1])
 
 
-def test_compose_file_follows_the_compose_specification():
+@pytest.mark.parametrize("path", [COMPOSE_FILE, SCALE_OUT_FILE], ids=lambda path: path.name)
+def test_compose_files_follow_the_compose_specification(path):
     result = subprocess.run(
-        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,8 +102,9 @@ def test_the_stack_has_sampler_backend_prometheus_grafana_and_traffic(compose):
             assert ":" in service["image"] and not service["image"].endswith(":latest"), f"{name}: pin the image"
 
 
-def test_every_mounted_file_and_build_context_exists(compose):
-    for name, service in compose["services"].items():
+@pytest.mark.parametrize("path", [COMPOSE_FILE, SCALE_OUT_FILE], ids=lambda path: path.name)
+def test_every_mounted_file_and_build_context_exists(path):
+    for name, service in load_compose(path)["services"].items():
         for target, source in bind_mounts(service).items():
             assert source.exists(), f"{name}: {target} is mounted from {source}, which does not exist"
         if "build" in service:
@@ -142,7 +163,9 @@ def test_prometheus_scrapes_the_admin_port_with_the_alert_rules(compose):
     [job] = settings["scrape_configs"]
     assert job["job_name"] == "tail-sampler"  # the alert rules' up{job="tail-sampler"}
     admin_port = split_endpoint(load_config(sampler_config_path(compose)).admin.endpoint)[1]
-    assert job["static_configs"] == [{"targets": [f"sampler:{admin_port}"]}]
+    # Every replica the name resolves to, so the same file serves the scale-out stack.
+    [discovery] = job["dns_sd_configs"]
+    assert (discovery["names"], discovery["type"], discovery["port"]) == (["sampler"], "A", admin_port)
     [rule_file] = settings["rule_files"]
     assert host_path(prometheus, rule_file) == REPO / "deploy" / "prometheus" / "alerts.yaml"
     rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yaml").read_text())
@@ -176,3 +199,30 @@ def test_grafana_provisions_the_datasources_and_the_dashboard(compose):
 def test_host_ports_are_unique(compose):
     host_ports = [port for service in compose["services"].values() for _, port in published(service).values()]
     assert len(host_ports) == len(set(host_ports))
+
+
+def test_scale_out_runs_replicas_behind_the_load_balancing_collector(compose, scale_out):
+    assert set(scale_out["services"]) == SERVICES | {"otel-lb"}
+    sampler = scale_out["services"]["sampler"]
+    assert sampler["deploy"]["replicas"] > 1 and "ports" not in sampler
+    # The same sampler as the single-replica stack, but for its published ports.
+    single = {key: value for key, value in compose["services"]["sampler"].items() if key != "ports"}
+    assert {key: value for key, value in sampler.items() if key != "deploy"} == single
+
+    balancer = scale_out["services"]["otel-lb"]
+    assert balancer["image"] == container(one("Deployment", "otel-lb"))["image"]
+    config_path = host_path(balancer, balancer["command"][0].removeprefix("--config="))
+    assert config_path == REPO / "deploy" / "collector" / "loadbalancer-dns.yaml"
+    collector = yaml.safe_load(config_path.read_text())
+    resolver = collector["exporters"]["load_balancing"]["resolver"]["dns"]
+    assert resolver["hostname"] == "${env:SAMPLER_HOSTNAME:-sampler}"
+    assert balancer["environment"]["SAMPLER_HOSTNAME"] in scale_out["services"]
+    receiver_ports = {
+        split_endpoint(protocol["endpoint"])[1] for protocol in collector["receivers"]["otlp"]["protocols"].values()
+    }
+    assert set(published(balancer)) == receiver_ports
+
+    # The traffic goes through the Collector, not to one replica.
+    args = build_parser().parse_args(scale_out["services"]["loadgen"]["command"])
+    host, port = split_endpoint(args.endpoint)
+    assert host == "otel-lb" and port in receiver_ports
