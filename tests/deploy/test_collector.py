@@ -65,6 +65,7 @@ def exporter(config: dict[str, Any]) -> dict[str, Any]:
 def test_collector_config_layout_and_pipeline(path):
     config = load(path)
     assert set(config) <= SECTIONS
+    assert set(config["service"]) <= {"extensions", "pipelines", "telemetry"}
     pipelines = config["service"]["pipelines"]
     assert set(pipelines) == {"traces"}
     used = set(config["service"].get("extensions", []))
@@ -141,7 +142,9 @@ def test_collector_ports_and_env_match_its_config():
     ports = {port["containerPort"] for port in container(deployment)["ports"]}
     endpoints = [config["extensions"]["health_check"]["endpoint"]]
     endpoints += [protocol["endpoint"] for protocol in config["receivers"]["otlp"]["protocols"].values()]
-    assert {int(endpoint.rsplit(":", 1)[1]) for endpoint in endpoints} == ports
+    [reader] = config["service"]["telemetry"]["metrics"]["readers"]
+    telemetry_port = reader["pull"]["exporter"]["prometheus"]["port"]
+    assert {int(endpoint.rsplit(":", 1)[1]) for endpoint in endpoints} | {telemetry_port} == ports
     probe_port = container(deployment)["readinessProbe"]["httpGet"]["port"]
     assert {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}[probe_port] == 13133
 
