@@ -12,6 +12,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from sampler import zipkin
+from sampler.config import ConfigError, parse_config
 from sampler.receive.decode import RequestSplitter
 from tests.support import kv, make_request
 
@@ -531,3 +532,35 @@ def test_round_trip_zipkin_to_otlp_and_back():
     ]
     back = zipkin.request_to_zipkin(zipkin.request_from_zipkin(spans))
     assert sorted(back, key=lambda s: s["id"]) == sorted(spans, key=lambda s: s["id"])
+
+
+# --- configuration -------------------------------------------------------------
+
+POLICIES = "tail_sampling:\n  policies: [{name: all, type: always_sample}]\n"
+
+
+def test_an_empty_zipkin_receiver_section_turns_it_on_with_defaults():
+    config = parse_config(POLICIES + "receivers:\n  zipkin:\nexporters:\n  file: {path: x.jsonl}\n")
+    assert config.receivers.zipkin is not None
+    assert config.receivers.zipkin.endpoint == "0.0.0.0:9411"
+    assert config.receivers.zipkin.parse_string_tags is False
+    assert config.receivers.otlp.protocols.grpc is not None  # OTLP stays on beside it
+    assert parse_config(POLICIES + "exporters:\n  file: {path: x.jsonl}\n").receivers.zipkin is None
+
+
+def test_the_zipkin_exporter_takes_the_collectors_keys():
+    config = parse_config(
+        POLICIES + "exporters:\n  zipkin/main:\n    endpoint: http://zipkin:9411/api/v2/spans\n    format: json\n"
+    )
+    exporter = config.exporters["zipkin/main"]
+    assert (exporter.endpoint, exporter.format, exporter.default_service_name) == (
+        "http://zipkin:9411/api/v2/spans",
+        "json",
+        "unknown_service",
+    )
+
+
+def test_zipkin_protobuf_is_refused_naming_the_choice():
+    text = POLICIES + "exporters:\n  zipkin:\n    endpoint: http://zipkin:9411/api/v2/spans\n    format: proto3\n"
+    with pytest.raises(ConfigError, match=r"<config>:6: exporters\.zipkin\.format: Input should be 'json'"):
+        parse_config(text)
