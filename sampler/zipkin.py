@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import math
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -88,6 +89,10 @@ _STATUS_FROM_TAG = {
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _FLOAT_CHARACTERS = frozenset("0123456789.-+eE")
 _ZERO_HIGH_HALF = bytes(8)
+_ZERO_SPAN_ID = bytes(8)
+# Zipkin times are µs since the epoch; in ns, start + duration must stay within a uint64.
+_MAX_MICROS = (1 << 63) // 1000
+_MAX_UINT32 = 0xFFFFFFFF
 
 
 # --- OTLP -> Zipkin ------------------------------------------------------------
@@ -103,7 +108,9 @@ def plain_value(value: AnyValue) -> Any:
     if kind == "int_value":
         return value.int_value
     if kind == "double_value":
-        return value.double_value
+        number = value.double_value
+        # JSON has no NaN or infinity, and a Zipkin server refuses a whole request over one.
+        return number if math.isfinite(number) else repr(number)
     if kind == "array_value":
         return [plain_value(item) for item in value.array_value.values]
     if kind == "kvlist_value":
@@ -210,8 +217,9 @@ def span_to_zipkin(span: Span, service: str, inherited_tags: dict[str, str]) -> 
     for attribute in span.attributes:
         tags[attribute.key] = tag_value(attribute.value)
     zipkin: dict[str, Any] = {"traceId": _trace_id_hex(span.trace_id), "id": span.span_id.hex()}
-    if span.parent_span_id:
-        zipkin["parentId"] = span.parent_span_id.hex()
+    parent = span.parent_span_id
+    if len(parent) == 8 and parent != _ZERO_SPAN_ID:  # anything else a Zipkin server would refuse
+        zipkin["parentId"] = parent.hex()
     kind = _KIND_TO_ZIPKIN.get(span.kind)
     if kind is not None:
         zipkin["kind"] = kind
@@ -315,15 +323,24 @@ def any_value(value: Any) -> AnyValue:
     return AnyValue()
 
 
+def _small_count(text: str) -> int | None:
+    """A decimal count that fits a uint32, or None."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if value <= _MAX_UINT32 else None
+
+
 def _typed_tag(text: str) -> AnyValue:
     """parse_string_tags: "true"/"false", integers and decimals get their types back."""
     if text == "true" or text == "false":
         return AnyValue(bool_value=text == "true")
     digits = text[1:] if text[:1] == "-" else text
     if digits.isascii() and digits.isdigit():
-        value = int(text)
-        if -(1 << 63) <= value < (1 << 63):
-            return AnyValue(int_value=value)
+        if len(digits) <= 19:  # longer cannot be an int64 (and int() of huge strings refuses)
+            value = int(text)
+            if -(1 << 63) <= value < (1 << 63):
+                return AnyValue(int_value=value)
     elif digits and _FLOAT_CHARACTERS.issuperset(digits) and any(c.isdigit() for c in digits):
         try:
             return AnyValue(double_value=float(text))
@@ -349,7 +366,7 @@ def _micros(span: dict[str, Any], field: str) -> int:
         return 0
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_MICROS:
         raise ValueError(f"{field} must be a whole number of microseconds, not {str(value)[:64]!r}")
     return value
 
@@ -413,7 +430,8 @@ def _event(annotation: Any) -> Span.Event:
                 event.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attributes.items())
         return event
     parts = value.split("|")
-    if len(parts) >= 3 and parts[-1].isdigit():  # the Collector's `name|{attributes}|dropped`
+    dropped = _small_count(parts[-1]) if len(parts) >= 3 else None
+    if dropped is not None:  # the Collector's `name|{attributes}|dropped`
         try:
             attributes = json.loads("|".join(parts[1:-1]))
         except (json.JSONDecodeError, RecursionError):
@@ -421,14 +439,15 @@ def _event(annotation: Any) -> Span.Event:
         if isinstance(attributes, dict):
             event.name = parts[0]
             event.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attributes.items())
-            event.dropped_attributes_count = min(int(parts[-1]), 0xFFFFFFFF)
+            event.dropped_attributes_count = dropped
     return event
 
 
 def _link(text: str) -> Span.Link | None:
     """A link from the Collector's `traceid|spanid|tracestate|{attributes}|dropped` tag."""
     parts = text.split("|")
-    if len(parts) < 5 or not parts[-1].isdigit():
+    dropped = _small_count(parts[-1]) if len(parts) >= 5 else None
+    if dropped is None:
         return None
     trace_hex, span_hex, trace_state = parts[0], parts[1], parts[2]
     if len(trace_hex) != 32 or len(span_hex) != 16 or not _HEX_DIGITS.issuperset(trace_hex + span_hex):
@@ -443,7 +462,7 @@ def _link(text: str) -> Span.Link | None:
         trace_id=bytes.fromhex(trace_hex),
         span_id=bytes.fromhex(span_hex),
         trace_state=trace_state,
-        dropped_attributes_count=min(int(parts[-1]), 0xFFFFFFFF),
+        dropped_attributes_count=dropped,
     )
     link.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attributes.items())
     return link
@@ -451,10 +470,11 @@ def _link(text: str) -> Span.Link | None:
 
 def _count_tag(tags: dict[str, str], key: str) -> int:
     text = tags.get(key)
-    if text is None or not text.isascii() or not text.isdigit() or int(text) > 0xFFFFFFFF:
+    count = None if text is None else _small_count(text)
+    if count is None:  # absent, or not a count: an unparsable one stays a tag
         return 0
     del tags[key]
-    return int(text)
+    return count
 
 
 def _apply_status(span: Span, tags: dict[str, str]) -> None:
@@ -561,6 +581,8 @@ def request_from_zipkin(spans: Any, parse_string_tags: bool = False) -> ExportTr
             service, scope_name, scope_version, span = span_from_zipkin(zipkin, parse_string_tags)
         except ValueError as exc:
             raise ValueError(f"span {index}: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"span {index}: an annotation's attributes are nested too deeply") from None
         key = (service, scope_name, scope_version)
         scope_spans = scopes.get(key)
         if scope_spans is None:

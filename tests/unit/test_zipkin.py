@@ -564,3 +564,43 @@ def test_zipkin_protobuf_is_refused_naming_the_choice():
     text = POLICIES + "exporters:\n  zipkin:\n    endpoint: http://zipkin:9411/api/v2/spans\n    format: proto3\n"
     with pytest.raises(ConfigError, match=r"<config>:6: exporters\.zipkin\.format: Input should be 'json'"):
         parse_config(text)
+
+
+# --- hostile values ------------------------------------------------------------
+
+
+def test_non_finite_doubles_leave_as_valid_json():
+    event = Span.Event(time_unix_nano=START_NS, name="odd")
+    event.attributes.append(kv("ratio", float("nan")))
+    span = otlp_span(attributes=[kv("inf", float("inf"))], events=[event])
+    request = make_request([span])
+    body = zipkin.encode_json(request)
+    (converted,) = json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert converted["tags"]["inf"] == "inf"
+    assert converted["annotations"][0]["value"] == '"odd":{"ratio":"nan"}'
+
+
+@pytest.mark.parametrize("parent", [b"\x01\x02\x03", bytes(8), b"\x01" * 16])
+def test_a_parent_id_zipkin_would_refuse_is_left_out(parent):
+    assert "parentId" not in to_zipkin(otlp_span(parent_span_id=parent))
+
+
+def test_numbers_beyond_the_fields_are_refused_or_kept_as_text():
+    with pytest.raises(ValueError, match="span 0: timestamp must be a whole number"):
+        zipkin.parse_json(json.dumps([{"traceId": "1", "id": "1", "timestamp": 2**64}]).encode())
+    huge = "9" * 5000
+    tags = {"big": huge, "otel.dropped_attributes_count": huge, "otlp.link.0": f"{'1' * 32}|{'2' * 16}||{{}}|{huge}"}
+    annotations = [{"timestamp": 1, "value": f'name|{{"a":1}}|{huge}'}]
+    _, span = from_zipkin({**ZIPKIN_SPAN, "tags": tags, "annotations": annotations}, parse_string_tags=True)
+    values = attributes(span)
+    assert values["big"] == huge and values["otel.dropped_attributes_count"] == huge
+    assert values["otlp.link.0"].endswith(huge) and not span.links
+    assert span.events[0].name == f'name|{{"a":1}}|{huge}'
+
+
+def test_deeply_nested_annotation_attributes_are_a_clear_error():
+    depth = 600  # within what json.loads takes, beyond what one stack frame per level allows twice over
+    value = '"event":{"a":' + "[" * depth + "]" * depth + "}"
+    body = json.dumps([{**ZIPKIN_SPAN, "annotations": [{"timestamp": 1, "value": value}]}]).encode()
+    with pytest.raises(ValueError, match="span 0: an annotation's attributes are nested too deeply"):
+        zipkin.parse_json(body)
