@@ -421,7 +421,7 @@ def _event(annotation: Any) -> Span.Event:
     if value[:1] == '"':  # the specification's `"name":{attributes}`
         try:
             parsed = json.loads("{" + value + "}")
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, or an int of too many digits
             parsed = None
         if isinstance(parsed, dict) and len(parsed) == 1:
             name, attributes = next(iter(parsed.items()))
@@ -434,7 +434,7 @@ def _event(annotation: Any) -> Span.Event:
     if dropped is not None:  # the Collector's `name|{attributes}|dropped`
         try:
             attributes = json.loads("|".join(parts[1:-1]))
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, or an int of too many digits
             return event
         if isinstance(attributes, dict):
             event.name = parts[0]
@@ -454,7 +454,7 @@ def _link(text: str) -> Span.Link | None:
         return None
     try:
         attributes = json.loads("|".join(parts[3:-1]))
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, or an int of too many digits
         return None
     if not isinstance(attributes, dict):
         return None
@@ -603,7 +603,7 @@ def parse_json(data: bytes, parse_string_tags: bool = False) -> ExportTraceServi
     """A Zipkin `POST /api/v2/spans` JSON body as an OTLP export request; ValueError if malformed."""
     try:
         document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of too many digits
         raise ValueError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("invalid JSON: nested too deeply") from None

@@ -596,6 +596,11 @@ def test_numbers_beyond_the_fields_are_refused_or_kept_as_text():
     assert values["big"] == huge and values["otel.dropped_attributes_count"] == huge
     assert values["otlp.link.0"].endswith(huge) and not span.links
     assert span.events[0].name == f'name|{{"a":1}}|{huge}'
+    # Integers beyond what Python's json reads: in an annotation it stays text, in the body it is refused.
+    _, span = from_zipkin({**ZIPKIN_SPAN, "annotations": [{"timestamp": 1, "value": f'"e":{{"n":{huge}}}'}]})
+    assert span.events[0].name == f'"e":{{"n":{huge}}}' and not span.events[0].attributes
+    with pytest.raises(ValueError, match="invalid JSON: Exceeds the limit"):
+        zipkin.parse_json(f'[{{"traceId": "1", "id": "1", "timestamp": {huge}}}]'.encode())
 
 
 def test_deeply_nested_annotation_attributes_are_a_clear_error():
