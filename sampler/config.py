@@ -214,7 +214,7 @@ class FileExporterConfig(Model):
 class ZipkinExporterConfig(_NetworkExporterConfig):
     # The full URL, as in the Collector: http://host:9411/api/v2/spans.
     endpoint: str
-    format: Literal["json"] = "json"
+    format: Literal["json", "proto"] = "json"
     default_service_name: str = "unknown_service"
     timeout: Duration = Field(5.0, gt=0)
 

@@ -1,4 +1,5 @@
-"""Zipkin receiver: POST /api/v2/spans, a JSON array of Zipkin v2 spans, optionally gzip.
+"""Zipkin receiver: POST /api/v2/spans, Zipkin v2 spans as a JSON array or a protobuf
+ListOfSpans, optionally gzip.
 
 The spans are mapped to one OTLP export request (sampler.zipkin) and ingested like
 an OTLP one, so the window, the policies and every exporter treat them the same.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sampler import zipkin
+from sampler import zipkin, zipkin_proto
 from sampler.config import ZipkinReceiverConfig
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
@@ -37,9 +38,17 @@ class ZipkinReceiver(HttpReceiver):
 
     async def _spans(self, request: web.Request) -> web.Response:
         content_type = request.content_type
-        if content_type != _JSON and not (content_type == _NO_CONTENT_TYPE and "Content-Type" not in request.headers):
+        protobuf = content_type == zipkin_proto.CONTENT_TYPE
+        json_body = content_type == _JSON or (
+            content_type == _NO_CONTENT_TYPE and "Content-Type" not in request.headers
+        )
+        if not (protobuf or json_body):
             self._ingest.count_failure(PROTOCOL, "unsupported_media_type")
-            return _reply(415, f"unsupported Content-Type {content_type!r}; this receiver takes Zipkin v2 {_JSON}")
+            return _reply(
+                415,
+                f"unsupported Content-Type {content_type!r}; "
+                f"this receiver takes Zipkin v2 {_JSON} or {zipkin_proto.CONTENT_TYPE}",
+            )
         try:
             # aiohttp decompresses Content-Encoding: gzip and enforces client_max_size on the decompressed body.
             data = await request.read()
@@ -52,10 +61,13 @@ class ZipkinReceiver(HttpReceiver):
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"cannot read request body: {exc}")
         try:
-            parsed = zipkin.parse_json(data, self._parse_string_tags)
+            if protobuf:
+                parsed = zipkin.request_from_zipkin(zipkin_proto.decode(data), self._parse_string_tags)
+            else:
+                parsed = zipkin.parse_json(data, self._parse_string_tags)
         except ValueError as exc:
             self._ingest.count_failure(PROTOCOL, "invalid")
-            return _reply(400, f"malformed Zipkin v2 JSON: {exc}")
+            return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")
         try:
             response = await self._ingest.accept(parsed, PROTOCOL)
         except WindowFull as exc:

@@ -17,6 +17,7 @@ import pytest
 import requests
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from sampler import zipkin_proto
 from tests.integration.test_cli import free_port
 from tests.peers import peer_dir, run_provisioning, unavailable
 from tests.support import (
@@ -101,7 +102,9 @@ def test_zipkin_spans_are_sampled_and_forwarded_as_otlp(start_daemon, grpc_sink)
     url = spans_url(daemon)
     assert post_spans(url, zipkin_trace(failing, error="upstream timeout")).status_code == 202
     assert post_spans(url, zipkin_trace(healthy), gzipped=True).status_code == 202
-    assert post_spans(url, zipkin_trace(short, error="true"), gzipped=True).status_code == 202
+    as_protobuf = zipkin_proto.encode(zipkin_trace(short, error="true"))
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    assert requests.post(url, data=gzip.compress(as_protobuf), headers=headers, timeout=10).status_code == 202
 
     spans = grpc_sink.wait_for_spans(4)
     wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == 3, what="three decisions")
@@ -158,8 +161,12 @@ def test_bad_zipkin_input_gets_a_clear_answer_and_loses_nothing_else(start_daemo
     assert malformed.status_code == 400 and "invalid JSON" in malformed.text
     bad_id = post_spans(url, [{"traceId": "not-hex", "id": "1"}])
     assert bad_id.status_code == 400 and "span 0: traceId must be 1 to 32 hex digits" in bad_id.text
-    protobuf = requests.post(url, data=b"\x0a\x00", headers={"Content-Type": "application/x-protobuf"}, timeout=10)
-    assert protobuf.status_code == 415 and "application/json" in protobuf.text
+    thrift = requests.post(url, data=b"\x0c\x00", headers={"Content-Type": "application/x-thrift"}, timeout=10)
+    assert thrift.status_code == 415 and "application/json or application/x-protobuf" in thrift.text
+    bad_protobuf = requests.post(
+        url, data=b"\x0a\x05\x0a", headers={"Content-Type": "application/x-protobuf"}, timeout=10
+    )
+    assert bad_protobuf.status_code == 400 and "malformed Zipkin v2 protobuf" in bad_protobuf.text
     too_large = post_spans(url, zipkin_trace("1") * 20)
     assert too_large.status_code == 413 and "max_request_body_size (4096 bytes)" in too_large.text
     corrupt_gzip = requests.post(
@@ -176,7 +183,7 @@ def test_bad_zipkin_input_gets_a_clear_answer_and_loses_nothing_else(start_daemo
     spans = grpc_sink.wait_for_spans(4)
     assert {s.trace_id.hex().lstrip("0") for s in spans} == {"abc", "def"}
     metrics = daemon.scrape()
-    assert metrics.value("tail_sampler_receiver_requests_total", protocol="zipkin", result="invalid") == 3
+    assert metrics.value("tail_sampler_receiver_requests_total", protocol="zipkin", result="invalid") == 4
     assert (
         metrics.value("tail_sampler_receiver_requests_total", protocol="zipkin", result="unsupported_media_type") == 1
     )
@@ -260,12 +267,13 @@ def zipkin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZipkinSe
             process.wait(10)
 
 
-def zipkin_exporter(server: ZipkinServer) -> dict[str, Any]:
-    return {"zipkin/server": fast_retry(server.spans_endpoint, kind="zipkin")}
+def zipkin_exporter(server: ZipkinServer, body_format: str = "json") -> dict[str, Any]:
+    return {"zipkin/server": fast_retry(server.spans_endpoint, kind="zipkin", format=body_format)}
 
 
-def test_otlp_reaches_a_real_zipkin_server_with_the_specified_fields(start_daemon, zipkin_server):
-    daemon = start_daemon(config_dict(zipkin_exporter(zipkin_server)))
+@pytest.mark.parametrize("body_format", ["json", "proto"])
+def test_otlp_reaches_a_real_zipkin_server_with_the_specified_fields(start_daemon, zipkin_server, body_format):
+    daemon = start_daemon(config_dict(zipkin_exporter(zipkin_server, body_format)))
     trace_id = os.urandom(16)
     root_id, client_id, internal_id = b"\x01" * 8, b"\x02" * 8, b"\x03" * 8
     root = make_span(trace_id, root_id, name="POST /checkout", duration_ms=40, attributes={"http.route": "/checkout"})

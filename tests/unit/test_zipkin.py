@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from sampler import zipkin
+from sampler import zipkin, zipkin_proto
 from sampler.config import ConfigError, parse_config
 from sampler.receive.decode import RequestSplitter
 from tests.support import kv, make_request
@@ -560,9 +560,9 @@ def test_the_zipkin_exporter_takes_the_collectors_keys():
     )
 
 
-def test_zipkin_protobuf_is_refused_naming_the_choice():
-    text = POLICIES + "exporters:\n  zipkin:\n    endpoint: http://zipkin:9411/api/v2/spans\n    format: proto3\n"
-    with pytest.raises(ConfigError, match=r"<config>:6: exporters\.zipkin\.format: Input should be 'json'"):
+def test_an_unknown_zipkin_format_is_refused_naming_the_choices():
+    text = POLICIES + "exporters:\n  zipkin:\n    endpoint: http://zipkin:9411/api/v2/spans\n    format: thrift\n"
+    with pytest.raises(ConfigError, match=r"<config>:6: exporters\.zipkin\.format: Input should be 'json' or 'proto'"):
         parse_config(text)
 
 
@@ -609,3 +609,45 @@ def test_deeply_nested_annotation_attributes_are_a_clear_error():
     body = json.dumps([{**ZIPKIN_SPAN, "annotations": [{"timestamp": 1, "value": value}]}]).encode()
     with pytest.raises(ValueError, match="span 0: an annotation's attributes are nested too deeply"):
         zipkin.parse_json(body)
+
+
+# --- Zipkin v2 protobuf ----------------------------------------------------------
+
+
+def test_protobuf_carries_every_field_of_the_json_model():
+    spans = [
+        ZIPKIN_SPAN,
+        {"traceId": "a3ce929d0e0e4736", "id": "00000000000000aa", "localEndpoint": {"serviceName": "x"}},
+        {**ZIPKIN_SPAN, "id": "00000000000000bb", "kind": "CONSUMER", "debug": True, "shared": True},
+    ]
+    assert zipkin_proto.decode(zipkin_proto.encode(spans)) == spans
+
+
+def test_protobuf_round_trip_through_otlp():
+    original = make_request([otlp_span(status=Status(code=Status.STATUS_CODE_ERROR, message="x"))], service="svc")
+    spans = zipkin.request_to_zipkin(original)
+    back = zipkin.request_from_zipkin(zipkin_proto.decode(zipkin_proto.encode(spans)))
+    assert _sorted_attributes(back) == _sorted_attributes(original)
+
+
+def _one_span(**fields: Any) -> bytes:
+    base = {"trace_id": TRACE_128, "id": SPAN}
+    base.update(fields)
+    return zipkin_proto.ListOfSpans(spans=[base]).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\x0a\x05\x0a", "malformed Zipkin protobuf ListOfSpans"),
+        (_one_span(trace_id=b"\x01" * 12), "span 0: trace_id must be 8 or 16 bytes, not 12"),
+        (_one_span(id=b""), "span 0: id must be 8 bytes, not 0"),
+        (_one_span(parent_id=b"\x01"), "span 0: parent_id must be 8 bytes, not 1"),
+        (_one_span(kind=7), "span 0: kind 7 is not one of the Zipkin kinds"),
+        (_one_span(local_endpoint={"ipv4": b"\x01\x02"}), "span 0: local_endpoint.ipv4 must be 4 bytes"),
+        (_one_span(remote_endpoint={"ipv6": b"\x01"}), "span 0: remote_endpoint.ipv6 must be 16 bytes"),
+    ],
+)
+def test_malformed_protobuf_is_refused_with_the_reason(body, reason):
+    with pytest.raises(ValueError, match=reason):
+        zipkin_proto.decode(body)
