@@ -60,7 +60,7 @@ class OtlpHttpExporter(Exporter):
         assert isinstance(self._config, OtlpHttpExporterConfig)
         return traces_url(self._config)
 
-    def _body(self, payload: Payload) -> bytes:
+    async def _body(self, payload: Payload) -> bytes:
         return payload.data
 
     def _rejected_spans(self, content: bytes) -> int:
@@ -87,7 +87,7 @@ class OtlpHttpExporter(Exporter):
 
     async def send(self, payload: Payload) -> int:
         assert self._session is not None
-        data = self._body(payload)
+        data = await self._body(payload)
         body = gzip.compress(data, compresslevel=5) if self._config.compression == "gzip" else data
         try:
             async with self._session.post(self._url, data=body, headers=self._headers) as response:

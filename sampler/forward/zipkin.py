@@ -7,6 +7,8 @@ sampler.zipkin (and encoded with sampler.zipkin_proto for `format: proto`).
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sampler import zipkin, zipkin_proto
@@ -28,7 +30,11 @@ class ZipkinExporter(OtlpHttpExporter):
     def _target_url(self) -> str:
         return self._config.endpoint
 
-    def _body(self, payload: Payload) -> bytes:
+    async def _body(self, payload: Payload) -> bytes:
+        # Mapping a large batch takes a while; in a thread, the receivers and decisions keep going.
+        return await asyncio.to_thread(self._encode, payload)
+
+    def _encode(self, payload: Payload) -> bytes:
         request = ExportTraceServiceRequest.FromString(payload.data)
         if self._proto:
             return zipkin_proto.encode(zipkin.request_to_zipkin(request, self._default_service_name))

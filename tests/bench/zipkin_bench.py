@@ -3,13 +3,13 @@
 Run:  python tests/bench/zipkin_bench.py                       (5 repeats of 20,000 spans)
       python tests/bench/zipkin_bench.py --spans 5000 --repeats 3
 
-receive: a Zipkin v2 JSON body as Brave reports it (server and client spans with
+receive: a Zipkin v2 JSON (and protobuf) body as Brave reports it (server and client spans with
 endpoints, ~8 tags, an annotation on a third of them) mapped to an OTLP request
 and split per trace, which is what the Zipkin receiver does per request; beside
 it, the same spans as an OTLP/JSON body through the OTLP/HTTP receiver's parse
 and split, as the reference.
 export: the same spans as a batcher payload (a serialized OTLP request) mapped to
-a Zipkin JSON body, which is what the Zipkin exporter does per batch; beside it,
+a Zipkin JSON (and protobuf) body, which is what the Zipkin exporter does per batch; beside it,
 the file exporter's OTLP/JSON encoding of the payload.
 Prints the median over the repeats.
 """
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
-from sampler import otlp_json, zipkin  # noqa: E402
+from sampler import otlp_json, zipkin, zipkin_proto  # noqa: E402
 from sampler.receive.decode import RequestSplitter, parse_json  # noqa: E402
 
 SPANS_PER_TRACE = 10
@@ -96,10 +96,14 @@ def main() -> None:
     request = zipkin.parse_json(zipkin_body)
     otlp_json_body = otlp_json.request_to_json(request).encode()
     payload = request.SerializeToString()
+    zipkin_proto_body = zipkin_proto.encode(json.loads(zipkin_body))
     splitter = RequestSplitter()
 
     def receive_zipkin() -> object:
         return splitter.split(zipkin.parse_json(zipkin_body))
+
+    def receive_zipkin_proto() -> object:
+        return splitter.split(zipkin.request_from_zipkin(zipkin_proto.decode(zipkin_proto_body)))
 
     def receive_otlp_json() -> object:
         return splitter.split(parse_json(otlp_json_body))
@@ -107,16 +111,25 @@ def main() -> None:
     def export_zipkin() -> object:
         return zipkin.encode_json(ExportTraceServiceRequest.FromString(payload))
 
+    def export_zipkin_proto() -> object:
+        return zipkin_proto.encode(zipkin.request_to_zipkin(ExportTraceServiceRequest.FromString(payload)))
+
     def export_otlp_json() -> object:
         return otlp_json.request_to_json(ExportTraceServiceRequest.FromString(payload))
 
     print(f"{args.spans} spans, {args.repeats} repeats, median spans/s (Python {sys.version.split()[0]})")
-    per_span = len(zipkin_body) / args.spans, len(otlp_json_body) / args.spans
-    print(f"  bytes per span: Zipkin JSON {per_span[0]:.0f}, OTLP/JSON {per_span[1]:.0f}")
+    sizes = (len(zipkin_body), len(zipkin_proto_body), len(otlp_json_body))
+    print(
+        "  bytes per span: Zipkin JSON {:.0f}, Zipkin protobuf {:.0f}, OTLP/JSON {:.0f}".format(
+            *(s / args.spans for s in sizes)
+        )
+    )
     for label, run in (
         ("receive Zipkin JSON -> per-trace batches", receive_zipkin),
+        ("receive Zipkin protobuf -> per-trace batches", receive_zipkin_proto),
         ("receive OTLP/JSON -> per-trace batches (reference)", receive_otlp_json),
         ("export payload -> Zipkin JSON body", export_zipkin),
+        ("export payload -> Zipkin protobuf body", export_zipkin_proto),
         ("export payload -> OTLP/JSON line (file exporter, reference)", export_otlp_json),
     ):
         print(f"  {label:60s} {median_rate(args.spans, args.repeats, run):>10,.0f}")
