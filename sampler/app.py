@@ -16,6 +16,7 @@ from sampler.config import (
     FileExporterConfig,
     OtlpExporterConfig,
     OtlpHttpExporterConfig,
+    ZipkinExporterConfig,
 )
 from sampler.engine import TailSampler
 from sampler.forward.batcher import Batcher, Payload
@@ -23,11 +24,13 @@ from sampler.forward.exporter import Exporter
 from sampler.forward.file import FileExporter
 from sampler.forward.otlp_grpc import OtlpGrpcExporter
 from sampler.forward.otlp_http import OtlpHttpExporter
+from sampler.forward.zipkin import ZipkinExporter
 from sampler.logs import effective_config
 from sampler.metrics import Metrics
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
+from sampler.receive.zipkin import ZipkinReceiver
 from sampler.reload import ConfigReloader
 from sampler.selftrace import SelfTracing
 
@@ -45,6 +48,8 @@ def build_exporter(name: str, config: object, metrics: Metrics) -> Exporter:
         return OtlpHttpExporter(name, config, metrics)
     if isinstance(config, FileExporterConfig):
         return FileExporter(name, config, metrics)
+    if isinstance(config, ZipkinExporterConfig):
+        return ZipkinExporter(name, config, metrics)
     raise TypeError(f"no exporter for {type(config).__name__}")
 
 
@@ -65,6 +70,8 @@ class Daemon:
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
+        zipkin = config.receivers.zipkin
+        self.zipkin_receiver = ZipkinReceiver(zipkin, ingest) if zipkin else None
         self.admin = AdminServer(config.admin, self.metrics, self._readiness)
         self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
@@ -79,7 +86,8 @@ class Daemon:
     def _readiness(self) -> tuple[bool, str]:
         if not self._ready:
             return False, "not ready: starting or shutting down"
-        listening = [r for r in (self.grpc_receiver, self.http_receiver) if r is not None and r.port]
+        receivers = (self.grpc_receiver, self.http_receiver, self.zipkin_receiver)
+        listening = [r for r in receivers if r is not None and r.port]
         return True, f"ready: {len(listening)} receiver(s) listening, {len(self.exporters)} exporter(s) running"
 
     async def start(self) -> None:
@@ -90,6 +98,9 @@ class Daemon:
             await self.grpc_receiver.start()
         if self.http_receiver:
             await self.http_receiver.start()
+        if self.zipkin_receiver:
+            await self.zipkin_receiver.start()
+            log.info("Zipkin receiver on port %s", self.zipkin_receiver.port)
         self._tasks = [
             asyncio.create_task(self._decide_loop(), name="decide"),
             asyncio.create_task(self.batcher.run(), name="batch-timeout"),
@@ -185,6 +196,8 @@ class Daemon:
             await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
         if self.http_receiver:
             await self.http_receiver.stop()
+        if self.zipkin_receiver:
+            await self.zipkin_receiver.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -93,6 +93,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, protocol in (("grpc", protocols.grpc), ("http", protocols.http)):
         if protocol is not None:
             print(f"  - otlp/{name} on {protocol.endpoint}")
+    if config.receivers.zipkin is not None:
+        print(f"  - zipkin on {config.receivers.zipkin.endpoint}")
     print("exporters:")
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")

@@ -104,8 +104,22 @@ class OtlpReceiverConfig(Model):
         return value
 
 
+class ZipkinReceiverConfig(Model):
+    endpoint: str = "0.0.0.0:9411"
+    max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
+    # Tags are strings in Zipkin; with this, "true", "42" and "1.5" become bool, int and double attributes.
+    parse_string_tags: bool = False
+
+
 class ReceiversConfig(Model):
     otlp: OtlpReceiverConfig = OtlpReceiverConfig()
+    zipkin: ZipkinReceiverConfig | None = None
+
+    @field_validator("zipkin", mode="before")
+    @classmethod
+    def _empty_zipkin_means_defaults(cls, value: Any) -> Any:
+        # `zipkin:` with no body turns the receiver on with its defaults, as in the Collector.
+        return {} if value is None else value
 
 
 # --- tail sampling -----------------------------------------------------------
@@ -197,13 +211,22 @@ class FileExporterConfig(Model):
         return value.model_copy(update={"num_consumers": 1})
 
 
+class ZipkinExporterConfig(_NetworkExporterConfig):
+    # The full URL, as in the Collector: http://host:9411/api/v2/spans.
+    endpoint: str
+    format: Literal["json", "proto"] = "json"
+    default_service_name: str = "unknown_service"
+    timeout: Duration = Field(5.0, gt=0)
+
+
 EXPORTER_TYPES: Mapping[str, type[Model]] = {
     "otlp": OtlpExporterConfig,
     "otlphttp": OtlpHttpExporterConfig,
     "file": FileExporterConfig,
+    "zipkin": ZipkinExporterConfig,
 }
 
-ExporterConfig = OtlpExporterConfig | OtlpHttpExporterConfig | FileExporterConfig
+ExporterConfig = OtlpExporterConfig | OtlpHttpExporterConfig | FileExporterConfig | ZipkinExporterConfig
 
 
 def exporter_type(name: str) -> str:

@@ -11,7 +11,7 @@ import aiohttp
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sampler.config import OtlpHttpExporterConfig
+from sampler.config import OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
 from sampler.metrics import Metrics
@@ -40,17 +40,34 @@ def traces_url(config: OtlpHttpExporterConfig) -> str:
 
 
 class OtlpHttpExporter(Exporter):
-    kind = "otlphttp"
+    """Posts each payload over HTTP; subclasses for other formats over HTTP (Zipkin)
+    override the URL, the content type, the body and the reading of the response."""
 
-    def __init__(self, name: str, config: OtlpHttpExporterConfig, metrics: Metrics) -> None:
+    kind = "otlphttp"
+    content_type = "application/x-protobuf"
+
+    def __init__(self, name: str, config: OtlpHttpExporterConfig | ZipkinExporterConfig, metrics: Metrics) -> None:
         super().__init__(name, metrics, config.sending_queue, config.retry_on_failure)
         self._config = config
-        self._url = traces_url(config)
+        self._url = self._target_url()
         self._session: aiohttp.ClientSession | None = None
-        headers = {"Content-Type": "application/x-protobuf", **config.headers}
+        headers = {"Content-Type": self.content_type, **config.headers}
         if config.compression == "gzip":
             headers["Content-Encoding"] = "gzip"
         self._headers = headers
+
+    def _target_url(self) -> str:
+        assert isinstance(self._config, OtlpHttpExporterConfig)
+        return traces_url(self._config)
+
+    async def _body(self, payload: Payload) -> bytes:
+        return payload.data
+
+    def _rejected_spans(self, content: bytes) -> int:
+        try:
+            return ExportTraceServiceResponse.FromString(content).partial_success.rejected_spans
+        except DecodeError:
+            return 0
 
     async def open(self) -> None:
         tls = self._config.tls
@@ -70,7 +87,8 @@ class OtlpHttpExporter(Exporter):
 
     async def send(self, payload: Payload) -> int:
         assert self._session is not None
-        body = gzip.compress(payload.data, compresslevel=5) if self._config.compression == "gzip" else payload.data
+        data = await self._body(payload)
+        body = gzip.compress(data, compresslevel=5) if self._config.compression == "gzip" else data
         try:
             async with self._session.post(self._url, data=body, headers=self._headers) as response:
                 content = await response.read()
@@ -82,7 +100,4 @@ class OtlpHttpExporter(Exporter):
             raise RetryableError(f"http_{status}", f"HTTP {status}", parse_retry_after(retry_after))
         if status >= 300:
             raise PermanentError(f"http_{status}", f"HTTP {status}: {content[:200]!r}")
-        try:
-            return ExportTraceServiceResponse.FromString(content).partial_success.rejected_spans
-        except DecodeError:
-            return 0
+        return self._rejected_spans(content)

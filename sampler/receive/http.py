@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sampler.config import HttpProtocolConfig
+from sampler.config import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.endpoints import split_endpoint
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
@@ -34,7 +34,12 @@ def _status_response(http_status: int, code: int, message: str, content_type: st
 
 
 class HttpReceiver:
-    def __init__(self, config: HttpProtocolConfig, ingest: Ingest) -> None:
+    """OTLP/HTTP; subclasses serve other formats over HTTP (Zipkin) through `_add_routes`."""
+
+    # Named when the endpoint cannot be listened on.
+    listener_name = "OTLP/HTTP"
+
+    def __init__(self, config: HttpProtocolConfig | ZipkinReceiverConfig, ingest: Ingest) -> None:
         self._config = config
         self._ingest = ingest
         self._runner: web.AppRunner | None = None
@@ -74,9 +79,12 @@ class HttpReceiver:
             return reply
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)
 
+    def _add_routes(self, app: web.Application) -> None:
+        app.router.add_post(TRACES_PATH, self._export)
+
     async def start(self) -> None:
         app = web.Application(client_max_size=self._config.max_request_body_size)
-        app.router.add_post(TRACES_PATH, self._export)
+        self._add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
@@ -85,7 +93,9 @@ class HttpReceiver:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(f"cannot listen for OTLP/HTTP on {self._config.endpoint}: {exc.strerror}") from None
+            raise OSError(
+                f"cannot listen for {self.listener_name} on {self._config.endpoint}: {exc.strerror}"
+            ) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
 

@@ -13,7 +13,7 @@ from sampler.engine import TailSampler
 from sampler.metrics import Metrics
 from sampler.receive.decode import RequestSplitter
 
-PROTOCOLS = ("grpc", "http")
+PROTOCOLS = ("grpc", "http", "zipkin")
 # When a client refused for a full window should retry.
 RETRY_AFTER_SECONDS = 1
 

@@ -307,7 +307,9 @@ def test_policy_settings_errors_name_the_policy_key() -> None:
 
 def test_unknown_exporter_type_lists_the_valid_types() -> None:
     (line,) = _error_lines(MINIMAL_TAIL + "exporters:\n  kafka/main:\n    brokers: [x]\n")
-    assert line == "test.yaml:5: exporters.kafka/main: unknown exporter type 'kafka'; valid types: otlp, otlphttp, file"
+    assert line == (
+        "test.yaml:5: exporters.kafka/main: unknown exporter type 'kafka'; valid types: otlp, otlphttp, file, zipkin"
+    )
 
 
 def test_named_exporters_of_one_type() -> None:

@@ -1,0 +1,77 @@
+"""Zipkin receiver: POST /api/v2/spans, Zipkin v2 spans as a JSON array or a protobuf
+ListOfSpans, optionally gzip.
+
+The spans are mapped to one OTLP export request (sampler.zipkin) and ingested like
+an OTLP one, so the window, the policies and every exporter treat them the same.
+Answers follow the Zipkin server: 202 when accepted, a plain-text reason otherwise.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sampler import zipkin, zipkin_proto
+from sampler.config import ZipkinReceiverConfig
+from sampler.receive.http import HttpReceiver
+from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+
+SPANS_PATH = "/api/v2/spans"
+PROTOCOL = "zipkin"
+_JSON = "application/json"
+# What aiohttp reports when a request has no Content-Type; Zipkin reads such a body as JSON.
+_NO_CONTENT_TYPE = "application/octet-stream"
+
+
+def _reply(status: int, text: str = "") -> web.Response:
+    return web.Response(status=status, text=text) if text else web.Response(status=status)
+
+
+class ZipkinReceiver(HttpReceiver):
+    listener_name = "Zipkin"
+
+    def __init__(self, config: ZipkinReceiverConfig, ingest: Ingest) -> None:
+        super().__init__(config, ingest)
+        self._parse_string_tags = config.parse_string_tags
+
+    def _add_routes(self, app: web.Application) -> None:
+        app.router.add_post(SPANS_PATH, self._spans)
+
+    async def _spans(self, request: web.Request) -> web.Response:
+        content_type = request.content_type
+        protobuf = content_type == zipkin_proto.CONTENT_TYPE
+        json_body = content_type == _JSON or (
+            content_type == _NO_CONTENT_TYPE and "Content-Type" not in request.headers
+        )
+        if not (protobuf or json_body):
+            self._ingest.count_failure(PROTOCOL, "unsupported_media_type")
+            return _reply(
+                415,
+                f"unsupported Content-Type {content_type!r}; "
+                f"this receiver takes Zipkin v2 {_JSON} or {zipkin_proto.CONTENT_TYPE}",
+            )
+        try:
+            # aiohttp decompresses Content-Encoding: gzip and enforces client_max_size on the decompressed body.
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._ingest.count_failure(PROTOCOL, "too_large")
+            return _reply(
+                413, f"request body exceeds max_request_body_size ({self._config.max_request_body_size} bytes)"
+            )
+        except Exception as exc:  # corrupt gzip stream and the like
+            self._ingest.count_failure(PROTOCOL, "invalid")
+            return _reply(400, f"cannot read request body: {exc}")
+        try:
+            if protobuf:
+                parsed = zipkin.request_from_zipkin(zipkin_proto.decode(data), self._parse_string_tags)
+            else:
+                parsed = zipkin.parse_json(data, self._parse_string_tags)
+        except ValueError as exc:
+            self._ingest.count_failure(PROTOCOL, "invalid")
+            return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")
+        try:
+            response = await self._ingest.accept(parsed, PROTOCOL)
+        except WindowFull as exc:
+            reply = _reply(503, str(exc))
+            reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return reply
+        return _reply(202, response.partial_success.error_message)
