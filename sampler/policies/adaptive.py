@@ -85,6 +85,9 @@ def sample_rates(ema: dict[str, float], goal_rate: float) -> dict[str, float]:
     rates: dict[str, float] = {}
     extra = 0.0
     remaining = len(ema)
+    # Keys go from rarest to most frequent, and no key gets a lower rate than a rarer one:
+    # with fractional (smoothed) counts near 1, rounding alone could give the rarer key the higher rate.
+    floor = 1.0
     for key in sorted(ema, key=lambda k: ema[k]):
         count = ema[key]
         goal_for_key = max(1.0, math.log10(count) * goal_ratio if count > 1 else 1.0)
@@ -92,13 +95,9 @@ def sample_rates(ema: dict[str, float], goal_rate: float) -> dict[str, float]:
         goal_for_key += share
         extra -= share
         remaining -= 1
-        if count <= goal_for_key:
-            rates[key] = 1.0
-            extra += goal_for_key - count
-        else:
-            rate = math.ceil(count / goal_for_key)
-            rates[key] = float(rate)
-            extra += goal_for_key - count / rate
+        rate = max(floor, 1.0 if count <= goal_for_key else float(math.ceil(count / goal_for_key)))
+        rates[key] = floor = rate
+        extra += goal_for_key - count / rate
     return rates
 
 
