@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sampler.config import HttpProtocolConfig
 from sampler.endpoints import split_endpoint
+from sampler.receive.credentials import ServerTls, TokenAuth
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 
@@ -18,6 +19,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
 _INVALID_ARGUMENT = 3
+_UNAUTHENTICATED = 16
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
 
@@ -38,10 +40,19 @@ class HttpReceiver:
         self._config = config
         self._ingest = ingest
         self._runner: web.AppRunner | None = None
+        self._auth: TokenAuth | None = None
         self.port = 0
 
     async def _export(self, request: web.Request) -> web.Response:
         content_type = request.content_type
+        if self._auth is not None:
+            # Before the body is read: an unauthenticated client costs no decoding.
+            refusal = self._auth.check(request.headers.get(self._auth.header))
+            if refusal is not None:
+                reply = _status_response(401, _UNAUTHENTICATED, refusal, JSON if content_type == JSON else PROTOBUF)
+                if self._auth.scheme:
+                    reply.headers["WWW-Authenticate"] = self._auth.scheme
+                return reply
         if content_type not in (PROTOBUF, JSON):
             self._ingest.count_failure("http", "unsupported_media_type")
             return _status_response(
@@ -75,12 +86,16 @@ class HttpReceiver:
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)
 
     async def start(self) -> None:
+        metrics = self._ingest.metrics
+        if self._config.auth is not None:
+            self._auth = TokenAuth(self._config.auth, "http", metrics)
+        tls = ServerTls(self._config.tls, "http", metrics) if self._config.tls is not None else None
         app = web.Application(client_max_size=self._config.max_request_body_size)
         app.router.add_post(TRACES_PATH, self._export)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls.server_context() if tls is not None else None)
         try:
             await site.start()
         except OSError as exc:
