@@ -216,6 +216,17 @@ class TlsConfig(Model):
     cert_file: str | None = None
     key_file: str | None = None
 
+    @model_validator(mode="after")
+    def _certificate_with_its_key(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+        return self
+
+
+class HttpClientTlsConfig(TlsConfig):
+    # Accept any server certificate: encrypted but not authenticated. For tests and trusted networks only.
+    insecure_skip_verify: bool = False
+
 
 class RetryConfig(Model):
     enabled: bool = True
@@ -233,10 +244,22 @@ class QueueConfig(Model):
 class _NetworkExporterConfig(Model):
     endpoint: str
     tls: TlsConfig = TlsConfig()
-    headers: dict[str, str] = {}
+    # Often credentials: kept out of the model's repr, like the receivers' tokens (SecretStr).
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     compression: Literal["gzip", "none", ""] = "gzip"
     retry_on_failure: RetryConfig = RetryConfig()
     sending_queue: QueueConfig = QueueConfig()
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            # Header values are often secrets: the message names the header, never the value.
+            if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in text):
+                raise ValueError(f"the value of header {name!r} contains a control character (a line break?)")
+        return value
 
 
 class OtlpExporterConfig(_NetworkExporterConfig):
@@ -244,6 +267,7 @@ class OtlpExporterConfig(_NetworkExporterConfig):
 
 
 class OtlpHttpExporterConfig(_NetworkExporterConfig):
+    tls: HttpClientTlsConfig = HttpClientTlsConfig()
     traces_endpoint: str | None = None
     timeout: Duration = Field(30.0, gt=0)
 

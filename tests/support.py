@@ -286,6 +286,8 @@ class DaemonThread:
             self.loop.run_until_complete(self.daemon.start())
         except BaseException as exc:  # surfaced in the test thread
             self._error = exc
+            if self.daemon is not None:  # release what did start (admin port, exporters)
+                self.loop.run_until_complete(self.daemon.stop())
             self._started.set()
             return
         self._started.set()

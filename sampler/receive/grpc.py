@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from sampler.config import GrpcProtocolConfig
-from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth
+from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
 from sampler.receive.decode import BadRequest, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+
+log = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -92,6 +96,8 @@ class GrpcReceiver:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
         await server.start()
         self._server = server
+        if tls is not None or self._auth is not None:
+            log.info("OTLP/gRPC on port %d: %s", self.port, describe_security(self._config.tls, self._config.auth))
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -11,9 +12,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sampler.config import HttpProtocolConfig
 from sampler.endpoints import split_endpoint
-from sampler.receive.credentials import ServerTls, TokenAuth
+from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+
+log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -103,6 +106,8 @@ class HttpReceiver:
             raise OSError(f"cannot listen for OTLP/HTTP on {self._config.endpoint}: {exc.strerror}") from None
         self._runner = runner
         self.port = runner.addresses[0][1]
+        if tls is not None or self._auth is not None:
+            log.info("OTLP/HTTP on port %d: %s", self.port, describe_security(self._config.tls, self._config.auth))
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 import requests
+import yaml
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkGrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as SdkHttpExporter
@@ -28,6 +29,7 @@ from tests.support import (
     config_dict,
     fast_retry,
     grpc_export,
+    make_config,
     make_request,
     make_trace,
     wait_until,
@@ -383,3 +385,130 @@ def test_exporters_refuse_an_untrusted_or_unauthenticated_downstream(start_daemo
         assert daemon.scrape().value("tail_sampler_exporter_failed_attempts_total", exporter=name) >= 1
     assert tls_sinks[(kind, "tls")].span_count() == 0
     assert tls_sinks[(kind, "mtls")].span_count() == 0
+
+
+# --- secrets stay secret -------------------------------------------------------------
+
+
+def test_secrets_never_appear_in_check_logs_or_errors(pki, tmp_path):
+    from tests.integration.test_cli import DaemonProcess, cli, write_config
+
+    secrets = {
+        "RECEIVER_TOKEN": "recv-9c0ffee-token",
+        "FILE_TOKEN": "file-5ca1ab1e-token",
+        "EXPORTER_TOKEN": "exp-0ddba11-token",
+        "BASIC_PASSWORD": "pw-decade-nt",
+        "WRONG_TOKEN": "someone-elses-f00d-token",
+    }
+    token_file = tmp_path / "tokens"
+    token_file.write_text(secrets["FILE_TOKEN"] + "\n")
+    sink = HttpSink()
+    try:
+        data = config_dict(
+            {
+                "otlphttp": {
+                    "endpoint": sink.endpoint.replace("://", f"://user:{secrets['BASIC_PASSWORD']}@"),
+                    "headers": {"x-api-key": "${env:EXPORTER_TOKEN}"},
+                    "retry_on_failure": {"initial_interval": "50ms"},
+                }
+            }
+        )
+        auth = {"bearer_tokens": ["${env:RECEIVER_TOKEN}"], "bearer_token_file": str(token_file)}
+        for protocol in ("grpc", "http"):
+            data["receivers"]["otlp"]["protocols"][protocol]["auth"] = auth
+        data["logging"]["level"] = "debug"
+        path, ports = write_config(tmp_path, data)
+        env = {**os.environ, **secrets}
+
+        def assert_no_secret(text: str) -> None:
+            for name, value in secrets.items():
+                assert value not in text, f"{name} leaked:\n{text}"
+
+        checked = cli("check", "--config", str(path), env=env)
+        assert checked.returncode == 0, checked.stderr
+        assert "headers: x-api-key=<redacted>" in checked.stdout
+        assert f"user:<redacted>@127.0.0.1:{sink.port}" in checked.stdout
+        assert "token in the authorization header (1 inline, from " in checked.stdout
+        assert_no_secret(checked.stdout + checked.stderr)
+
+        # Invalid configs: a header value with a line break, an empty token, and an error elsewhere.
+        bad = dict(data, exporters={"otlp": {"endpoint": "127.0.0.1:1", "headers": {"x-key": "${env:BAD_VALUE}"}}})
+        bad["tail_sampling"] = dict(data["tail_sampling"], num_trace=5)
+        bad["receivers"] = {"otlp": {"protocols": {"grpc": {"auth": {"bearer_tokens": ["${env:EMPTY:-}"]}}}}}
+        bad_path = tmp_path / "bad.yaml"
+        bad_path.write_text(yaml.safe_dump(bad))
+        refused = cli("check", "--config", str(bad_path), env={**env, "BAD_VALUE": f"{secrets['WRONG_TOKEN']}\nx: y"})
+        assert refused.returncode == 2
+        assert "the value of header 'x-key' contains a control character" in refused.stderr
+        assert "token [0] is empty" in refused.stderr
+        assert "unknown key 'num_trace'" in refused.stderr
+        assert_no_secret(refused.stdout + refused.stderr)
+
+        daemon = DaemonProcess(path, ports["admin"], env=env)
+        try:
+            endpoint = f"127.0.0.1:{ports['grpc']}"
+            for token in (secrets["WRONG_TOKEN"], secrets["RECEIVER_TOKEN"], secrets["FILE_TOKEN"]):
+                _, spans = make_trace()
+                try:
+                    grpc_export(endpoint, make_request(spans), metadata=(("authorization", f"Bearer {token}"),))
+                except grpc.RpcError as exc:
+                    assert exc.code() is grpc.StatusCode.UNAUTHENTICATED
+                    assert token == secrets["WRONG_TOKEN"]
+                    assert_no_secret(exc.details())
+                reply = requests.post(
+                    f"http://127.0.0.1:{ports['http']}/v1/traces",
+                    data=make_request(spans).SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+                assert reply.status_code == (401 if token == secrets["WRONG_TOKEN"] else 200)
+                assert_no_secret(reply.text)
+            sink.wait_for_spans(12)
+            code, output = daemon.terminate()
+        finally:
+            daemon.kill()
+        assert code == 0, output
+        # The secrets did their work: the sink got the header, the receivers accepted the right tokens.
+        assert all(seen.get("x-api-key") == secrets["EXPORTER_TOKEN"] for seen in sink.headers_seen)
+        assert "DEBUG" in output and "token in the authorization header" in output
+        assert_no_secret(output)
+    finally:
+        sink.close()
+
+
+def test_otlphttp_insecure_skip_verify_accepts_an_unknown_certificate(start_daemon, tls_sinks):
+    sink = tls_sinks[("otlphttp", "tls")]  # its CA is in no trust store the exporter reads
+    daemon = start_daemon(config_dict({"otlphttp": {"endpoint": sink.endpoint, "tls": {"insecure_skip_verify": True}}}))
+    trace_id, spans = make_trace(spans=2)
+    grpc_export(daemon.grpc_endpoint, make_request(spans))
+    assert {s.trace_id for s in sink.wait_for_spans(2)} == {trace_id}
+
+
+def test_unreadable_tls_files_stop_the_start_with_the_file_named(grpc_sink, pki, tmp_path):
+    server = pki["ca1-server"]
+    absent = str(tmp_path / "absent.pem")
+    cases = [
+        (
+            receiver_config(grpc_sink, tls={"cert_file": absent, "key_file": str(server.key_file)}),
+            f"OTLP/gRPC: cannot read tls.cert_file {absent}: No such file or directory",
+        ),
+        (
+            # A key that does not belong to the certificate.
+            receiver_config(
+                grpc_sink, tls={"cert_file": str(server.cert_file), "key_file": str(pki["ca2-server"].key_file)}
+            ),
+            f"cannot load tls.cert_file {server.cert_file} with tls.key_file {pki['ca2-server'].key_file}",
+        ),
+        (
+            config_dict({"otlp": {"endpoint": grpc_sink.endpoint, "tls": {"ca_file": absent}}}),
+            f"exporter otlp: cannot read tls.ca_file {absent}: No such file or directory",
+        ),
+        (
+            config_dict({"otlphttp": {"endpoint": "https://127.0.0.1:1", "tls": {"ca_file": absent}}}),
+            f"exporter otlphttp: cannot load tls files ({absent}): No such file or directory",
+        ),
+    ]
+    for data, message in cases:
+        with pytest.raises(OSError) as caught:
+            DaemonThread(make_config(data))
+        assert message in str(caught.value)
