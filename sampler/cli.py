@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404 # only to start our own load generator for --demo
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         endpoint = f"127.0.0.1:{daemon.grpc_receiver.port}"
         log.info("--demo: sending checkout traces to %s with `tail-sampler loadgen`", endpoint)
         # A session of its own, so Ctrl-C reaches only the daemon, which stops the generator first.
-        demo = subprocess.Popen(
+        demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
             [sys.executable, "-m", "sampler", "loadgen", "--endpoint", endpoint, "--rate", str(args.demo_rate)],
             start_new_session=True,
         )
