@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 PROTOCOL_NAMES = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP"}
 
 
+def _name(protocol: str) -> str:
+    return PROTOCOL_NAMES.get(protocol, protocol)
+
+
 class CredentialError(OSError):
     """Credentials that cannot be loaded; the message names the file, never a secret."""
 
@@ -35,7 +39,7 @@ def _read(path: str, what: str, protocol: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise CredentialError(f"{PROTOCOL_NAMES[protocol]}: cannot read {what} {path}: {exc.strerror}") from None
+        raise CredentialError(f"{_name(protocol)}: cannot read {what} {path}: {exc.strerror}") from None
 
 
 class _Reloading:
@@ -105,7 +109,7 @@ class ServerTls:
             context.load_cert_chain(config.cert_file, config.key_file)
         except (OSError, ssl.SSLError) as exc:
             raise CredentialError(
-                f"{PROTOCOL_NAMES[self._protocol]}: cannot load tls.cert_file {config.cert_file} "
+                f"{_name(self._protocol)}: cannot load tls.cert_file {config.cert_file} "
                 f"with tls.key_file {config.key_file}: {getattr(exc, 'reason', None) or exc}"
             ) from None
         if config.client_ca_file:
@@ -113,14 +117,14 @@ class ServerTls:
                 context.load_verify_locations(cafile=config.client_ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise CredentialError(
-                    f"{PROTOCOL_NAMES[self._protocol]}: cannot load tls.client_ca_file {config.client_ca_file}: "
+                    f"{_name(self._protocol)}: cannot load tls.client_ca_file {config.client_ca_file}: "
                     f"{getattr(exc, 'reason', None) or exc}"
                 ) from None
             context.verify_mode = ssl.CERT_REQUIRED
         # The context was built from the paths: make sure they held the bytes read before it, not a newer,
         # half-written version.
         if self._read_all() != before:
-            raise CredentialError(f"{PROTOCOL_NAMES[self._protocol]}: the TLS files changed while being loaded")
+            raise CredentialError(f"{_name(self._protocol)}: the TLS files changed while being loaded")
         return TlsMaterial(before[0], before[1], before[2], context, generation)
 
     def refresh(self) -> TlsMaterial:
@@ -142,7 +146,7 @@ class ServerTls:
                 return self.material
             self.material = material
             self._reloads.labels(self._protocol, "tls", "success").inc()
-            log.info("%s: reloaded the TLS certificate from %s", PROTOCOL_NAMES[self._protocol], self._config.cert_file)
+            log.info("%s: reloaded the TLS certificate from %s", _name(self._protocol), self._config.cert_file)
             return material
 
     def server_context(self) -> ssl.SSLContext:
@@ -185,7 +189,7 @@ class TokenAuth:
             self._tokens = self._inline + self._parse_file(self._file_bytes)
         if not self._tokens:
             raise CredentialError(
-                f"{PROTOCOL_NAMES[protocol]}: auth.bearer_token_file {config.bearer_token_file} holds no token"
+                f"{_name(protocol)}: auth.bearer_token_file {config.bearer_token_file} holds no token"
             )
 
     @property
@@ -206,7 +210,7 @@ class TokenAuth:
                 return
             tokens = self._inline + self._parse_file(data)
             if not tokens:
-                raise CredentialError(f"{PROTOCOL_NAMES[self._protocol]}: auth.bearer_token_file {path} holds no token")
+                raise CredentialError(f"{_name(self._protocol)}: auth.bearer_token_file {path} holds no token")
         except CredentialError as exc:
             self._reloads.labels(self._protocol, "tokens", "failure").inc()
             log.error("token reload failed; the previous tokens stay in use: %s", exc)
@@ -214,7 +218,7 @@ class TokenAuth:
         self._file_bytes = data
         self._tokens = tokens
         self._reloads.labels(self._protocol, "tokens", "success").inc()
-        log.info("%s: reloaded %d token(s) from %s", PROTOCOL_NAMES[self._protocol], len(tokens), path)
+        log.info("%s: reloaded %d token(s) from %s", _name(self._protocol), len(tokens), path)
 
     def check(self, value: str | None) -> str | None:
         """None when `value` (the header's value, None if absent) carries an accepted token;
