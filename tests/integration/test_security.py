@@ -128,7 +128,7 @@ def received(daemon: DaemonThread, protocol: str) -> float:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_sdk_exporter_over_tls_reaches_the_sink(start_daemon, grpc_sink, pki, protocol):
+def test_sdk_exporter_over_tls_reaches_the_sink(grpc_sink, start_daemon, pki, protocol):
     server = pki["ca1-server"]
     daemon = start_daemon(
         receiver_config(grpc_sink, tls={"cert_file": str(server.cert_file), "key_file": str(server.key_file)})
@@ -144,7 +144,7 @@ def test_sdk_exporter_over_tls_reaches_the_sink(start_daemon, grpc_sink, pki, pr
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(start_daemon, grpc_sink, pki, protocol):
+def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(grpc_sink, start_daemon, pki, protocol):
     server = pki["ca1-server"]
     tls = {
         "cert_file": str(server.cert_file),
@@ -170,7 +170,7 @@ def _install(pem: Pem, cert_file: Path, key_file: Path) -> None:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_rotated_certificate_and_client_ca_are_used_without_a_restart(start_daemon, grpc_sink, pki, tmp_path, protocol):
+def test_rotated_certificate_and_client_ca_are_used_without_a_restart(grpc_sink, start_daemon, pki, tmp_path, protocol):
     cert_file, key_file, client_ca_file = tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "clients.crt"
     _install(pki["ca1-server"], cert_file, key_file)
     shutil.copyfile(pki["ca1"].cert_file, client_ca_file)
@@ -206,7 +206,7 @@ def test_rotated_certificate_and_client_ca_are_used_without_a_restart(start_daem
     )
 
 
-def test_a_broken_rotation_keeps_the_previous_certificate(start_daemon, grpc_sink, pki, tmp_path):
+def test_a_broken_rotation_keeps_the_previous_certificate(grpc_sink, start_daemon, pki, tmp_path):
     cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
     _install(pki["ca1-server"], cert_file, key_file)
     tls = {"cert_file": str(cert_file), "key_file": str(key_file), "reload_interval": "100ms"}
@@ -246,7 +246,7 @@ def _http_post(daemon: DaemonThread, headers: dict[str, str]) -> requests.Respon
     )
 
 
-def test_missing_or_wrong_tokens_are_refused_and_nothing_is_ingested(start_daemon, grpc_sink, tmp_path):
+def test_missing_or_wrong_tokens_are_refused_and_nothing_is_ingested(grpc_sink, start_daemon, tmp_path):
     token_file = tmp_path / "tokens"
     token_file.write_text(f"{TOKEN}\n\n")
     daemon = start_daemon(receiver_config(grpc_sink, auth={"bearer_token_file": str(token_file)}))
@@ -284,7 +284,7 @@ def test_missing_or_wrong_tokens_are_refused_and_nothing_is_ingested(start_daemo
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_sdk_exporters_with_the_right_token_over_mutual_tls(start_daemon, grpc_sink, pki, protocol):
+def test_sdk_exporters_with_the_right_token_over_mutual_tls(grpc_sink, start_daemon, pki, protocol):
     server = pki["ca1-server"]
     tls = {
         "cert_file": str(server.cert_file),
@@ -302,7 +302,7 @@ def test_sdk_exporters_with_the_right_token_over_mutual_tls(start_daemon, grpc_s
     assert received(daemon, protocol) == 3
 
 
-def test_a_custom_header_without_scheme_and_token_file_rotation(start_daemon, grpc_sink, tmp_path):
+def test_a_custom_header_without_scheme_and_token_file_rotation(grpc_sink, start_daemon, tmp_path):
     token_file = tmp_path / "tokens"
     token_file.write_text(TOKEN)
     auth = {"bearer_token_file": str(token_file), "header": "X-Api-Key", "scheme": "", "reload_interval": "100ms"}
@@ -345,7 +345,7 @@ def tls_sinks(pki) -> Iterator[dict[str, Any]]:
 
 @pytest.mark.parametrize("kind", ["otlp", "otlphttp"])
 @pytest.mark.parametrize("mode", ["tls", "mtls"])
-def test_exporters_deliver_over_tls_and_mutual_tls(start_daemon, pki, tls_sinks, kind, mode):
+def test_exporters_deliver_over_tls_and_mutual_tls(pki, tls_sinks, start_daemon, kind, mode):
     sink = tls_sinks[(kind, mode)]
     tls: dict[str, Any] = {"ca_file": str(pki["ca1"].cert_file)}
     if mode == "mtls":
@@ -358,7 +358,7 @@ def test_exporters_deliver_over_tls_and_mutual_tls(start_daemon, pki, tls_sinks,
 
 
 @pytest.mark.parametrize("kind", ["otlp", "otlphttp"])
-def test_exporters_refuse_an_untrusted_or_unauthenticated_downstream(start_daemon, pki, tls_sinks, kind):
+def test_exporters_refuse_an_untrusted_or_unauthenticated_downstream(pki, tls_sinks, start_daemon, kind):
     exporters = {
         # The downstream's certificate is not from the CA the exporter trusts.
         f"{kind}/untrusted": {
@@ -476,7 +476,7 @@ def test_secrets_never_appear_in_check_logs_or_errors(pki, tmp_path):
         sink.close()
 
 
-def test_otlphttp_insecure_skip_verify_accepts_an_unknown_certificate(start_daemon, tls_sinks):
+def test_otlphttp_insecure_skip_verify_accepts_an_unknown_certificate(tls_sinks, start_daemon):
     sink = tls_sinks[("otlphttp", "tls")]  # its CA is in no trust store the exporter reads
     daemon = start_daemon(config_dict({"otlphttp": {"endpoint": sink.endpoint, "tls": {"insecure_skip_verify": True}}}))
     trace_id, spans = make_trace(spans=2)
