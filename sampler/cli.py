@@ -109,6 +109,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+REDACTED = "<redacted>"
+
+
 def redact_url(url: str) -> str:
     """The URL without the password of a user:password@ part, if it has one."""
     parts = urllib.parse.urlsplit(url)
@@ -116,9 +119,6 @@ def redact_url(url: str) -> str:
         return url
     userinfo, _, host = parts.netloc.rpartition("@")
     return parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{host}").geturl()
-
-
-REDACTED = "<redacted>"
 
 
 def _exporter_security(exporter: object) -> str:

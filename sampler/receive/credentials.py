@@ -175,7 +175,7 @@ class TokenAuth:
         self._protocol = protocol
         self.header = config.header
         self.scheme = config.scheme
-        self._scheme = config.scheme.lower()
+        self._scheme_lower = config.scheme.lower()
         self._inline = [token.get_secret_value().strip().encode() for token in config.bearer_tokens]
         self._failures = {
             reason: metrics.auth_failures.labels(protocol, reason) for reason in ("missing", "malformed", "invalid")
@@ -191,10 +191,6 @@ class TokenAuth:
             raise CredentialError(
                 f"{_name(protocol)}: auth.bearer_token_file {config.bearer_token_file} holds no token"
             )
-
-    @property
-    def token_count(self) -> int:
-        return len(self._tokens)
 
     @staticmethod
     def _parse_file(data: bytes) -> list[bytes]:
@@ -227,14 +223,14 @@ class TokenAuth:
         header = self.header
         if value is None:
             self._failures["missing"].inc()
-            expected = f"{self._config.scheme} <token>" if self._scheme else "<token>"
+            expected = f"{self.scheme} <token>" if self.scheme else "<token>"
             return f"authentication required: send the header '{header}: {expected}'"
         presented = value.strip()
-        if self._scheme:
+        if self._scheme_lower:
             scheme, _, presented = presented.partition(" ")
-            if scheme.lower() != self._scheme:
+            if scheme.lower() != self._scheme_lower:
                 self._failures["malformed"].inc()
-                return f"the {header} header must be '{self._config.scheme} <token>'"
+                return f"the {header} header must be '{self.scheme} <token>'"
             presented = presented.strip()
         candidate = presented.encode("utf-8", "surrogateescape")
         accepted = False

@@ -22,9 +22,9 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
 _INVALID_ARGUMENT = 3
-_UNAUTHENTICATED = 16
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
 
 
 def _encode(message: status_pb2.Status | ExportTraceServiceResponse, content_type: str) -> bytes:
