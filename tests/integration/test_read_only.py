@@ -39,6 +39,14 @@ exec setpriv --reuid "$IMAGE_USER" --regid "$IMAGE_USER" --clear-groups -- "$@"
 def test_the_daemon_runs_unprivileged_on_a_read_only_root_filesystem():
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
         unavailable("a read-only mount namespace", "needs root and util-linux's unshare and setpriv")
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "mount", "-o", "remount,bind,ro", "/"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if probe.returncode != 0:
+        unavailable("a read-only mount namespace", f"unshare/mount refused: {probe.stderr.strip()}")
     writable = Path(tempfile.mkdtemp(prefix="tail-sampler-ro-"))
     try:
         writable.chmod(0o777)
