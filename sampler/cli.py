@@ -8,13 +8,15 @@ import json
 import logging
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404 # only to start our own load generator for --demo
 import sys
+import urllib.parse
 from collections.abc import Sequence
 
 from sampler import __version__
 from sampler.config import Config, ConfigError, default_config_path, load_config
 from sampler.logs import configure_logging
+from sampler.receive.credentials import describe_security
 
 
 def _load(path: str) -> Config | None:
@@ -47,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         endpoint = f"127.0.0.1:{daemon.grpc_receiver.port}"
         log.info("--demo: sending checkout traces to %s with `tail-sampler loadgen`", endpoint)
         # A session of its own, so Ctrl-C reaches only the daemon, which stops the generator first.
-        demo = subprocess.Popen(
+        demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
             [sys.executable, "-m", "sampler", "loadgen", "--endpoint", endpoint, "--rate", str(args.demo_rate)],
             start_new_session=True,
         )
@@ -92,14 +94,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     print("receivers:")
     for name, protocol in (("grpc", protocols.grpc), ("http", protocols.http)):
         if protocol is not None:
-            print(f"  - otlp/{name} on {protocol.endpoint}")
+            print(f"  - otlp/{name} on {protocol.endpoint} ({describe_security(protocol.tls, protocol.auth)})")
     if config.receivers.zipkin is not None:
         print(f"  - zipkin on {config.receivers.zipkin.endpoint}")
     print("exporters:")
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
-        print(f"  - {name} -> {target}")
+        print(f"  - {name} -> {redact_url(target)}{_exporter_security(exporter)}")
     return 0
+
+
+REDACTED = "<redacted>"
+
+
+def redact_url(url: str) -> str:
+    """The URL without the password of a user:password@ part, if it has one."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{host}").geturl()
+
+
+def _exporter_security(exporter: object) -> str:
+    """TLS files and header names of a network exporter; header values are secrets and never shown."""
+    tls = getattr(exporter, "tls", None)
+    headers = getattr(exporter, "headers", None) or {}
+    parts = []
+    if tls is not None:
+        if tls.ca_file:
+            parts.append(f"CA {tls.ca_file}")
+        if tls.cert_file:
+            parts.append(f"client certificate {tls.cert_file}")
+        if getattr(tls, "insecure_skip_verify", False):
+            parts.append("server certificate NOT verified")
+    if headers:
+        parts.append("headers: " + ", ".join(f"{name}={REDACTED}" for name in headers))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 SHIPPED_CONFIG = Path("config") / "sampler.yaml"
 
@@ -76,15 +86,67 @@ class Model(BaseModel):
 
 # --- receivers ---------------------------------------------------------------
 
+# An HTTP field name (RFC 9110 token); gRPC metadata keys are the lowercase subset.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class ServerTlsConfig(Model):
+    """TLS on a receiver; the files are re-read when they change."""
+
+    cert_file: str
+    key_file: str
+    # Clients must present a certificate signed by one of these CAs (mutual TLS).
+    client_ca_file: str | None = None
+    # The files are checked for changes at most this often, on a new connection; 0s never reloads.
+    reload_interval: Duration = Field(10.0, ge=0)
+
+
+class ReceiverAuthConfig(Model):
+    """Requests must carry one of the tokens in a header (`authorization: Bearer <token>` by default)."""
+
+    # One token per line; blank lines are ignored. Re-read when it changes.
+    bearer_token_file: str | None = None
+    bearer_tokens: list[SecretStr] = []
+    header: str = "authorization"
+    # The word before the token in the header's value; empty: the whole value is the token.
+    scheme: str = "Bearer"
+    reload_interval: Duration = Field(10.0, ge=0)
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid header name")
+        return value.lower()
+
+    @field_validator("bearer_tokens")
+    @classmethod
+    def _tokens_not_empty(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, token in enumerate(value):
+            if not token.get_secret_value().strip():
+                # The value is never echoed: it is a secret.
+                raise ValueError(f"token [{index}] is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _has_tokens(self) -> ReceiverAuthConfig:
+        if self.bearer_token_file is None and not self.bearer_tokens:
+            raise ValueError("set bearer_token_file or bearer_tokens (or both)")
+        return self
+
 
 class GrpcProtocolConfig(Model):
     endpoint: str = "0.0.0.0:4317"
     max_recv_msg_size_mib: float = Field(4, gt=0)
+    tls: ServerTlsConfig | None = None
+    auth: ReceiverAuthConfig | None = None
 
 
 class HttpProtocolConfig(Model):
     endpoint: str = "0.0.0.0:4318"
     max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
+    tls: ServerTlsConfig | None = None
+    auth: ReceiverAuthConfig | None = None
 
 
 class OtlpProtocolsConfig(Model):
@@ -168,6 +230,17 @@ class TlsConfig(Model):
     cert_file: str | None = None
     key_file: str | None = None
 
+    @model_validator(mode="after")
+    def _certificate_with_its_key(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+        return self
+
+
+class HttpClientTlsConfig(TlsConfig):
+    # Accept any server certificate: encrypted but not authenticated. For tests and trusted networks only.
+    insecure_skip_verify: bool = False
+
 
 class RetryConfig(Model):
     enabled: bool = True
@@ -185,10 +258,20 @@ class QueueConfig(Model):
 class _NetworkExporterConfig(Model):
     endpoint: str
     tls: TlsConfig = TlsConfig()
-    headers: dict[str, str] = {}
+    # Often credentials: kept out of the model's repr, like the receivers' tokens (SecretStr).
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     compression: Literal["gzip", "none", ""] = "gzip"
     retry_on_failure: RetryConfig = RetryConfig()
     sending_queue: QueueConfig = QueueConfig()
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values_on_one_line(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            # Header values are often secrets: the message names the header, never the value.
+            if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in text):
+                raise ValueError(f"the value of header {name!r} contains a control character (a line break?)")
+        return value
 
 
 class OtlpExporterConfig(_NetworkExporterConfig):
@@ -196,6 +279,7 @@ class OtlpExporterConfig(_NetworkExporterConfig):
 
 
 class OtlpHttpExporterConfig(_NetworkExporterConfig):
+    tls: HttpClientTlsConfig = HttpClientTlsConfig()
     traces_endpoint: str | None = None
     timeout: Duration = Field(30.0, gt=0)
 

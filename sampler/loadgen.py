@@ -178,7 +178,7 @@ class CheckoutTraffic:
 
 def run_load(settings: LoadSettings, stop: threading.Event | None = None) -> dict[str, int]:
     """Send traces at `settings.rate` until the duration or count is reached; returns what was sent."""
-    rng = random.Random(settings.seed)
+    rng = random.Random(settings.seed)  # nosec B311 # shapes synthetic demo traffic, no security use
     traffic = CheckoutTraffic(settings.endpoint, settings.protocol, rng)
     sent = {"traces": 0, "errors": 0, "slow": 0}
     started = time.monotonic()

@@ -46,6 +46,21 @@ class Metrics:
             registry=r,
         )
 
+        self.auth_failures = Counter(
+            f"{PREFIX}_receiver_auth_failures",
+            "Requests refused for authentication (gRPC UNAUTHENTICATED, HTTP 401), by reason "
+            "(missing: no such header; malformed: not the configured scheme; invalid: an unknown token).",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.credential_reloads = Counter(
+            f"{PREFIX}_receiver_credential_reloads",
+            "Reloads of a receiver's changed TLS files or token file, by credential (tls, tokens) "
+            "and result (success, failure: the previous ones stay in use).",
+            ["protocol", "credential", "result"],
+            registry=r,
+        )
+
         # buffer
         self.window_traces = Gauge(f"{PREFIX}_window_traces", "Traces waiting for a decision.", registry=r)
         self.window_spans = Gauge(f"{PREFIX}_window_spans", "Spans of traces waiting for a decision.", registry=r)

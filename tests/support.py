@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 import os
+import ssl
 import threading
 import time
 from collections import deque
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -97,15 +99,32 @@ class _SinkBase:
         return self.spans()
 
 
+# A sink's TLS: (cert_file, key_file) it serves, and optionally the CA file its clients' certificates must chain to.
+SinkCertificate = tuple[str | Path, str | Path]
+
+
 class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
     """A real OTLP/gRPC server. `failures` are (StatusCode, retry_delay_seconds | None) answered first."""
 
-    def __init__(self, failures: Iterable[tuple[grpc.StatusCode, float | None]] = ()) -> None:
+    def __init__(
+        self,
+        failures: Iterable[tuple[grpc.StatusCode, float | None]] = (),
+        tls: SinkCertificate | None = None,
+        client_ca_file: str | Path | None = None,
+    ) -> None:
         super().__init__()
         self.failures = deque(failures)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls is None:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(tls[1]).read_bytes(), Path(tls[0]).read_bytes())],
+                root_certificates=Path(client_ca_file).read_bytes() if client_ca_file else None,
+                require_client_auth=client_ca_file is not None,
+            )
+            self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
         self.server.start()
 
     @property
@@ -138,10 +157,16 @@ class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
 class HttpSink(_SinkBase):
     """A real OTLP/HTTP server. `failures` are (HTTP status, Retry-After header | None) answered first."""
 
-    def __init__(self, failures: Iterable[tuple[int, str | None]] = ()) -> None:
+    def __init__(
+        self,
+        failures: Iterable[tuple[int, str | None]] = (),
+        tls: SinkCertificate | None = None,
+        client_ca_file: str | Path | None = None,
+    ) -> None:
         super().__init__()
         self.failures = deque(failures)
         self.headers_seen: list[dict[str, str]] = []
+        self.scheme = "http" if tls is None else "https"
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -175,12 +200,22 @@ class HttpSink(_SinkBase):
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls[0], tls[1])
+            if client_ca_file is not None:
+                context.load_verify_locations(cafile=client_ca_file)
+                context.verify_mode = ssl.CERT_REQUIRED
+            # The handshake happens in the request's thread, so a failed one never blocks accepting.
+            self.server.socket = context.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -251,6 +286,8 @@ class DaemonThread:
             self.loop.run_until_complete(self.daemon.start())
         except BaseException as exc:  # surfaced in the test thread
             self._error = exc
+            if self.daemon is not None:  # release what did start (admin port, exporters)
+                self.loop.run_until_complete(self.daemon.stop())
             self._started.set()
             return
         self._started.set()

@@ -74,15 +74,23 @@ class OtlpGrpcExporter(Exporter):
         if secure:
             tls = config.tls
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=Path(tls.ca_file).read_bytes() if tls.ca_file else None,
-                private_key=Path(tls.key_file).read_bytes() if tls.key_file else None,
-                certificate_chain=Path(tls.cert_file).read_bytes() if tls.cert_file else None,
+                root_certificates=self._read(tls.ca_file, "ca_file"),
+                private_key=self._read(tls.key_file, "key_file"),
+                certificate_chain=self._read(tls.cert_file, "cert_file"),
             )
             self._channel = grpc.aio.secure_channel(target, credentials, options=options, compression=compression)
         else:
             self._channel = grpc.aio.insecure_channel(target, options=options, compression=compression)
         # No serializers: the payload is already a serialized request.
         self._export = self._channel.unary_unary(EXPORT_METHOD)
+
+    def _read(self, path: str | None, key: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise OSError(f"exporter {self.name}: cannot read tls.{key} {path}: {exc.strerror}") from None
 
     async def close(self) -> None:
         if self._channel is not None:

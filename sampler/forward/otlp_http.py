@@ -11,7 +11,7 @@ import aiohttp
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sampler.config import OtlpHttpExporterConfig, ZipkinExporterConfig
+from sampler.config import HttpClientTlsConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
 from sampler.metrics import Metrics
@@ -37,6 +37,23 @@ def traces_url(config: OtlpHttpExporterConfig) -> str:
     if config.traces_endpoint:
         return config.traces_endpoint
     return config.endpoint.rstrip("/") + "/v1/traces"
+
+
+def client_ssl_context(exporter: str, tls: HttpClientTlsConfig) -> ssl.SSLContext:
+    """The context for https:// downstreams: the system's CAs unless ca_file is given."""
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(path for path in (tls.ca_file, tls.cert_file, tls.key_file) if path)
+        raise OSError(
+            f"exporter {exporter}: cannot load tls files ({files}): {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class OtlpHttpExporter(Exporter):
@@ -70,12 +87,7 @@ class OtlpHttpExporter(Exporter):
             return 0
 
     async def open(self) -> None:
-        tls = self._config.tls
-        ssl_context: ssl.SSLContext | bool = True
-        if tls.ca_file or tls.cert_file:
-            ssl_context = ssl.create_default_context(cafile=tls.ca_file)
-            if tls.cert_file:
-                ssl_context.load_cert_chain(tls.cert_file, tls.key_file)
+        ssl_context = client_ssl_context(self.name, self._config.tls)
         connector = aiohttp.TCPConnector(ssl=ssl_context, limit=self._config.sending_queue.num_consumers * 2)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self._config.timeout)

@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from sampler.config import GrpcProtocolConfig
+from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
 from sampler.receive.decode import BadRequest, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 
+log = logging.getLogger(__name__)
+
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+def _server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """Credentials whose certificate gRPC asks for again on every handshake, so a reload is picked up."""
+
+    def configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(material.private_key, material.cert_chain)], root_certificates=material.client_ca
+        )
+
+    served = tls.material.generation
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        nonlocal served
+        material = tls.refresh()
+        if material.generation == served:
+            return None  # gRPC keeps what it has
+        served = material.generation
+        return configuration(material)
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(tls.material), fetch, require_client_authentication=tls.client_auth
+    )
 
 
 class GrpcReceiver:
@@ -18,9 +46,16 @@ class GrpcReceiver:
         self._config = config
         self._ingest = ingest
         self._server: grpc.aio.Server | None = None
+        self._auth: TokenAuth | None = None
         self.port = 0
 
     async def _export(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if self._auth is not None:
+            header = self._auth.header
+            value = next((v for k, v in context.invocation_metadata() or () if k == header), None)
+            refusal = self._auth.check(value if isinstance(value, str) else None)
+            if refusal is not None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
         try:
             request = parse_protobuf(data)
         except BadRequest as exc:
@@ -41,6 +76,10 @@ class GrpcReceiver:
         return response.SerializeToString()
 
     async def start(self) -> None:
+        metrics = self._ingest.metrics
+        if self._config.auth is not None:
+            self._auth = TokenAuth(self._config.auth, "grpc", metrics)
+        tls = ServerTls(self._config.tls, "grpc", metrics) if self._config.tls is not None else None
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)])
         # No deserializer: the handler parses, so a malformed body gets a clear INVALID_ARGUMENT.
@@ -49,11 +88,16 @@ class GrpcReceiver:
         )
         server.add_generic_rpc_handlers((handler,))
         try:
-            self.port = server.add_insecure_port(self._config.endpoint)
+            if tls is None:
+                self.port = server.add_insecure_port(self._config.endpoint)
+            else:
+                self.port = server.add_secure_port(self._config.endpoint, _server_credentials(tls))
         except RuntimeError as exc:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
         await server.start()
         self._server = server
+        if tls is not None or self._auth is not None:
+            log.info("OTLP/gRPC on port %d: %s", self.port, describe_security(self._config.tls, self._config.auth))
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -11,8 +12,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sampler.config import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.endpoints import split_endpoint
+from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+
+log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -20,6 +24,7 @@ TRACES_PATH = "/v1/traces"
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
 
 
 def _encode(message: status_pb2.Status | ExportTraceServiceResponse, content_type: str) -> bytes:
@@ -43,10 +48,19 @@ class HttpReceiver:
         self._config = config
         self._ingest = ingest
         self._runner: web.AppRunner | None = None
+        self._auth: TokenAuth | None = None
         self.port = 0
 
     async def _export(self, request: web.Request) -> web.Response:
         content_type = request.content_type
+        if self._auth is not None:
+            # Before the body is read: an unauthenticated client costs no decoding.
+            refusal = self._auth.check(request.headers.get(self._auth.header))
+            if refusal is not None:
+                reply = _status_response(401, _UNAUTHENTICATED, refusal, JSON if content_type == JSON else PROTOBUF)
+                if self._auth.scheme:
+                    reply.headers["WWW-Authenticate"] = self._auth.scheme
+                return reply
         if content_type not in (PROTOBUF, JSON):
             self._ingest.count_failure("http", "unsupported_media_type")
             return _status_response(
@@ -83,12 +97,16 @@ class HttpReceiver:
         app.router.add_post(TRACES_PATH, self._export)
 
     async def start(self) -> None:
+        metrics = self._ingest.metrics
+        if self._config.auth is not None:
+            self._auth = TokenAuth(self._config.auth, "http", metrics)
+        tls = ServerTls(self._config.tls, "http", metrics) if self._config.tls is not None else None
         app = web.Application(client_max_size=self._config.max_request_body_size)
         self._add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls.server_context() if tls is not None else None)
         try:
             await site.start()
         except OSError as exc:
@@ -98,6 +116,8 @@ class HttpReceiver:
             ) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
+        if tls is not None or self._auth is not None:
+            log.info("OTLP/HTTP on port %d: %s", self.port, describe_security(self._config.tls, self._config.auth))
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -25,6 +25,7 @@ class WindowFull(Exception):
 class Ingest:
     def __init__(self, sampler: TailSampler, metrics: Metrics) -> None:
         self._sampler = sampler
+        self.metrics = metrics
         self._splitter = RequestSplitter()
         self._spans = {p: metrics.received_spans.labels(p) for p in PROTOCOLS}
         self._traces = {p: metrics.received_traces.labels(p) for p in PROTOCOLS}
