@@ -96,7 +96,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if protocol is not None:
             print(f"  - otlp/{name} on {protocol.endpoint} ({describe_security(protocol.tls, protocol.auth)})")
     if config.receivers.zipkin is not None:
-        print(f"  - zipkin on {config.receivers.zipkin.endpoint}")
+        zipkin = config.receivers.zipkin
+        print(f"  - zipkin on {zipkin.endpoint} ({describe_security(zipkin.tls, zipkin.auth)})")
     print("exporters:")
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")

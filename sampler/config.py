@@ -171,6 +171,8 @@ class ZipkinReceiverConfig(Model):
     max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
     # Tags are strings in Zipkin; with this, "true", "42" and "1.5" become bool, int and double attributes.
     parse_string_tags: bool = False
+    tls: ServerTlsConfig | None = None
+    auth: ReceiverAuthConfig | None = None
 
 
 class ReceiversConfig(Model):
@@ -298,6 +300,7 @@ class FileExporterConfig(Model):
 class ZipkinExporterConfig(_NetworkExporterConfig):
     # The full URL, as in the Collector: http://host:9411/api/v2/spans.
     endpoint: str
+    tls: HttpClientTlsConfig = HttpClientTlsConfig()
     format: Literal["json", "proto"] = "json"
     default_service_name: str = "unknown_service"
     timeout: Duration = Field(5.0, gt=0)

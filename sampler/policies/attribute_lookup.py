@@ -78,6 +78,7 @@ def _projection_classes() -> tuple[type, type]:
 
 _RESOURCE_SPANS_ATTRIBUTES, _SCOPE_SPANS_ATTRIBUTES = _projection_classes()
 
+
 def key_marker(key: str) -> bytes:
     """How `key` begins on the wire as a KeyValue's key field. An empty key is not
     written at all (proto3 omits empty strings): its marker, b"", is found anywhere."""

@@ -6,6 +6,7 @@ import json
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -43,6 +44,8 @@ class HttpReceiver:
 
     # Named when the endpoint cannot be listened on.
     listener_name = "OTLP/HTTP"
+    # The protocol label of metrics.
+    protocol = "http"
 
     def __init__(self, config: HttpProtocolConfig | ZipkinReceiverConfig, ingest: Ingest) -> None:
         self._config = config
@@ -51,16 +54,24 @@ class HttpReceiver:
         self._auth: TokenAuth | None = None
         self.port = 0
 
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Before the body is read: an unauthenticated client costs no decoding.
+        auth = self._auth
+        assert auth is not None
+        refusal = auth.check(request.headers.get(auth.header))
+        if refusal is None:
+            return await handler(request)
+        reply = self._unauthenticated(request, refusal)
+        if auth.scheme:
+            reply.headers["WWW-Authenticate"] = auth.scheme
+        return reply
+
+    def _unauthenticated(self, request: web.Request, message: str) -> web.Response:
+        return _status_response(401, _UNAUTHENTICATED, message, JSON if request.content_type == JSON else PROTOBUF)
+
     async def _export(self, request: web.Request) -> web.Response:
         content_type = request.content_type
-        if self._auth is not None:
-            # Before the body is read: an unauthenticated client costs no decoding.
-            refusal = self._auth.check(request.headers.get(self._auth.header))
-            if refusal is not None:
-                reply = _status_response(401, _UNAUTHENTICATED, refusal, JSON if content_type == JSON else PROTOBUF)
-                if self._auth.scheme:
-                    reply.headers["WWW-Authenticate"] = self._auth.scheme
-                return reply
         if content_type not in (PROTOBUF, JSON):
             self._ingest.count_failure("http", "unsupported_media_type")
             return _status_response(
@@ -99,9 +110,12 @@ class HttpReceiver:
     async def start(self) -> None:
         metrics = self._ingest.metrics
         if self._config.auth is not None:
-            self._auth = TokenAuth(self._config.auth, "http", metrics)
-        tls = ServerTls(self._config.tls, "http", metrics) if self._config.tls is not None else None
-        app = web.Application(client_max_size=self._config.max_request_body_size)
+            self._auth = TokenAuth(self._config.auth, self.protocol, metrics)
+        tls = ServerTls(self._config.tls, self.protocol, metrics) if self._config.tls is not None else None
+        app = web.Application(
+            client_max_size=self._config.max_request_body_size,
+            middlewares=[self._authenticate] if self._auth is not None else [],
+        )
         self._add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
@@ -117,7 +131,12 @@ class HttpReceiver:
         self._runner = runner
         self.port = runner.addresses[0][1]
         if tls is not None or self._auth is not None:
-            log.info("OTLP/HTTP on port %d: %s", self.port, describe_security(self._config.tls, self._config.auth))
+            log.info(
+                "%s on port %d: %s",
+                self.listener_name,
+                self.port,
+                describe_security(self._config.tls, self._config.auth),
+            )
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -28,6 +28,7 @@ def _reply(status: int, text: str = "") -> web.Response:
 
 class ZipkinReceiver(HttpReceiver):
     listener_name = "Zipkin"
+    protocol = PROTOCOL
 
     def __init__(self, config: ZipkinReceiverConfig, ingest: Ingest) -> None:
         super().__init__(config, ingest)
@@ -35,6 +36,9 @@ class ZipkinReceiver(HttpReceiver):
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(SPANS_PATH, self._spans)
+
+    def _unauthenticated(self, request: web.Request, message: str) -> web.Response:
+        return _reply(401, message)
 
     async def _spans(self, request: web.Request) -> web.Response:
         content_type = request.content_type

@@ -47,6 +47,22 @@ def test_the_daemon_runs_unprivileged_on_a_read_only_root_filesystem():
     )
     if probe.returncode != 0:
         unavailable("a read-only mount namespace", f"unshare/mount refused: {probe.stderr.strip()}")
+    importable = subprocess.run(
+        ["setpriv", "--reuid", IMAGE_USER, "--regid", IMAGE_USER, "--clear-groups", "--"]
+        + [sys.executable, "-c", "import sampler.app"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if importable.returncode != 0:
+        # Not the daemon's fault: this Python environment lives where uid 10001 cannot read it.
+        unavailable(
+            f"a Python environment readable by uid {IMAGE_USER}",
+            f"{sys.prefix} (or its base {sys.base_prefix}) is not usable by that user; run the suite from a "
+            f"virtual environment outside a private home directory, as the README's test command does:\n"
+            + importable.stderr.strip()[-500:],
+        )
     writable = Path(tempfile.mkdtemp(prefix="tail-sampler-ro-"))
     try:
         writable.chmod(0o777)

@@ -133,6 +133,24 @@ def test_zipkin_spans_are_sampled_and_forwarded_as_otlp(start_daemon, grpc_sink)
     assert metrics.value("tail_sampler_traces_decided_total", decision="dropped") == 1
 
 
+def test_the_zipkin_receiver_takes_the_same_token_auth_as_otlp(start_daemon, grpc_sink):
+    data = config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, policies=ERRORS_ONLY)
+    daemon = start_daemon(with_zipkin_receiver(data, auth={"bearer_tokens": ["zipkin-token-5c1"]}))
+    url = spans_url(daemon)
+    trace_id = "5af7183fb1d4cf5f" + "00000000000000aa"
+    assert post_spans(url, zipkin_trace(trace_id, error="boom")).status_code == 401
+    assert post_spans(url, zipkin_trace(trace_id, error="boom"), Authorization="Bearer wrong").status_code == 401
+    assert (
+        post_spans(url, zipkin_trace(trace_id, error="boom"), Authorization="Bearer zipkin-token-5c1").status_code
+        == 202
+    )
+    assert {s.trace_id.hex() for s in grpc_sink.wait_for_spans(2)} == {trace_id}
+    metrics = daemon.scrape()
+    assert metrics.value("tail_sampler_received_spans_total", protocol="zipkin") == 2
+    assert metrics.value("tail_sampler_receiver_auth_failures_total", protocol="zipkin", reason="missing") == 1
+    assert metrics.value("tail_sampler_receiver_auth_failures_total", protocol="zipkin", reason="invalid") == 1
+
+
 def test_zipkin_and_otlp_spans_of_one_trace_are_decided_together(start_daemon, grpc_sink):
     daemon = start_daemon(
         with_zipkin_receiver(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, policies=ERRORS_ONLY))
