@@ -98,14 +98,15 @@ class _SinkBase:
 
 
 class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
-    """A real OTLP/gRPC server. `failures` are (StatusCode, retry_delay_seconds | None) answered first."""
+    """A real OTLP/gRPC server. `failures` are (StatusCode, retry_delay_seconds | None) answered first.
+    `port` 0 picks a free one; a fixed port lets a test bring a backend back where it was."""
 
-    def __init__(self, failures: Iterable[tuple[grpc.StatusCode, float | None]] = ()) -> None:
+    def __init__(self, failures: Iterable[tuple[grpc.StatusCode, float | None]] = (), port: int = 0) -> None:
         super().__init__()
         self.failures = deque(failures)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
 
     @property
