@@ -4,6 +4,7 @@ that is down, then back on the same port."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_cli import DaemonProcess, free_port, write_config
+from tests.integration.test_cli import DaemonProcess, cli, free_port, write_config
 from tests.support import (
     DaemonThread,
     GrpcSink,
@@ -110,7 +111,8 @@ def test_kept_spans_survive_an_outage_and_a_kill_9_of_the_daemon(tmp_path):
     redelivered = metrics.value("tail_sampler_exporter_disk_redelivered_spans_total", exporter=EXPORTER)
     dropped = metrics.value("tail_sampler_exporter_dropped_spans_total", exporter=EXPORTER)
     figures = (
-        f"outage {outage:.0f}s, all delivered {catch_up:.1f}s after the backend came back; kept spans sent {len(kept)} ({len(before_kill)} before the kill -9, "
+        f"outage {outage:.0f}s, all delivered {catch_up:.1f}s after the backend came back; "
+        f"kept spans sent {len(kept)} ({len(before_kill)} before the kill -9, "
         f"{len(after_restart)} after the restart); recovered from disk at restart {recovered:.0f}; "
         f"received {len(received)} ({len(unique & kept)} of the kept ones, {len(received) - len(unique)} "
         f"duplicates); redelivered {redelivered:.0f}; dropped {dropped:.0f}"
@@ -180,11 +182,14 @@ def test_the_disk_cap_drops_with_its_reason_and_flags_the_queue_full(tmp_path, s
     assert daemon.call(lambda: daemon.daemon.exporters[0].queue_full())
 
 
-def test_two_daemons_cannot_share_a_queue_directory(tmp_path, start_daemon):
-    data = config_dict({EXPORTER: durable_exporter(free_port(), tmp_path)})
-    start_daemon(data)
-    with pytest.raises(OSError, match="in use by another process"):
-        DaemonThread(make_config(data))
+def test_a_second_daemon_on_the_same_queue_directory_is_refused(tmp_path, start_daemon):
+    queue_dir = tmp_path / "queue"
+    data = config_dict({EXPORTER: durable_exporter(free_port(), queue_dir)})
+    start_daemon(copy.deepcopy(data))
+    config_path, _ = write_config(tmp_path, data)
+    result = cli("run", "--config", str(config_path))
+    assert result.returncode == 1
+    assert f"exporter otlp: queue directory {queue_dir / EXPORTER} is in use by another process" in result.stderr
 
 
 # --- saved decisions ---------------------------------------------------------------
