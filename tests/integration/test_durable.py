@@ -7,10 +7,12 @@ from __future__ import annotations
 import copy
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.integration.test_cli import DaemonProcess, cli, free_port, write_config
@@ -161,6 +163,65 @@ def test_shutdown_during_an_outage_keeps_buffered_traces_on_disk_for_the_next_st
         restarted.stop()
         sink.close()
     assert queue_files(queue_dir) == []
+
+
+def test_sigterm_under_load_loses_no_accepted_span(tmp_path):
+    """Clients keep sending while the daemon is told to stop, with the backend down: every
+    span the daemon accepted (its request answered OK) is decided, kept on disk, and
+    delivered by the next run once the backend is up."""
+    sink_port = free_port()
+    queue_dir = tmp_path / "queue"
+    data = config_dict({EXPORTER: durable_exporter(sink_port, queue_dir)}, decision_wait="30s")
+    config_path, ports = write_config(tmp_path, data)
+    receiver = f"127.0.0.1:{ports['grpc']}"
+    accepted: set[bytes] = set()
+    refused = 0
+    stop_sending = threading.Event()
+
+    def send_until_refused() -> None:
+        nonlocal refused
+        for _ in range(5000):  # bounded; the daemon stops accepting long before
+            if stop_sending.is_set():
+                return
+            _, trace = make_trace(spans=3)
+            try:
+                grpc_export(receiver, make_request(trace))
+            except grpc.RpcError:
+                refused += 1
+                if refused >= 20:
+                    return
+                continue
+            accepted.update(span.span_id for span in trace)
+
+    daemon = DaemonProcess(config_path, ports["admin"])
+    senders = [threading.Thread(target=send_until_refused) for _ in range(3)]
+    try:
+        for sender in senders:
+            sender.start()
+        wait_until(lambda: len(accepted) >= 600, timeout=30, what="traffic flowing")
+        code, output = daemon.terminate(signal.SIGTERM)
+    finally:
+        stop_sending.set()
+        for sender in senders:
+            sender.join(30)
+        daemon.kill()
+    assert code == 0, output
+    assert f"exporter {EXPORTER} dropped" not in output, output
+
+    sink = GrpcSink(port=sink_port)
+    restarted = DaemonProcess(config_path, ports["admin"])
+    try:
+        wait_until(lambda: {s.span_id for s in sink.spans()} >= accepted, timeout=60, what="every accepted span")
+        received = {span.span_id for span in sink.spans()}
+    finally:
+        restarted.terminate(signal.SIGTERM)
+        restarted.kill()
+        sink.close()
+    figures = (
+        f"accepted {len(accepted)} spans before SIGTERM, {refused} requests refused after; received {len(received)}"
+    )
+    print(figures)
+    assert received >= accepted, figures
 
 
 def test_the_disk_cap_drops_with_its_reason_and_flags_the_queue_full(tmp_path, start_daemon):
