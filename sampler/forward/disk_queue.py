@@ -558,7 +558,7 @@ class DiskQueue:
 
     async def flush(self) -> None:
         """Wait until every payload put so far is written (and acknowledgements recorded)."""
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             return
         done = asyncio.get_running_loop().create_future()
         self._round_waiters.append(done)
@@ -702,20 +702,22 @@ class DiskQueue:
         deletions, self._deletions = self._deletions, []
         waiters, self._round_waiters = self._round_waiters, []
         try:
-            result = await asyncio.to_thread(self._files.run_round, appends, marks, deletions, sync)
-        except Exception as exc:  # a bug here must not stop the queue; what was in the round is accounted
-            log.exception("exporter %s: queue writer failed", self.name)
-            failure = OSError(errno.EIO, str(exc))
-            result = RoundResult([failure] * len(appends), [], self._unsynced)
-        if sync:
-            self._last_sync = time.monotonic()
-        self._unsynced = result.unsynced
-        self._publish(appends, result.placed)
-        for operation, exc in result.errors:
-            self._io_error(operation, exc)
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            try:
+                result = await asyncio.to_thread(self._files.run_round, appends, marks, deletions, sync)
+            except Exception as exc:  # a bug must not stop the queue: what was in the round is accounted
+                log.exception("exporter %s: queue writer failed", self.name)
+                failure = OSError(errno.EIO, str(exc))
+                result = RoundResult([failure] * len(appends), [], self._unsynced)
+            if sync:
+                self._last_sync = time.monotonic()
+            self._unsynced = result.unsynced
+            self._publish(appends, result.placed)
+            for operation, exc in result.errors:
+                self._io_error(operation, exc)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _publish(self, appends: Iterable[Payload], placed: list[tuple[int, int] | OSError]) -> None:
         written = False
