@@ -214,7 +214,7 @@ class Daemon:
         dropped = [trace_id for trace_id, _ in self.sampler.not_sampled_cache.items()]
         try:
             await asyncio.to_thread(decision_file.save, Path(path), kept, dropped)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: an entry the format cannot hold
             log.error("cannot save trace decisions to %s: %s", path, exc)
             return
         log.info("saved %d kept and %d dropped trace decisions to %s", len(kept), len(dropped), path)
