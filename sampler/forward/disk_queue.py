@@ -448,10 +448,6 @@ class DiskQueue:
         self._corrupt = metrics.exporter_disk_corrupt_records.labels(name)
         self._io_errors = metrics.exporter_disk_io_errors
 
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
     def full(self) -> bool:
         """True once a batch was refused for the size cap, until a segment is freed."""
         return self._cap_reached
