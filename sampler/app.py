@@ -8,8 +8,9 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from sampler import __version__
+from sampler import __version__, decision_file
 from sampler.admin import AdminServer
 from sampler.config import (
     Config,
@@ -77,6 +78,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._stopping = False
+        self._decisions_loaded = False
         self.metrics.build_info.labels(__version__).set(1)
 
     def _deliver(self, payload: Payload) -> None:
@@ -91,6 +93,7 @@ class Daemon:
         return True, f"ready: {len(listening)} receiver(s) listening, {len(self.exporters)} exporter(s) running"
 
     async def start(self) -> None:
+        await self._load_decisions()
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()
@@ -204,11 +207,44 @@ class Daemon:
         self._tasks = []
         decided = self.sampler.decide_all()
         self.batcher.flush()
+        await self._save_decisions()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
         log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", time.monotonic() - started, decided)
+
+    async def _load_decisions(self) -> None:
+        path = self.config.tail_sampling.decision_cache.persist_path
+        if not path:
+            return
+        try:
+            kept, dropped = await asyncio.to_thread(decision_file.load, Path(path))
+        except FileNotFoundError:
+            log.info("no saved trace decisions in %s yet", path)
+        except (OSError, decision_file.DecisionFileError) as exc:
+            log.error("ignoring saved trace decisions in %s: %s", path, exc)
+        else:
+            for trace_id, record, forwarded in kept:
+                self.sampler.sampled_cache.add(trace_id, (record, forwarded))
+            for trace_id in dropped:
+                self.sampler.not_sampled_cache.add(trace_id)
+            log.info("loaded %d kept and %d dropped trace decisions from %s", len(kept), len(dropped), path)
+        # Saved on stop only once loaded, so a failed start never overwrites the file with less.
+        self._decisions_loaded = True
+
+    async def _save_decisions(self) -> None:
+        path = self.config.tail_sampling.decision_cache.persist_path
+        if not path or not self._decisions_loaded:
+            return
+        kept = [(trace_id, record, forwarded) for trace_id, (record, forwarded) in self.sampler.sampled_cache.items()]
+        dropped = [trace_id for trace_id, _ in self.sampler.not_sampled_cache.items()]
+        try:
+            await asyncio.to_thread(decision_file.save, Path(path), kept, dropped)
+        except (OSError, ValueError) as exc:  # ValueError: an entry the format cannot hold
+            log.error("cannot save trace decisions to %s: %s", path, exc)
+            return
+        log.info("saved %d kept and %d dropped trace decisions to %s", len(kept), len(dropped), path)
 
     async def run_until_signalled(
         self,

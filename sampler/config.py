@@ -192,6 +192,8 @@ class ReceiversConfig(Model):
 class DecisionCacheConfig(Model):
     sampled_cache_size: int = Field(100_000, ge=0)
     non_sampled_cache_size: int = Field(100_000, ge=0)
+    # Saved on shutdown and loaded on start, so late spans after a restart follow their trace's decision.
+    persist_path: str | None = None
 
 
 class TailSamplingConfig(Model):
@@ -251,10 +253,29 @@ class RetryConfig(Model):
     max_elapsed_time: Duration = Field(300.0, ge=0)
 
 
+class QueueStorageConfig(Model):
+    """A persistent queue: batches go to segment files under `directory` and are read back from there."""
+
+    directory: str
+    max_size_mib: float = Field(1024, gt=0)
+    # always: each write reaches the device before it is sent; interval: every fsync_interval;
+    # never: left to the operating system (survives a crash of the daemon, not of the machine).
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval: Duration = Field(1.0, gt=0)
+
+
 class QueueConfig(Model):
     enabled: bool = True
     num_consumers: int = Field(2, gt=0, le=64)
     queue_size: int = Field(1000, gt=0)
+    storage: QueueStorageConfig | None = None
+
+    @field_validator("storage", mode="after")
+    @classmethod
+    def _storage_needs_the_queue(cls, value: QueueStorageConfig | None, info: Any) -> QueueStorageConfig | None:
+        if value is not None and info.data.get("enabled") is False:
+            raise ValueError("a persistent queue needs the sending queue enabled (enabled: true)")
+        return value
 
 
 class _NetworkExporterConfig(Model):

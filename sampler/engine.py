@@ -45,6 +45,10 @@ class DecisionCache:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def items(self) -> list[tuple[bytes, Any]]:
+        """Every (trace ID, value), oldest first."""
+        return list(self._ids.items())
+
 
 def combine(decisions: Sequence[Decision]) -> Decision:
     """The Collector's rule: a drop vetoes everything; otherwise any sampled keeps the trace."""

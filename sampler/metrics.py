@@ -156,7 +156,7 @@ class Metrics:
         self.exporter_dropped_spans = Counter(
             f"{PREFIX}_exporter_dropped_spans",
             "Kept spans that were finally not delivered, by reason "
-            "(queue_full, retries_exhausted, permanent_error, rejected, shutdown).",
+            "(queue_full, retries_exhausted, permanent_error, rejected, shutdown, disk_queue_full, disk_error).",
             ["exporter", "reason"],
             registry=r,
         )
@@ -165,6 +165,57 @@ class Metrics:
         )
         self.exporter_queue_capacity = Gauge(
             f"{PREFIX}_exporter_queue_capacity_batches", "Capacity of an exporter's queue.", ["exporter"], registry=r
+        )
+        # persistent exporter queues (sending_queue.storage)
+        self.exporter_disk_queue_bytes = Gauge(
+            f"{PREFIX}_exporter_disk_queue_bytes",
+            "Bytes of an exporter's queue segment files on disk (delivered batches included until "
+            "their segment is deleted).",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_queue_capacity = Gauge(
+            f"{PREFIX}_exporter_disk_queue_capacity_bytes",
+            "The configured bound on an exporter's queue segment files (max_size_mib).",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_queue_records = Gauge(
+            f"{PREFIX}_exporter_disk_queue_records",
+            "Batches on disk not yet acknowledged (delivered or finally dropped).",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_queue_spans = Gauge(
+            f"{PREFIX}_exporter_disk_queue_spans",
+            "Spans of the batches on disk not yet acknowledged.",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_recovered_spans = Counter(
+            f"{PREFIX}_exporter_disk_recovered_spans",
+            "Spans found on disk at start, left unacknowledged by an earlier run.",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_redelivered_spans = Counter(
+            f"{PREFIX}_exporter_disk_redelivered_spans",
+            "Spans sent again after a restart because an earlier run had started sending them "
+            "but not recorded their acknowledgement.",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_corrupt_records = Counter(
+            f"{PREFIX}_exporter_disk_corrupt_records",
+            "Unreadable stretches of queue files skipped: a checksum mismatch or a record torn by a crash.",
+            ["exporter"],
+            registry=r,
+        )
+        self.exporter_disk_io_errors = Counter(
+            f"{PREFIX}_exporter_disk_io_errors",
+            "Failed file operations on an exporter's queue files, by operation (write, read, mark, sync, delete).",
+            ["exporter", "operation"],
+            registry=r,
         )
         self.batches_built = Counter(
             f"{PREFIX}_forward_batches",

@@ -104,27 +104,29 @@ SinkCertificate = tuple[str | Path, str | Path]
 
 
 class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
-    """A real OTLP/gRPC server. `failures` are (StatusCode, retry_delay_seconds | None) answered first."""
+    """A real OTLP/gRPC server. `failures` are (StatusCode, retry_delay_seconds | None) answered first.
+    `port` 0 picks a free one; a fixed port lets a test bring a backend back where it was."""
 
     def __init__(
         self,
         failures: Iterable[tuple[grpc.StatusCode, float | None]] = (),
         tls: SinkCertificate | None = None,
         client_ca_file: str | Path | None = None,
+        port: int = 0,
     ) -> None:
         super().__init__()
         self.failures = deque(failures)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
         if tls is None:
-            self.port = self.server.add_insecure_port("127.0.0.1:0")
+            self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         else:
             credentials = grpc.ssl_server_credentials(
                 [(Path(tls[1]).read_bytes(), Path(tls[0]).read_bytes())],
                 root_certificates=Path(client_ca_file).read_bytes() if client_ca_file else None,
                 require_client_auth=client_ca_file is not None,
             )
-            self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
+            self.port = self.server.add_secure_port(f"127.0.0.1:{port}", credentials)
         self.server.start()
 
     @property

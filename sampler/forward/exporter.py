@@ -24,6 +24,7 @@ from tenacity import (
 
 from sampler.config import QueueConfig, RetryConfig
 from sampler.forward.batcher import Payload
+from sampler.forward.disk_queue import DiskQueue
 from sampler.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -78,27 +79,40 @@ class Exporter(ABC):
         self._retries = metrics.exporter_retries.labels(name)
         self._failed = metrics.exporter_failed_requests
         self._dropped = metrics.exporter_dropped_spans
-        metrics.exporter_queue_size.labels(name).set_function(self._queue.qsize)
-        metrics.exporter_queue_capacity.labels(name).set(self._queue.maxsize)
+        self._disk: DiskQueue | None = None
+        if queue.enabled and queue.storage is not None:
+            disk = self._disk = DiskQueue(name, queue.storage, metrics, self._drop_count)
+            # Bounded in bytes, not batches: no batch capacity to report.
+            metrics.exporter_queue_size.labels(name).set_function(lambda: disk.records)
+        else:
+            metrics.exporter_queue_size.labels(name).set_function(self._queue.qsize)
+            metrics.exporter_queue_capacity.labels(name).set(self._queue.maxsize)
 
     # --- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
         await self.open()
+        if self._disk is not None:
+            await self._disk.open()
+        consume = self._consume if self._disk is None else self._consume_from_disk
         self._workers = [
-            asyncio.create_task(self._consume(), name=f"exporter-{self.name}-{index}")
+            asyncio.create_task(consume(), name=f"exporter-{self.name}-{index}")
             for index in range(self._queue_config.num_consumers)
         ]
 
     async def shutdown(self, deadline: float) -> None:
-        """Deliver what is queued until `deadline` (time.monotonic), then give up on the rest."""
+        """Deliver what is queued until `deadline` (time.monotonic), then give up on the rest;
+        with a persistent queue, the rest stays on disk for the next start."""
         self._closing_deadline = deadline
+        drained = self._queue.join() if self._disk is None else self._disk.join()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout=max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(drained, timeout=max(0.0, deadline - time.monotonic()))
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        if self._disk is not None:
+            await self._disk.close()
         while not self._queue.empty():
             payload = self._queue.get_nowait()
             self._drop(payload, "shutdown", "the shutdown deadline passed before it could be sent")
@@ -113,6 +127,9 @@ class Exporter(ABC):
     # --- sending -----------------------------------------------------------
 
     def enqueue(self, payload: Payload) -> None:
+        if self._disk is not None:
+            self._disk.put(payload)
+            return
         try:
             self._queue.put_nowait(payload)
         except asyncio.QueueFull:
@@ -138,7 +155,32 @@ class Exporter(ABC):
                 self._drop(payload, "permanent_error", str(exc))
             self._queue.task_done()
 
-    async def _deliver(self, payload: Payload) -> None:
+    async def _consume_from_disk(self) -> None:
+        disk = self._disk
+        assert disk is not None
+        while True:
+            record = await disk.get()
+            await disk.mark_sending(record)
+            try:
+                settled = await self._deliver(record.payload)
+            except Exception as exc:  # never let one payload stop the consumer
+                log.exception("exporter %s: unexpected failure", self.name)
+                self._drop(record.payload, "permanent_error", str(exc))
+                settled = True
+            if not settled:
+                # Shutdown stopped its retries: it stays on disk, unacknowledged, for the next start,
+                # and so does everything behind it.
+                return
+            disk.ack(record)
+
+    def queue_full(self) -> bool:
+        """True while new batches are refused: a persistent queue's size cap is reached."""
+        if self._disk is not None:
+            return self._disk.full()
+        return self._queue.full()
+
+    async def _deliver(self, payload: Payload) -> bool:
+        """Send with retries; False if shutdown stopped the retries of a payload a persistent queue keeps."""
         try:
             async for attempt in self._retrying():
                 with attempt:
@@ -149,15 +191,18 @@ class Exporter(ABC):
                         trace.get_current_span().add_event("export attempt failed", {"reason": exc.reason})
                         raise
         except RetryableError as exc:
+            if self._disk is not None and self._closing_deadline is not None:
+                return False
             self._drop(payload, "retries_exhausted", f"gave up retrying: {exc}")
-            return
+            return True
         except PermanentError as exc:
             self._drop(payload, "permanent_error", str(exc))
-            return
+            return True
         self._sent_requests.inc()
         self._sent_spans.inc(payload.span_count - rejected)
         if rejected:
             self._drop_count(rejected, "rejected", "the downstream rejected them (partial success)")
+        return True
 
     def _batch_span(self, payload: Payload) -> contextlib.AbstractContextManager[object]:
         if self.tracer is None:

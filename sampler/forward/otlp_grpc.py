@@ -70,6 +70,11 @@ class OtlpGrpcExporter(Exporter):
         target, scheme_secure = grpc_target(config.endpoint)
         secure = scheme_secure if scheme_secure is not None else not config.tls.insecure
         options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+        if config.retry_on_failure.enabled:
+            # gRPC's own reconnect backoff grows to 120 s during an outage; without this cap a backend
+            # that is back waits up to that long, however often the exporter retries.
+            max_interval_ms = int(config.retry_on_failure.max_interval * 1000)
+            options.append(("grpc.max_reconnect_backoff_ms", max_interval_ms))
         compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
         if secure:
             tls = config.tls

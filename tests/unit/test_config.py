@@ -466,3 +466,50 @@ def test_numeric_env_value_in_a_string_field() -> None:
 def test_recursive_alias_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         _parse(MINIMAL_TAIL + "exporters: {file: {path: x}}\nextra: &a [*a]\n")
+
+
+# --- durable forwarding ------------------------------------------------------------------
+
+
+def test_a_persistent_queue_parses_with_its_defaults() -> None:
+    config = _parse(
+        MINIMAL_TAIL + "exporters:\n  otlp:\n    endpoint: b:4317\n    sending_queue: {storage: {directory: /q}}\n"
+    )
+    exporter = config.exporters["otlp"]
+    assert isinstance(exporter, OtlpExporterConfig)
+    storage = exporter.sending_queue.storage
+    assert storage is not None
+    assert (storage.directory, storage.max_size_mib, storage.fsync, storage.fsync_interval) == (
+        "/q",
+        1024,
+        "interval",
+        1.0,
+    )
+
+
+def test_persistent_queue_errors_name_the_key_and_the_choices() -> None:
+    lines = _error_lines(
+        MINIMAL_TAIL
+        + "exporters:\n  otlp:\n    endpoint: b:4317\n    sending_queue:\n      storage:\n"
+        + "        directory: /q\n        fsync: sometimes\n        max_size_mib: 0\n"
+    )
+    assert lines == [
+        "test.yaml:10: exporters.otlp.sending_queue.storage.fsync: Input should be 'always', 'interval' or 'never'",
+        "test.yaml:11: exporters.otlp.sending_queue.storage.max_size_mib: Input should be greater than 0",
+    ]
+
+
+def test_a_persistent_queue_needs_the_queue_enabled() -> None:
+    (line,) = _error_lines(
+        MINIMAL_TAIL + "exporters:\n  otlp:\n    endpoint: b:4317\n"
+        "    sending_queue:\n      enabled: false\n      storage: {directory: /q}\n"
+    )
+    assert line == (
+        "test.yaml:9: exporters.otlp.sending_queue.storage: "
+        "a persistent queue needs the sending queue enabled (enabled: true)"
+    )
+
+
+def test_the_decision_cache_persist_path_is_off_by_default() -> None:
+    config = _parse(MINIMAL_TAIL + "exporters: {file: {path: x}}\n")
+    assert config.tail_sampling.decision_cache.persist_path is None

@@ -1,0 +1,120 @@
+"""The decision caches on disk (tail_sampling.decision_cache.persist_path): saved on
+shutdown and loaded on start, so late spans after a restart follow their trace's decision.
+
+Format version 1, little-endian:
+
+    b"TSDC", u32 version
+    u32 kept count, then per kept trace: u8 trace-ID length, trace ID,
+        u64 bytes forwarded so far, u32 record length, decision record
+    u32 dropped count, then per dropped trace: u8 trace-ID length, trace ID
+    u32 CRC32 of everything before it
+
+Entries are oldest first, so loading restores the caches' eviction order. A file is
+written beside its final name and renamed over it, so a crash leaves the old file or
+the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from struct import Struct
+
+MAGIC = b"TSDC"
+FORMAT_VERSION = 1
+_HEADER = Struct("<4sI")
+_COUNT = Struct("<I")
+_KEPT_VALUES = Struct("<QI")  # bytes forwarded, record length
+_CRC = Struct("<I")
+
+KeptEntry = tuple[bytes, bytes, int]  # trace ID, decision record, bytes forwarded
+
+
+class DecisionFileError(Exception):
+    """A file that is not a decision cache this daemon can read."""
+
+
+def encode(kept: Iterable[KeptEntry], dropped: Iterable[bytes]) -> bytes:
+    kept = list(kept)
+    dropped = list(dropped)
+    parts = [_HEADER.pack(MAGIC, FORMAT_VERSION), _COUNT.pack(len(kept))]
+    for trace_id, record, forwarded in kept:
+        parts += [bytes((len(trace_id),)), trace_id, _KEPT_VALUES.pack(forwarded, len(record)), record]
+    parts.append(_COUNT.pack(len(dropped)))
+    for trace_id in dropped:
+        parts += [bytes((len(trace_id),)), trace_id]
+    body = b"".join(parts)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode(data: bytes) -> tuple[list[KeptEntry], list[bytes]]:
+    if len(data) < _HEADER.size + _CRC.size:
+        raise DecisionFileError("too short to be a decision cache file")
+    magic, version = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise DecisionFileError("not a decision cache file")
+    if version != FORMAT_VERSION:
+        raise DecisionFileError(f"format version {version}; this daemon reads version {FORMAT_VERSION}")
+    body = memoryview(data)[: -_CRC.size]
+    if zlib.crc32(body) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
+        raise DecisionFileError("checksum mismatch (the file is damaged)")
+    try:
+        return _decode_entries(body, _HEADER.size)
+    except (IndexError, ValueError, struct.error) as exc:
+        raise DecisionFileError(f"malformed entries: {exc}") from None
+
+
+def _decode_entries(body: memoryview, position: int) -> tuple[list[KeptEntry], list[bytes]]:
+    def trace_id() -> bytes:
+        nonlocal position
+        length = body[position]
+        value = bytes(body[position + 1 : position + 1 + length])
+        if len(value) != length:
+            raise ValueError("a trace ID runs past the end")
+        position += 1 + length
+        return value
+
+    (count,) = _COUNT.unpack_from(body, position)
+    position += _COUNT.size
+    kept: list[KeptEntry] = []
+    records: dict[bytes, bytes] = {}  # few distinct records: share one copy of each
+    for _ in range(count):
+        identifier = trace_id()
+        forwarded, record_length = _KEPT_VALUES.unpack_from(body, position)
+        position += _KEPT_VALUES.size
+        record = bytes(body[position : position + record_length])
+        if len(record) != record_length:
+            raise ValueError("a decision record runs past the end")
+        position += record_length
+        kept.append((identifier, records.setdefault(record, record), forwarded))
+    (count,) = _COUNT.unpack_from(body, position)
+    position += _COUNT.size
+    dropped = [trace_id() for _ in range(count)]
+    if position != len(body):
+        raise ValueError(f"{len(body) - position} unexpected byte(s) after the entries")
+    return kept, dropped
+
+
+def save(path: Path, kept: Iterable[KeptEntry], dropped: Iterable[bytes]) -> None:
+    """Write the caches to `path` atomically (raises OSError)."""
+    data = encode(kept, dropped)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load(path: Path) -> tuple[list[KeptEntry], list[bytes]]:
+    """The caches saved in `path`; raises OSError (FileNotFoundError if none) or DecisionFileError."""
+    return decode(path.read_bytes())

@@ -1,0 +1,760 @@
+"""A persistent exporter queue: batches are appended to segment files and read back from
+them, so kept traces outlive a backend outage longer than memory holds, and a crash.
+
+Files, under `<directory>/<exporter name, %-quoted>/`:
+
+- `queue.lock`: locked (flock) while a daemon uses the queue; a second daemon is refused.
+- `<seq>.seg`: a segment. A header (magic, format version), then records appended one
+  after the other: magic, payload length, span count, CRC32 of (length, span count,
+  payload), then the payload (the serialized export request, as the batcher built it).
+  A daemon appends to one segment at a time; it starts a new one on every start and
+  whenever the current one reaches its size.
+- `<seq>.ack`: entries (record offset, kind, CRC32) appended when a record is handed to
+  a consumer (`sending`) and when it is acknowledged (`acked`: delivered or finally dropped).
+
+A segment and its ack file are deleted once every record in it is acknowledged. On start,
+the records earlier runs left unacknowledged are sent first; those that had been sending
+may have reached the backend already and are counted as redelivered (delivery is at least
+once). A record failing its checksum, or a tail torn by a crash mid-write, is counted and
+skipped: reading resumes at the next record whose checksum holds.
+
+All file I/O runs in worker threads, so the event loop never waits for the disk: one
+writer task appends records, writes ack entries, syncs and deletes in rounds (a group
+commit), and each consumer reads its record in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import mmap
+import os
+import time
+import zlib
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from struct import Struct
+from typing import Literal
+from urllib.parse import quote
+
+from sampler.config import QueueStorageConfig
+from sampler.forward.batcher import Payload
+from sampler.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SEGMENT_HEADER = Struct("<4sI")  # magic, format version
+SEGMENT_MAGIC = b"TSQS"
+RECORD_HEADER = Struct("<4sIII")  # magic, payload length, span count, CRC32
+RECORD_MAGIC = b"TSQR"
+_COUNTS = Struct("<II")
+ACK_ENTRY = Struct("<QII")  # record offset, kind, CRC32 of the offset and kind
+_ACK_BODY = Struct("<QI")
+SENDING, ACKED = 1, 2
+_MIB = 1024 * 1024
+# A segment is freed only when all of it is acknowledged: small enough that the cap is
+# mostly usable, large enough that files stay few.
+_MIN_SEGMENT_BYTES = 1 * _MIB
+_MAX_SEGMENT_BYTES = 64 * _MIB
+_ERROR_LOG_INTERVAL = 10.0
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+FsyncPolicy = Literal["always", "interval", "never"]
+
+
+def segment_name(seq: int) -> str:
+    return f"{seq:020d}.seg"
+
+
+def ack_name(seq: int) -> str:
+    return f"{seq:020d}.ack"
+
+
+def record_crc(length: int, span_count: int, payload: bytes | memoryview) -> int:
+    return zlib.crc32(payload, zlib.crc32(_COUNTS.pack(length, span_count)))
+
+
+def ack_entry(offset: int, kind: int) -> bytes:
+    body = _ACK_BODY.pack(offset, kind)
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write every byte of `parts`; a regular file may take fewer bytes per call than given."""
+    remaining = sum(len(part) for part in parts)
+    written = os.writev(fd, parts)
+    if written == remaining:
+        return
+    rest = memoryview(b"".join(parts))[written:]
+    while rest:
+        rest = rest[os.write(fd, rest) :]
+
+
+# --- reading, in worker threads ------------------------------------------------
+
+
+class UnreadableSegmentError(Exception):
+    """A file that is not a segment of this format version."""
+
+
+@dataclass
+class SegmentScan:
+    """What a segment file holds: the offsets and span counts of its records, in order."""
+
+    size: int
+    offsets: array[int] = field(default_factory=lambda: array("Q"))
+    span_counts: array[int] = field(default_factory=lambda: array("I"))
+    corrupt: int = 0
+
+
+def _record_at(view: mmap.mmap, position: int, size: int, verify: bool) -> tuple[int, int] | None:
+    """(payload length, span count) of a well-formed record at `position`, else None."""
+    if size - position < RECORD_HEADER.size:
+        return None
+    magic, length, span_count, crc = RECORD_HEADER.unpack_from(view, position)
+    start = position + RECORD_HEADER.size
+    if magic != RECORD_MAGIC or start + length > size:
+        return None
+    if verify and record_crc(length, span_count, view[start : start + length]) != crc:
+        return None
+    return length, span_count
+
+
+def _next_valid_record(view: mmap.mmap, position: int, size: int) -> int | None:
+    while True:
+        position = view.find(RECORD_MAGIC, position, size)
+        if position < 0:
+            return None
+        if _record_at(view, position, size, verify=True) is not None:
+            return position
+        position += 1
+
+
+def scan_segment(path: Path) -> SegmentScan:
+    """Index the records of a segment left by an earlier run.
+
+    Headers are checked here, payload checksums when a record is read. A stretch that
+    does not parse (a tail torn mid-write, garbage) counts as one corrupt record, and
+    scanning resumes at the next record whose checksum holds."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:  # created, then the daemon died before writing the header
+            return SegmentScan(size)
+        if size < SEGMENT_HEADER.size:
+            raise UnreadableSegmentError("shorter than a segment header")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            magic, version = SEGMENT_HEADER.unpack_from(view, 0)
+            if magic != SEGMENT_MAGIC:
+                raise UnreadableSegmentError("not a queue segment")
+            if version != FORMAT_VERSION:
+                raise UnreadableSegmentError(f"format version {version}; this daemon reads version {FORMAT_VERSION}")
+            scan = SegmentScan(size)
+            position: int | None = SEGMENT_HEADER.size
+            while position is not None and position < size:
+                found = _record_at(view, position, size, verify=False)
+                if found is None:
+                    scan.corrupt += 1
+                    position = _next_valid_record(view, position + 1, size)
+                    continue
+                length, span_count = found
+                scan.offsets.append(position)
+                scan.span_counts.append(span_count)
+                position += RECORD_HEADER.size + length
+    return scan
+
+
+def read_marks(path: Path) -> tuple[set[int], set[int]]:
+    """The offsets an ack file marks as acknowledged, and those marked sending (only).
+
+    Entries failing their checksum are ignored; a torn last entry is cut off, so that
+    entries appended later stay aligned."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return set(), set()
+    whole = len(data) - len(data) % ACK_ENTRY.size
+    if whole != len(data):
+        os.truncate(path, whole)
+    acked: set[int] = set()
+    sending: set[int] = set()
+    for position in range(0, whole, ACK_ENTRY.size):
+        offset, kind, crc = ACK_ENTRY.unpack_from(data, position)
+        if zlib.crc32(data[position : position + _ACK_BODY.size]) != crc:
+            continue
+        if kind == ACKED:
+            acked.add(offset)
+        elif kind == SENDING:
+            sending.add(offset)
+    return acked, sending - acked
+
+
+def read_record(path: Path, offset: int) -> bytes | None:
+    """The payload of the record at `offset`, or None if it fails its checksum."""
+    with path.open("rb", buffering=0) as handle:
+        fd = handle.fileno()
+        header = os.pread(fd, RECORD_HEADER.size, offset)
+        if len(header) < RECORD_HEADER.size:
+            return None
+        magic, length, span_count, crc = RECORD_HEADER.unpack(header)
+        if magic != RECORD_MAGIC:
+            return None
+        payload = os.pread(fd, length, offset + RECORD_HEADER.size)
+    if len(payload) != length or record_crc(length, span_count, payload) != crc:
+        return None
+    return payload
+
+
+# --- writing, in worker threads ------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    # Per append, in order: (segment, offset) where it was written, or the error.
+    placed: list[tuple[int, int] | OSError]
+    errors: list[tuple[str, OSError]]
+    unsynced: bool
+
+
+class SegmentFiles:
+    """The files one queue writes. Used by one writer round at a time, in a worker thread."""
+
+    def __init__(self, directory: Path, next_seq: int, segment_bytes: int, fsync: FsyncPolicy) -> None:
+        self.directory = directory
+        self.next_seq = next_seq
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.active_seq: int | None = None
+        self._active_fd = -1
+        self._active_size = 0
+        self._ack_fds: dict[int, int] = {}
+        self._unsynced: set[int] = set()
+        self._deleted: set[int] = set()
+
+    def run_round(
+        self, appends: list[Payload], marks: list[tuple[int, int, int]], deletions: list[int], sync: bool
+    ) -> RoundResult:
+        placed: list[tuple[int, int] | OSError] = []
+        errors: list[tuple[str, OSError]] = []
+        for payload in appends:
+            try:
+                placed.append(self._append(payload))
+            except OSError as exc:
+                placed.append(exc)
+        self._deleted.update(deletions)
+        entries: dict[int, list[bytes]] = {}
+        for seq, offset, kind in marks:
+            if seq not in self._deleted:
+                entries.setdefault(seq, []).append(ack_entry(offset, kind))
+        for seq, parts in entries.items():
+            try:
+                self._write_marks(seq, parts)
+            except OSError as exc:
+                errors.append(("mark", exc))
+        for seq in deletions:
+            try:
+                self._delete(seq)
+            except OSError as exc:
+                errors.append(("delete", exc))
+        if sync:
+            try:
+                self.sync()
+            except OSError as exc:
+                errors.append(("sync", exc))
+        return RoundResult(placed, errors, bool(self._unsynced))
+
+    def _append(self, payload: Payload) -> tuple[int, int]:
+        data = payload.data
+        size = RECORD_HEADER.size + len(data)
+        if self._active_fd < 0 or (
+            self._active_size + size > self.segment_bytes and self._active_size > SEGMENT_HEADER.size
+        ):
+            self._open_segment()
+        assert self.active_seq is not None
+        offset = self._active_size
+        header = RECORD_HEADER.pack(
+            RECORD_MAGIC, len(data), payload.span_count, record_crc(len(data), payload.span_count, data)
+        )
+        try:
+            _write_all(self._active_fd, [header, data])
+        except OSError:
+            try:
+                os.ftruncate(self._active_fd, offset)
+            except OSError:
+                self._seal()  # the tail is torn: later records go to a new segment
+            raise
+        self._active_size = offset + size
+        self._unsynced.add(self._active_fd)
+        return self.active_seq, offset
+
+    def _open_segment(self) -> None:
+        self._seal()
+        seq = self.next_seq
+        path = self.directory / segment_name(seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION))
+            if self.fsync != "never":
+                self._sync_directory()
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self.next_seq = seq + 1
+        self.active_seq = seq
+        self._active_fd = fd
+        self._active_size = SEGMENT_HEADER.size
+        self._unsynced.add(fd)
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _seal(self) -> None:
+        fd, self._active_fd = self._active_fd, -1
+        if fd < 0:
+            return
+        try:
+            if self.fsync != "never" and fd in self._unsynced:
+                os.fsync(fd)
+        finally:
+            self._unsynced.discard(fd)
+            os.close(fd)
+
+    def _write_marks(self, seq: int, parts: list[bytes]) -> None:
+        fd = self._ack_fds.get(seq)
+        if fd is None:
+            fd = os.open(self.directory / ack_name(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._ack_fds[seq] = fd
+        _write_all(fd, parts)
+        self._unsynced.add(fd)
+
+    def _delete(self, seq: int) -> None:
+        if seq == self.active_seq:
+            self._seal()
+            self.active_seq = None
+        fd = self._ack_fds.pop(seq, None)
+        if fd is not None:
+            self._unsynced.discard(fd)
+            os.close(fd)
+        for name in (segment_name(seq), ack_name(seq)):
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / name).unlink()
+
+    def sync(self) -> None:
+        for fd in list(self._unsynced):
+            os.fsync(fd)
+            self._unsynced.discard(fd)
+
+    def close(self) -> None:
+        try:
+            if self.fsync != "never":
+                self.sync()
+        finally:
+            self._seal()
+            for fd in self._ack_fds.values():
+                os.close(fd)
+            self._ack_fds.clear()
+            self._unsynced.clear()
+
+
+# --- the queue, on the event loop ----------------------------------------------
+
+
+@dataclass(eq=False)
+class _Segment:
+    seq: int
+    size: int
+    offsets: array[int] = field(default_factory=lambda: array("Q"))
+    span_counts: array[int] = field(default_factory=lambda: array("I"))
+    dispatched: int = 0  # records handed to consumers, in order
+    outstanding: int = 0  # handed to consumers and not yet acknowledged
+    sealed: bool = False  # no more records will be appended
+    sending_before: set[int] = field(default_factory=set)  # offsets an earlier run had started sending
+
+
+@dataclass(frozen=True, eq=False)
+class DiskRecord:
+    """A batch read back from disk; acknowledge it with DiskQueue.ack once settled."""
+
+    payload: Payload
+    redelivery: bool
+    segment: _Segment
+    offset: int
+
+
+@dataclass
+class _Recovered:
+    segments: list[tuple[int, SegmentScan, set[int], set[int]]]  # seq, scan, acked, sending
+    unreadable: list[tuple[str, str]]  # file name, why
+    next_seq: int
+
+
+class DiskQueue:
+    """A persistent FIFO of payloads for one exporter (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: QueueStorageConfig,
+        metrics: Metrics,
+        drop: Callable[[int, str, str], None],
+        segment_bytes: int | None = None,
+    ) -> None:
+        self.name = name
+        self.directory = Path(config.directory) / quote(name, safe="")
+        self.max_bytes = int(config.max_size_mib * _MIB)
+        self.segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max(_MIN_SEGMENT_BYTES, self.max_bytes // 8))
+        self._fsync: FsyncPolicy = config.fsync
+        self._fsync_interval = config.fsync_interval
+        self._drop = drop
+        self._segments: dict[int, _Segment] = {}  # by sequence number, oldest first
+        self._bytes = 0  # segment file bytes
+        self._reserved = 0  # bytes of accepted records not yet written
+        self.records = 0  # accepted, not yet acknowledged
+        self.spans = 0
+        self._appends: list[Payload] = []
+        self._marks: list[tuple[int, int, int]] = []
+        self._deletions: list[int] = []
+        self._round_waiters: list[asyncio.Future[None]] = []
+        self._work = asyncio.Event()
+        self._readable = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._cap_reached = False
+        self._files: SegmentFiles | None = None
+        self._lock_fd = -1
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+        self._last_error_log: dict[str, float] = {}
+        metrics.exporter_disk_queue_bytes.labels(name).set_function(lambda: self._bytes)
+        metrics.exporter_disk_queue_capacity.labels(name).set(self.max_bytes)
+        metrics.exporter_disk_queue_records.labels(name).set_function(lambda: self.records)
+        metrics.exporter_disk_queue_spans.labels(name).set_function(lambda: self.spans)
+        self._recovered_spans = metrics.exporter_disk_recovered_spans.labels(name)
+        self._redelivered_spans = metrics.exporter_disk_redelivered_spans.labels(name)
+        self._corrupt = metrics.exporter_disk_corrupt_records.labels(name)
+        self._io_errors = metrics.exporter_disk_io_errors
+
+    def full(self) -> bool:
+        """True once a batch was refused for the size cap, until a segment is freed."""
+        return self._cap_reached
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Lock the directory and index what earlier runs left; raises OSError if unusable."""
+        recovered = await asyncio.to_thread(self._recover)
+        for file_name, why in recovered.unreadable:
+            self._corrupt.inc()
+            log.error(
+                "exporter %s: %s in %s is unreadable (%s); moved aside as %s.unreadable",
+                self.name,
+                file_name,
+                self.directory,
+                why,
+                file_name,
+            )
+        left_records = left_spans = corrupt = 0
+        for seq, scan, acked, sending in recovered.segments:
+            segment = _Segment(seq, scan.size, sealed=True)
+            for offset, span_count in zip(scan.offsets, scan.span_counts, strict=True):
+                if offset not in acked:
+                    segment.offsets.append(offset)
+                    segment.span_counts.append(span_count)
+            segment.sending_before = sending
+            self._segments[seq] = segment
+            self._bytes += scan.size
+            left_records += len(segment.offsets)
+            left_spans += sum(segment.span_counts)
+            corrupt += scan.corrupt
+            self._maybe_delete(segment)
+        self.records += left_records
+        self.spans += left_spans
+        self._recovered_spans.inc(left_spans)
+        if corrupt:
+            self._corrupt.inc(corrupt)
+            log.warning("exporter %s: skipped %d corrupt or torn record(s) in %s", self.name, corrupt, self.directory)
+        if left_records:
+            self._drained.clear()
+            self._readable.set()
+            log.info(
+                "exporter %s: %d batch(es) with %d span(s) left on disk by an earlier run; sending them first",
+                self.name,
+                left_records,
+                left_spans,
+            )
+        self._files = SegmentFiles(self.directory, recovered.next_seq, self.segment_bytes, self._fsync)
+        self._writer = asyncio.create_task(self._write_loop(), name=f"disk-queue-{self.name}")
+
+    def _recover(self) -> _Recovered:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.directory / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise OSError(
+                f"exporter {self.name}: cannot use queue directory {self.directory}: {exc.strerror}"
+            ) from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._release_lock()
+            raise OSError(
+                f"exporter {self.name}: queue directory {self.directory} is in use by another process"
+            ) from None
+        try:
+            return self._index_files()
+        except OSError as exc:
+            self._release_lock()
+            raise OSError(f"exporter {self.name}: cannot read queue directory {self.directory}: {exc}") from None
+
+    def _index_files(self) -> _Recovered:
+        seqs: list[int] = []
+        highest = 0
+        for path in self.directory.iterdir():
+            stem = path.name.split(".", 1)[0]
+            if not stem.isdigit():
+                continue
+            highest = max(highest, int(stem))
+            if path.name.endswith(".seg"):
+                seqs.append(int(stem))
+        segments = []
+        unreadable = []
+        for seq in sorted(seqs):
+            path = self.directory / segment_name(seq)
+            try:
+                scan = scan_segment(path)
+            except UnreadableSegmentError as exc:
+                unreadable.append((path.name, str(exc)))
+                path.rename(path.with_name(path.name + ".unreadable"))
+                continue
+            acked, sending = read_marks(self.directory / ack_name(seq))
+            segments.append((seq, scan, acked, sending))
+        for path in self.directory.glob("*.ack"):
+            if not path.with_suffix(".seg").exists():
+                path.unlink()  # its segment was deleted just before a crash
+        return _Recovered(segments, unreadable, highest + 1)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = -1
+
+    async def flush(self) -> None:
+        """Wait until every payload put so far is written (and acknowledgements recorded)."""
+        if self._writer is None or self._writer.done():
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._round_waiters.append(done)
+        self._work.set()
+        await done
+
+    async def join(self) -> None:
+        """Wait until every record is acknowledged."""
+        await self._drained.wait()
+
+    async def close(self) -> None:
+        """Write what is pending, free what is fully acknowledged, sync and unlock. Records not
+        acknowledged stay on disk for the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None and self._files is not None:
+            await self.flush()
+            for segment in list(self._segments.values()):
+                segment.sealed = True
+                self._maybe_delete(segment)
+            self._closing = True
+            self._work.set()
+            await self._writer
+            try:
+                await asyncio.to_thread(self._files.close)
+            except OSError as exc:
+                self._io_error("sync", exc)
+        self._release_lock()
+
+    # --- producing ---------------------------------------------------------
+
+    def put(self, payload: Payload) -> None:
+        """Accept a payload for writing, or drop it (counted) if the size cap is reached."""
+        if self._closed:
+            self._drop(payload.span_count, "shutdown", "the exporter's queue was already closed")
+            return
+        size = RECORD_HEADER.size + len(payload.data)
+        if self._bytes + self._reserved + size > self.max_bytes:
+            self._cap_reached = True
+            self._drop(
+                payload.span_count,
+                "disk_queue_full",
+                f"the queue in {self.directory} holds {self._bytes + self._reserved} of {self.max_bytes} bytes",
+            )
+            return
+        self._reserved += size
+        self.records += 1
+        self.spans += payload.span_count
+        self._drained.clear()
+        self._appends.append(payload)
+        self._work.set()
+
+    # --- consuming ---------------------------------------------------------
+
+    async def get(self) -> DiskRecord:
+        """The oldest record no consumer has taken yet, read back from disk."""
+        while True:
+            segment = next((s for s in self._segments.values() if s.dispatched < len(s.offsets)), None)
+            if segment is None:
+                self._readable.clear()
+                await self._readable.wait()
+                continue
+            index = segment.dispatched
+            segment.dispatched += 1
+            segment.outstanding += 1
+            offset = segment.offsets[index]
+            span_count = segment.span_counts[index]
+            try:
+                data = await asyncio.to_thread(read_record, self.directory / segment_name(segment.seq), offset)
+            except OSError as exc:
+                self._io_error("read", exc)
+                self._settle(segment, offset, span_count)
+                self._drop(span_count, "disk_error", f"cannot read {segment_name(segment.seq)}: {exc}")
+                continue
+            if data is None:
+                self._corrupt.inc()
+                self._log_error(
+                    "corrupt",
+                    "exporter %s: record at offset %d of %s fails its checksum; skipped",
+                    offset,
+                    segment_name(segment.seq),
+                )
+                self._settle(segment, offset, span_count)
+                continue
+            return DiskRecord(Payload(data, span_count), offset in segment.sending_before, segment, offset)
+
+    async def mark_sending(self, record: DiskRecord) -> None:
+        """Record that sending starts, so a crash from here on counts it as redelivered next time."""
+        if record.redelivery:
+            self._redelivered_spans.inc(record.payload.span_count)
+        self._marks.append((record.segment.seq, record.offset, SENDING))
+        await self.flush()
+
+    def ack(self, record: DiskRecord) -> None:
+        """The record is settled (delivered or finally dropped): it is not sent again."""
+        self._settle(record.segment, record.offset, record.payload.span_count)
+
+    def _settle(self, segment: _Segment, offset: int, span_count: int) -> None:
+        segment.outstanding -= 1
+        self.records -= 1
+        self.spans -= span_count
+        self._marks.append((segment.seq, offset, ACKED))
+        self._work.set()
+        self._maybe_delete(segment)
+        if not self.records:
+            self._drained.set()
+
+    def _maybe_delete(self, segment: _Segment) -> None:
+        if segment.sealed and not segment.outstanding and segment.dispatched == len(segment.offsets):
+            del self._segments[segment.seq]
+            self._bytes -= segment.size
+            self._deletions.append(segment.seq)
+            self._cap_reached = False
+            self._work.set()
+
+    # --- the writer --------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            sync_due = self._fsync == "always" or (
+                self._fsync == "interval" and now - self._last_sync >= self._fsync_interval
+            )
+            if self._appends or self._marks or self._deletions or self._round_waiters or (sync_due and self._unsynced):
+                await self._round(sync_due)
+                continue
+            if self._closing:
+                return
+            timeout = None
+            if self._fsync == "interval" and self._unsynced:
+                timeout = self._last_sync + self._fsync_interval - now
+            self._work.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), timeout)
+
+    async def _round(self, sync: bool) -> None:
+        assert self._files is not None
+        appends, self._appends = self._appends, []
+        marks, self._marks = self._marks, []
+        deletions, self._deletions = self._deletions, []
+        waiters, self._round_waiters = self._round_waiters, []
+        try:
+            try:
+                result = await asyncio.to_thread(self._files.run_round, appends, marks, deletions, sync)
+            except Exception as exc:  # a bug must not stop the queue: what was in the round is accounted
+                log.exception("exporter %s: queue writer failed", self.name)
+                failure = OSError(errno.EIO, str(exc))
+                result = RoundResult([failure] * len(appends), [], self._unsynced)
+            if sync:
+                self._last_sync = time.monotonic()
+            self._unsynced = result.unsynced
+            self._publish(appends, result.placed)
+            for operation, exc in result.errors:
+                self._io_error(operation, exc)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _publish(self, appends: Iterable[Payload], placed: list[tuple[int, int] | OSError]) -> None:
+        written = False
+        for payload, where in zip(appends, placed, strict=True):
+            size = RECORD_HEADER.size + len(payload.data)
+            self._reserved -= size
+            if isinstance(where, OSError):
+                self.records -= 1
+                self.spans -= payload.span_count
+                self._io_error("write", where)
+                reason = "disk_queue_full" if where.errno in _NO_ROOM else "disk_error"
+                self._drop(payload.span_count, reason, f"cannot write to {self.directory}: {where.strerror or where}")
+                continue
+            seq, offset = where
+            segment = self._segments.get(seq)
+            if segment is None:
+                # A new segment: the ones before it are complete.
+                for earlier in list(self._segments.values()):
+                    if not earlier.sealed:
+                        earlier.sealed = True
+                        self._maybe_delete(earlier)
+                segment = self._segments[seq] = _Segment(seq, SEGMENT_HEADER.size)
+                self._bytes += SEGMENT_HEADER.size
+            segment.offsets.append(offset)
+            segment.span_counts.append(payload.span_count)
+            self._bytes += offset + size - segment.size
+            segment.size = offset + size
+            written = True
+        if written:
+            self._readable.set()
+        if not self.records:
+            self._drained.set()
+
+    # --- accounting --------------------------------------------------------
+
+    def _io_error(self, operation: str, exc: OSError) -> None:
+        self._io_errors.labels(self.name, operation).inc()
+        self._log_error(operation, "exporter %s: queue file %s failed in %s: %s", operation, self.directory, exc)
+
+    def _log_error(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log.get(kind, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
+            self._last_error_log[kind] = now
+            log.error(message, self.name, *args)

@@ -1,0 +1,55 @@
+"""The decision cache file: versioned, checksummed, written atomically."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sampler import decision_file
+from sampler.decision_file import DecisionFileError, decode, encode
+
+trace_ids = st.binary(min_size=16, max_size=16)
+kept_entries = st.lists(st.tuples(trace_ids, st.binary(max_size=200), st.integers(min_value=0, max_value=2**63)))
+
+
+@given(kept=kept_entries, dropped=st.lists(trace_ids))
+def test_property_what_is_encoded_decodes_the_same_in_the_same_order(kept, dropped):
+    assert decode(encode(kept, dropped)) == (kept, dropped)
+
+
+@given(kept=kept_entries, dropped=st.lists(trace_ids, min_size=1), cut=st.integers(min_value=1))
+def test_property_a_truncated_file_is_refused_never_misread(kept, dropped, cut):
+    data = encode(kept, dropped)
+    with pytest.raises(DecisionFileError):
+        decode(data[: len(data) - 1 - cut % len(data)])
+
+
+def test_save_then_load_through_a_real_file(tmp_path):
+    path = tmp_path / "state" / "decisions.bin"
+    kept = [(b"\x01" * 16, b"record", 1234)]
+    decision_file.save(path, kept, [b"\x02" * 16])
+    assert decision_file.load(path) == (kept, [b"\x02" * 16])
+    assert [p.name for p in path.parent.iterdir()] == ["decisions.bin"]  # no partial file left
+
+
+def test_another_format_version_is_refused_by_name():
+    data = bytearray(encode([], [b"\x02" * 16]))
+    struct.pack_into("<I", data, 4, 2)
+    with pytest.raises(DecisionFileError, match="format version 2; this daemon reads version 1"):
+        decode(bytes(data))
+
+
+def test_a_flipped_byte_fails_the_checksum():
+    data = bytearray(encode([(b"\x01" * 16, b"record", 5)], []))
+    data[12] ^= 0x40
+    with pytest.raises(DecisionFileError, match="checksum"):
+        decode(bytes(data))
+
+
+@pytest.mark.parametrize("data", [b"", b"TSDC", b"not a decision file at all", b"\x00" * 64])
+def test_other_files_are_refused(data):
+    with pytest.raises(DecisionFileError):
+        decode(data)
