@@ -16,7 +16,18 @@ CATALOGUE_HEADER = "| metric | type | labels | meaning |"
 
 # Labels whose values come from a small fixed set or from names in the config; a new label
 # joins this list only if that holds for it too (never IDs, attribute values or paths).
-BOUNDED_LABELS = {"protocol", "result", "reason", "policy", "decision", "trigger", "exporter", "version", "credential"}
+BOUNDED_LABELS = {
+    "protocol",
+    "result",
+    "reason",
+    "policy",
+    "decision",
+    "trigger",
+    "exporter",
+    "version",
+    "credential",
+    "operation",
+}
 
 # Base units, as Prometheus names them; a metric measuring one of these quantities ends with its unit.
 UNIT_WORDS = {"latency": "_seconds", "lag": "_seconds", "age": "_seconds", "duration": "_seconds"}
