@@ -390,7 +390,11 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 
 def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: the reader checks the whole text first
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{source}:{line}: invalid YAML: character {exc.character:#x} is not allowed") from None
     try:
         node = loader.get_single_node()
         if node is None:
