@@ -55,7 +55,7 @@ class Daemon:
         self.exporters = [build_exporter(name, body, self.metrics) for name, body in config.exporters.items()]
         self.batcher = Batcher(config.batch, self._deliver, self.metrics)
         self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics)
-        ingest = Ingest(self.sampler, self.metrics)
+        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None

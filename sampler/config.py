@@ -77,14 +77,31 @@ class Model(BaseModel):
 # --- receivers ---------------------------------------------------------------
 
 
+class GrpcServerParametersConfig(Model):
+    # 0 leaves a connection open however long it idles or lives.
+    max_connection_idle: Duration = Field(0.0, ge=0)
+    max_connection_age: Duration = Field(0.0, ge=0)
+    max_connection_age_grace: Duration = Field(0.0, ge=0)
+
+
+class GrpcKeepaliveConfig(Model):
+    server_parameters: GrpcServerParametersConfig = GrpcServerParametersConfig()
+
+
 class GrpcProtocolConfig(Model):
     endpoint: str = "0.0.0.0:4317"
     max_recv_msg_size_mib: float = Field(4, gt=0)
+    # 0: gRPC's own default (no limit).
+    max_concurrent_streams: int = Field(0, ge=0)
+    max_concurrent_rpcs: int = Field(0, ge=0)
+    keepalive: GrpcKeepaliveConfig = GrpcKeepaliveConfig()
 
 
 class HttpProtocolConfig(Model):
     endpoint: str = "0.0.0.0:4318"
     max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
+    # 0: no limit.
+    max_connections: int = Field(0, ge=0)
 
 
 class OtlpProtocolsConfig(Model):
@@ -92,8 +109,18 @@ class OtlpProtocolsConfig(Model):
     http: HttpProtocolConfig | None = None
 
 
+class SpanLimitsConfig(Model):
+    """The OpenTelemetry SDK's span limits, applied on receipt. None: no limit."""
+
+    attribute_count_limit: int | None = Field(None, ge=0)
+    attribute_value_length_limit: int | None = Field(None, ge=0)
+
+
 class OtlpReceiverConfig(Model):
     protocols: OtlpProtocolsConfig = OtlpProtocolsConfig(grpc=GrpcProtocolConfig(), http=HttpProtocolConfig())
+    # 0: no limit. Spans past the limit are refused through OTLP partial success.
+    max_spans_per_request: int = Field(0, ge=0)
+    span_limits: SpanLimitsConfig = SpanLimitsConfig()
 
     @field_validator("protocols", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -11,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sampler.config import HttpProtocolConfig
 from sampler.endpoints import split_endpoint
+from sampler.receive.connections import LimitedTCPSite
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 
@@ -20,6 +22,28 @@ TRACES_PATH = "/v1/traces"
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
+
+
+_ENCODINGS = ("identity", "", "gzip", "deflate")
+
+
+class _BodyTooLarge(Exception):
+    """The inflated body would pass max_request_body_size."""
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Inflate a gzip (or zlib) body, one member after another, refusing to produce
+    more than `limit` bytes: a small bomb costs no more than an honest full-size body."""
+    inflated = bytearray()
+    while data:
+        decompressor = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+        inflated += decompressor.decompress(data, limit + 1 - len(inflated))
+        if len(inflated) > limit or decompressor.unconsumed_tail:
+            raise _BodyTooLarge
+        if not decompressor.eof:
+            raise ValueError("the compressed body is truncated")
+        data = decompressor.unused_data
+    return bytes(inflated)
 
 
 def _encode(message: status_pb2.Status | ExportTraceServiceResponse, content_type: str) -> bytes:
@@ -47,16 +71,22 @@ class HttpReceiver:
             return _status_response(
                 415, _INVALID_ARGUMENT, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}", PROTOBUF
             )
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in _ENCODINGS:
+            self._ingest.count_failure("http", "unsupported_media_type")
+            return _status_response(
+                415, _INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}; use gzip or none", content_type
+            )
+        limit = self._config.max_request_body_size
         try:
-            # aiohttp decompresses Content-Encoding: gzip and enforces client_max_size on the decompressed body.
+            # client_max_size bounds the body as sent; _inflate bounds it inflated.
             data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+            if encoding in ("gzip", "deflate"):
+                data = _inflate(data, limit)
+        except (web.HTTPRequestEntityTooLarge, _BodyTooLarge):
             self._ingest.count_failure("http", "too_large")
             return _status_response(
-                413,
-                _RESOURCE_EXHAUSTED,
-                f"request body exceeds max_request_body_size ({self._config.max_request_body_size} bytes)",
-                content_type,
+                413, _RESOURCE_EXHAUSTED, f"request body exceeds max_request_body_size ({limit} bytes)", content_type
             )
         except Exception as exc:  # corrupt gzip stream and the like
             self._ingest.count_failure("http", "invalid")
@@ -77,10 +107,18 @@ class HttpReceiver:
     async def start(self) -> None:
         app = web.Application(client_max_size=self._config.max_request_body_size)
         app.router.add_post(TRACES_PATH, self._export)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        # The receiver inflates bodies itself (see _inflate): aiohttp would inflate all of an
+        # oversized body while it drains the connection after the 413.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0, auto_decompress=False)
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
-        site = web.TCPSite(runner, host, port)
+        site = LimitedTCPSite(
+            runner,
+            host,
+            port,
+            max_connections=self._config.max_connections,
+            on_refused=lambda: self._ingest.count_refused_connection("http", "max_connections"),
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -88,6 +126,7 @@ class HttpReceiver:
             raise OSError(f"cannot listen for OTLP/HTTP on {self._config.endpoint}: {exc.strerror}") from None
         self._runner = runner
         self.port = runner.addresses[0][1]
+        self._ingest.watch_open_connections("http", lambda: site.open_connections)
 
     async def stop(self) -> None:
         if self._runner is not None:
