@@ -309,6 +309,11 @@ def _prepare_nodes(
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]: x`: YAML allows it, no config key is one
+                line = key_node.start_mark.line + 1
+                raise ConfigError(
+                    f"{source}:{line}: {_format_path(path)}: a key must be a plain value, not a list or map"
+                )
             key = key_node.value
             lines[path + (key,)] = key_node.start_mark.line + 1
             _prepare_nodes(value_node, path + (key,), lines, environ, source, seen)

@@ -109,3 +109,9 @@ def test_alias_bombs_and_self_references_are_refused_quickly() -> None:
 def test_deep_nesting_is_refused() -> None:
     assert load("[" * 10_000 + "]" * 10_000) is None
     assert load("a:\n" + "".join(" " * i + "b:\n" for i in range(1, 3000))) is None
+
+
+def test_a_list_or_map_as_a_key_is_refused() -> None:
+    # Found by the atheris target (tests/fuzz/): a YAML complex key raised TypeError.
+    assert load("?\n- ") is None
+    assert load("receivers:\n  ? {a: 1}\n  : x\n") is None

@@ -1,0 +1,24 @@
+"""A short, bounded run of the atheris target in tests/fuzz/ (longer runs: its README)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+TARGET = Path(__file__).resolve().parents[1] / "fuzz" / "fuzz_receive.py"
+RUNS = 20_000
+
+
+def test_the_fuzz_target_finds_no_crash_in_a_short_run(tmp_path: Path) -> None:
+    # In a temporary directory: libFuzzer writes any crash-* input into its working directory.
+    result = subprocess.run(
+        [sys.executable, str(TARGET), f"-runs={RUNS}", "-seed=1", "-timeout=10", "-rss_limit_mb=2048"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"Done {RUNS} runs" in result.stderr
+    assert not list(tmp_path.glob("crash-*"))
