@@ -102,6 +102,8 @@ class HttpProtocolConfig(Model):
     max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
     # 0: no limit.
     max_connections: int = Field(0, ge=0)
+    # A connection with no request in progress is closed after this long (from its start or its last answer).
+    idle_timeout: Duration = Field(60.0, gt=0)
 
 
 class OtlpProtocolsConfig(Model):

@@ -109,7 +109,14 @@ class HttpReceiver:
         app.router.add_post(TRACES_PATH, self._export)
         # The receiver inflates bodies itself (see _inflate): aiohttp would inflate all of an
         # oversized body while it drains the connection after the 413.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0, auto_decompress=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            auto_decompress=False,
+            keepalive_timeout=self._config.idle_timeout,
+        )
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
         site = LimitedTCPSite(

@@ -281,3 +281,26 @@ def test_an_unsupported_content_encoding_is_415(start_daemon, grpc_sink):
     response = requests.post(daemon.http_url, data=body, headers=headers, timeout=10)
     assert response.status_code == 415
     assert daemon.scrape().value("tail_sampler_receiver_requests_total", result="unsupported_media_type") == 1
+
+
+def test_idle_http_connections_are_closed_after_idle_timeout(start_daemon, grpc_sink):
+    data = config_dict({"otlp": fast_retry(grpc_sink.endpoint)})
+    data["receivers"]["otlp"]["protocols"]["http"].update(max_connections=3, idle_timeout="300ms")
+    daemon = start_daemon(data)
+    port = daemon.daemon.http_receiver.port
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # connects, never sends
+    answered = _open_http_connection(port)  # one request, then keep-alive
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+    slow.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+    try:
+        assert _read_response(answered).startswith(b"HTTP/1.1 200")
+        over = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert _read_response(over).startswith(b"HTTP/1.1 503")  # the three above fill the limit
+        over.close()
+        # Each of the three is closed by the daemon once idle for 300 ms.
+        assert silent.recv(1) == b"" and _read_response(answered) == b"" and _read_response(slow) == b""
+        wait_until(lambda: daemon.scrape().value("tail_sampler_receiver_open_connections", protocol="http") == 0)
+    finally:
+        for sock in (silent, answered, slow):
+            sock.close()
+    assert http_export(daemon.http_url, make_request(make_trace(spans=1)[1]).SerializeToString()).ok
