@@ -6,14 +6,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fuzz.seeds import write_seeds
+
 TARGET = Path(__file__).resolve().parents[1] / "fuzz" / "fuzz_receive.py"
-RUNS = 20_000
+RUNS = 2_000
 
 
 def test_the_fuzz_target_finds_no_crash_in_a_short_run(tmp_path: Path) -> None:
-    # In a temporary directory: libFuzzer writes any crash-* input into its working directory.
+    # In a temporary directory: libFuzzer writes any crash-* input into its working directory,
+    # and new inputs into the corpus, which starts from valid requests and the shipped config.
+    corpus = tmp_path / "corpus"
+    write_seeds(corpus)
     result = subprocess.run(
-        [sys.executable, str(TARGET), f"-runs={RUNS}", "-seed=1", "-timeout=10", "-rss_limit_mb=2048"],
+        [
+            sys.executable,
+            str(TARGET),
+            str(corpus),
+            f"-runs={RUNS}",
+            "-seed=1",
+            "-timeout=10",
+            "-max_total_time=120",
+            "-rss_limit_mb=2048",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
