@@ -304,3 +304,22 @@ def test_idle_http_connections_are_closed_after_idle_timeout(start_daemon, grpc_
         for sock in (silent, answered, slow):
             sock.close()
     assert http_export(daemon.http_url, make_request(make_trace(spans=1)[1]).SerializeToString()).ok
+
+
+def test_a_hundred_thousand_spans_in_one_trace_pass_through(start_daemon, grpc_sink):
+    data = config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, decision_wait="200ms")
+    data["receivers"]["otlp"]["protocols"]["grpc"]["max_recv_msg_size_mib"] = 16  # the request is about 5 MiB
+    daemon = start_daemon(data)
+    trace_id = os.urandom(16)
+    spans = [make_span(trace_id, span_id=(index + 1).to_bytes(8, "big"), name="s") for index in range(100_000)]
+    response = grpc_export(daemon.grpc_endpoint, make_request(spans))
+    assert response.partial_success.rejected_spans == 0
+
+    def spans_at_sink() -> int:
+        with grpc_sink.lock:
+            return sum(len(s.spans) for r in grpc_sink.requests for rs in r.resource_spans for s in rs.scope_spans)
+
+    wait_until(lambda: spans_at_sink() == 100_000, timeout=60, what="the whole trace at the sink")
+    assert grpc_sink.trace_ids() == {trace_id}
+    assert len(grpc_sink.requests) > 1  # forwarded in batches of at most send_batch_size spans
+    assert daemon.scrape().value("tail_sampler_spans_decided_total", decision="kept") == 100_000
