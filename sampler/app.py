@@ -67,7 +67,7 @@ class Daemon:
                 exporter.tracer = self.self_tracing.tracer
         self.batcher = Batcher(config.batch, self._deliver, self.metrics)
         self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics)
-        ingest = Ingest(self.sampler, self.metrics)
+        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None

@@ -135,11 +135,26 @@ class ReceiverAuthConfig(Model):
         return self
 
 
+class GrpcServerParametersConfig(Model):
+    # 0 leaves a connection open however long it idles or lives.
+    max_connection_idle: Duration = Field(0.0, ge=0)
+    max_connection_age: Duration = Field(0.0, ge=0)
+    max_connection_age_grace: Duration = Field(0.0, ge=0)
+
+
+class GrpcKeepaliveConfig(Model):
+    server_parameters: GrpcServerParametersConfig = GrpcServerParametersConfig()
+
+
 class GrpcProtocolConfig(Model):
     endpoint: str = "0.0.0.0:4317"
     max_recv_msg_size_mib: float = Field(4, gt=0)
     tls: ServerTlsConfig | None = None
     auth: ReceiverAuthConfig | None = None
+    # 0: gRPC's own default (no limit).
+    max_concurrent_streams: int = Field(0, ge=0)
+    max_concurrent_rpcs: int = Field(0, ge=0)
+    keepalive: GrpcKeepaliveConfig = GrpcKeepaliveConfig()
 
 
 class HttpProtocolConfig(Model):
@@ -147,6 +162,10 @@ class HttpProtocolConfig(Model):
     max_request_body_size: int = Field(20 * 1024 * 1024, gt=0)
     tls: ServerTlsConfig | None = None
     auth: ReceiverAuthConfig | None = None
+    # 0: no limit.
+    max_connections: int = Field(0, ge=0)
+    # A connection with no request in progress is closed after this long (from its start or its last answer).
+    idle_timeout: Duration = Field(60.0, gt=0)
 
 
 class OtlpProtocolsConfig(Model):
@@ -154,8 +173,18 @@ class OtlpProtocolsConfig(Model):
     http: HttpProtocolConfig | None = None
 
 
+class SpanLimitsConfig(Model):
+    """The OpenTelemetry SDK's span limits, applied on receipt. None: no limit."""
+
+    attribute_count_limit: int | None = Field(None, ge=0)
+    attribute_value_length_limit: int | None = Field(None, ge=0)
+
+
 class OtlpReceiverConfig(Model):
     protocols: OtlpProtocolsConfig = OtlpProtocolsConfig(grpc=GrpcProtocolConfig(), http=HttpProtocolConfig())
+    # 0: no limit. Spans past the limit are refused through OTLP partial success.
+    max_spans_per_request: int = Field(0, ge=0)
+    span_limits: SpanLimitsConfig = SpanLimitsConfig()
 
     @field_validator("protocols", mode="before")
     @classmethod
@@ -173,6 +202,8 @@ class ZipkinReceiverConfig(Model):
     parse_string_tags: bool = False
     tls: ServerTlsConfig | None = None
     auth: ReceiverAuthConfig | None = None
+    max_connections: int = Field(0, ge=0)
+    idle_timeout: Duration = Field(60.0, gt=0)
 
 
 class ReceiversConfig(Model):
@@ -428,6 +459,11 @@ def _prepare_nodes(
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]: x`: YAML allows it, no config key is one
+                line = key_node.start_mark.line + 1
+                raise ConfigError(
+                    f"{source}:{line}: {_format_path(path)}: a key must be a plain value, not a list or map"
+                )
             key = key_node.value
             lines[path + (key,)] = key_node.start_mark.line + 1
             _prepare_nodes(value_node, path + (key,), lines, environ, source, seen)
@@ -536,7 +572,11 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 
 def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: the reader checks the whole text first
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{source}:{line}: invalid YAML: character {exc.character:#x} is not allowed") from None
     try:
         node = loader.get_single_node()
         if node is None:

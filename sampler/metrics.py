@@ -45,6 +45,25 @@ class Metrics:
             ["protocol", "reason"],
             registry=r,
         )
+        self.limited_attributes = Counter(
+            f"{PREFIX}_receiver_limited_attributes",
+            "Span attributes changed on receipt by the span limits, by reason (attribute_count_limit: "
+            "dropped, attribute_value_length_limit: a string or bytes value truncated).",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.refused_connections = Counter(
+            f"{PREFIX}_receiver_refused_connections",
+            "Connections refused by a receiver, by reason (max_connections).",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            f"{PREFIX}_receiver_open_connections",
+            "Connections a receiver holds open now (OTLP/HTTP).",
+            ["protocol"],
+            registry=r,
+        )
 
         self.auth_failures = Counter(
             f"{PREFIX}_receiver_auth_failures",

@@ -73,3 +73,8 @@ class DecodedBatch:
     span_count: int = 0
     rejected_spans: int = 0
     rejection_message: str = ""
+    # Of rejected_spans, those refused for max_spans_per_request.
+    over_limit_spans: int = 0
+    # Span limits applied: attributes dropped, string or bytes values truncated.
+    dropped_attributes: int = 0
+    truncated_values: int = 0

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler import otlp_json
+from sampler.config import SpanLimitsConfig
 from sampler.model import DecodedBatch, ScopeKey, TraceSpans
 from sampler.wire import TAG_SCOPE_SPAN, resource_prefix, scope_prefix, varint
 
@@ -36,10 +41,21 @@ def parse_json(data: bytes) -> ExportTraceServiceRequest:
 
 
 class RequestSplitter:
-    """Splits requests per trace; owns the intern table for resource/scope prefixes."""
+    """Splits requests per trace; owns the intern table for resource/scope prefixes.
 
-    def __init__(self) -> None:
+    Applies the receiver's input limits: spans past `max_spans_per_request` are
+    refused, and spans over the span limits are trimmed and re-encoded."""
+
+    def __init__(self, max_spans_per_request: int = 0, span_limits: SpanLimitsConfig | None = None) -> None:
         self._interned: dict[ScopeKey, ScopeKey] = {}
+        self._max_spans = max_spans_per_request
+        limits = span_limits or SpanLimitsConfig()
+        self._limited = limits.attribute_count_limit is not None or limits.attribute_value_length_limit is not None
+        # Off means a bound no span reaches, so one comparison per span decides.
+        self._count_limit = sys.maxsize if limits.attribute_count_limit is None else limits.attribute_count_limit
+        self._length_limit = (
+            sys.maxsize if limits.attribute_value_length_limit is None else limits.attribute_value_length_limit
+        )
 
     def _intern(self, key: ScopeKey) -> ScopeKey:
         interned = self._interned.get(key)
@@ -54,6 +70,11 @@ class RequestSplitter:
         traces = batch.traces
         rejected = 0
         accepted = 0
+        if self._max_spans:
+            batch.over_limit_spans = _drop_spans_past(request, self._max_spans)
+        limited = self._limited
+        count_limit = self._count_limit
+        length_limit = self._length_limit
         for resource_spans in request.resource_spans:
             resource = resource_prefix(
                 resource_spans.resource.SerializeToString() if resource_spans.HasField("resource") else b"",
@@ -83,6 +104,9 @@ class RequestSplitter:
                         rejected += 1
                         continue
                     data = span.SerializeToString()
+                    # A span no longer than the length limit cannot hold a longer value.
+                    if limited and (len(data) > length_limit or len(span.attributes) > count_limit):
+                        data = self._apply_span_limits(span, data, batch)
                     spans = trace.groups.get(key)
                     if spans is None:
                         trace.groups[key] = spans = bytearray()
@@ -111,4 +135,71 @@ class RequestSplitter:
             batch.rejection_message = (
                 f"{rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes, not all zero"
             )
+        if batch.over_limit_spans:
+            batch.rejected_spans += batch.over_limit_spans
+            over = (
+                f"{batch.over_limit_spans} span(s) rejected: the request holds more than "
+                f"max_spans_per_request ({self._max_spans}) spans; send smaller batches"
+            )
+            batch.rejection_message = f"{batch.rejection_message}; {over}" if batch.rejection_message else over
         return batch
+
+    def _apply_span_limits(self, span: Span, data: bytes, batch: DecodedBatch) -> bytes:
+        """The span's bytes after the span limits; re-encoded only if a limit changed it."""
+        changed = False
+        excess = len(span.attributes) - self._count_limit
+        if excess > 0:
+            del span.attributes[self._count_limit :]
+            span.dropped_attributes_count += excess
+            batch.dropped_attributes += excess
+            changed = True
+        if len(data) > self._length_limit:
+            truncated = _truncate_values(span, self._length_limit)
+            if truncated:
+                batch.truncated_values += truncated
+                changed = True
+        return span.SerializeToString() if changed else data
+
+
+def _drop_spans_past(request: ExportTraceServiceRequest, limit: int) -> int:
+    """Remove the spans after the first `limit`; how many were removed."""
+    kept = 0
+    removed = 0
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            spans = scope_spans.spans
+            room = limit - kept
+            if len(spans) > room:
+                removed += len(spans) - room
+                del spans[room:]
+            kept += len(spans)
+    return removed
+
+
+def _truncate_values(span: Span, limit: int) -> int:
+    """Truncate string and bytes attribute values of the span, its events and links to `limit`
+    characters (bytes), inside arrays and key-value lists too; how many values were truncated.
+
+    Walks with an explicit stack: AnyValues nest as deep as the parser allowed."""
+    pending: list[AnyValue] = [attribute.value for attribute in span.attributes]
+    for event in span.events:
+        pending.extend(attribute.value for attribute in event.attributes)
+    for link in span.links:
+        pending.extend(attribute.value for attribute in link.attributes)
+    truncated = 0
+    while pending:
+        value = pending.pop()
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            if len(value.string_value) > limit:
+                value.string_value = value.string_value[:limit]
+                truncated += 1
+        elif kind == "bytes_value":
+            if len(value.bytes_value) > limit:
+                value.bytes_value = value.bytes_value[:limit]
+                truncated += 1
+        elif kind == "array_value":
+            pending.extend(value.array_value.values)
+        elif kind == "kvlist_value":
+            pending.extend(entry.value for entry in value.kvlist_value.values)
+    return truncated

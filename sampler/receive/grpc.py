@@ -81,7 +81,10 @@ class GrpcReceiver:
             self._auth = TokenAuth(self._config.auth, "grpc", metrics)
         tls = ServerTls(self._config.tls, "grpc", metrics) if self._config.tls is not None else None
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0), *self._limit_options()],
+            maximum_concurrent_rpcs=self._config.max_concurrent_rpcs or None,
+        )
         # No deserializer: the handler parses, so a malformed body gets a clear INVALID_ARGUMENT.
         handler = grpc.method_handlers_generic_handler(
             SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
@@ -98,6 +101,21 @@ class GrpcReceiver:
         self._server = server
         if tls is not None or self._auth is not None:
             log.info("OTLP/gRPC on port %d: %s", self.port, describe_security(self._config.tls, self._config.auth))
+
+    def _limit_options(self) -> list[tuple[str, int]]:
+        config = self._config
+        keepalive = config.keepalive.server_parameters
+        options = []
+        if config.max_concurrent_streams:
+            options.append(("grpc.max_concurrent_streams", config.max_concurrent_streams))
+        for name, seconds in (
+            ("grpc.max_connection_idle_ms", keepalive.max_connection_idle),
+            ("grpc.max_connection_age_ms", keepalive.max_connection_age),
+            ("grpc.max_connection_age_grace_ms", keepalive.max_connection_age_grace),
+        ):
+            if seconds:
+                options.append((name, max(1, int(seconds * 1000))))
+        return options
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -13,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sampler.config import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.endpoints import split_endpoint
+from sampler.receive.connections import LimitedTCPSite
 from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
 from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
@@ -26,6 +28,48 @@ _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
+
+
+_ENCODINGS = ("identity", "", "gzip", "deflate")
+
+
+class UnsupportedEncoding(Exception):
+    """A Content-Encoding other than gzip, deflate or none."""
+
+
+class BodyTooLarge(Exception):
+    """The body, as sent or inflated, would pass max_request_body_size."""
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Inflate a gzip (or zlib) body, one member after another, refusing to produce
+    more than `limit` bytes: a small bomb costs no more than an honest full-size body."""
+    inflated = bytearray()
+    while data:
+        decompressor = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+        inflated += decompressor.decompress(data, limit + 1 - len(inflated))
+        if len(inflated) > limit or decompressor.unconsumed_tail:
+            raise BodyTooLarge
+        if not decompressor.eof:
+            raise ValueError("the compressed body is truncated")
+        data = decompressor.unused_data
+    return bytes(inflated)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, inflated, of at most `limit` bytes. The receivers inflate bodies
+    themselves (aiohttp's auto_decompress is off): aiohttp would inflate all of an
+    oversized body while it drains the connection after the 413.
+
+    Raises UnsupportedEncoding, BodyTooLarge, or another exception for a body that cannot be read."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in _ENCODINGS:
+        raise UnsupportedEncoding(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    try:
+        data = await request.read()  # client_max_size bounds the body as sent
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge from None
+    return _inflate(data, limit) if encoding in ("gzip", "deflate") else data
 
 
 def _encode(message: status_pb2.Status | ExportTraceServiceResponse, content_type: str) -> bytes:
@@ -77,16 +121,16 @@ class HttpReceiver:
             return _status_response(
                 415, _INVALID_ARGUMENT, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}", PROTOBUF
             )
+        limit = self._config.max_request_body_size
         try:
-            # aiohttp decompresses Content-Encoding: gzip and enforces client_max_size on the decompressed body.
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+            data = await read_body(request, limit)
+        except UnsupportedEncoding as exc:
+            self._ingest.count_failure("http", "unsupported_media_type")
+            return _status_response(415, _INVALID_ARGUMENT, str(exc), content_type)
+        except BodyTooLarge:
             self._ingest.count_failure("http", "too_large")
             return _status_response(
-                413,
-                _RESOURCE_EXHAUSTED,
-                f"request body exceeds max_request_body_size ({self._config.max_request_body_size} bytes)",
-                content_type,
+                413, _RESOURCE_EXHAUSTED, f"request body exceeds max_request_body_size ({limit} bytes)", content_type
             )
         except Exception as exc:  # corrupt gzip stream and the like
             self._ingest.count_failure("http", "invalid")
@@ -117,10 +161,24 @@ class HttpReceiver:
             middlewares=[self._authenticate] if self._auth is not None else [],
         )
         self._add_routes(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            auto_decompress=False,  # see read_body
+            keepalive_timeout=self._config.idle_timeout,
+        )
         await runner.setup()
         host, port = split_endpoint(self._config.endpoint)
-        site = web.TCPSite(runner, host, port, ssl_context=tls.server_context() if tls is not None else None)
+        site = LimitedTCPSite(
+            runner,
+            host,
+            port,
+            ssl_context=tls.server_context() if tls is not None else None,
+            max_connections=self._config.max_connections,
+            on_refused=lambda: self._ingest.count_refused_connection(self.protocol, "max_connections"),
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -130,6 +188,7 @@ class HttpReceiver:
             ) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
+        self._ingest.watch_open_connections(self.protocol, lambda: site.open_connections)
         if tls is not None or self._auth is not None:
             log.info(
                 "%s on port %d: %s",

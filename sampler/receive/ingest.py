@@ -3,12 +3,15 @@ to the sampler, count it, and say which spans were refused."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from sampler.config import OtlpReceiverConfig
 from sampler.engine import TailSampler
 from sampler.metrics import Metrics
 from sampler.receive.decode import RequestSplitter
@@ -23,13 +26,21 @@ class WindowFull(Exception):
 
 
 class Ingest:
-    def __init__(self, sampler: TailSampler, metrics: Metrics) -> None:
+    def __init__(self, sampler: TailSampler, metrics: Metrics, config: OtlpReceiverConfig | None = None) -> None:
         self._sampler = sampler
         self.metrics = metrics
-        self._splitter = RequestSplitter()
+        config = config or OtlpReceiverConfig()
+        self._splitter = RequestSplitter(config.max_spans_per_request, config.span_limits)
         self._spans = {p: metrics.received_spans.labels(p) for p in PROTOCOLS}
         self._traces = {p: metrics.received_traces.labels(p) for p in PROTOCOLS}
         self._invalid_ids = {p: metrics.rejected_spans.labels(p, "invalid_id") for p in PROTOCOLS}
+        self._over_limit = {p: metrics.rejected_spans.labels(p, "max_spans_per_request") for p in PROTOCOLS}
+        self._dropped_attributes = {p: metrics.limited_attributes.labels(p, "attribute_count_limit") for p in PROTOCOLS}
+        self._truncated_values = {
+            p: metrics.limited_attributes.labels(p, "attribute_value_length_limit") for p in PROTOCOLS
+        }
+        self._refused_connections = metrics.refused_connections
+        self._open_connections = metrics.open_connections
         self._requests = metrics.requests
 
     async def accept(
@@ -46,8 +57,15 @@ class Ingest:
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
         response = ExportTraceServiceResponse()
+        if batch.dropped_attributes:
+            self._dropped_attributes[protocol].inc(batch.dropped_attributes)
+        if batch.truncated_values:
+            self._truncated_values[protocol].inc(batch.truncated_values)
         if batch.rejected_spans:
-            self._invalid_ids[protocol].inc(batch.rejected_spans)
+            if batch.over_limit_spans:
+                self._over_limit[protocol].inc(batch.over_limit_spans)
+            if batch.rejected_spans > batch.over_limit_spans:
+                self._invalid_ids[protocol].inc(batch.rejected_spans - batch.over_limit_spans)
             self._requests.labels(protocol, "partial").inc()
             response.partial_success.CopyFrom(
                 ExportTracePartialSuccess(rejected_spans=batch.rejected_spans, error_message=batch.rejection_message)
@@ -58,3 +76,9 @@ class Ingest:
 
     def count_failure(self, protocol: str, result: str) -> None:
         self._requests.labels(protocol, result).inc()
+
+    def count_refused_connection(self, protocol: str, reason: str) -> None:
+        self._refused_connections.labels(protocol, reason).inc()
+
+    def watch_open_connections(self, protocol: str, count: Callable[[], int]) -> None:
+        self._open_connections.labels(protocol).set_function(count)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from sampler import zipkin, zipkin_proto
 from sampler.config import ZipkinReceiverConfig
-from sampler.receive.http import HttpReceiver
+from sampler.receive.http import BodyTooLarge, HttpReceiver, UnsupportedEncoding, read_body
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 
 SPANS_PATH = "/api/v2/spans"
@@ -53,14 +53,15 @@ class ZipkinReceiver(HttpReceiver):
                 f"unsupported Content-Type {content_type!r}; "
                 f"this receiver takes Zipkin v2 {_JSON} or {zipkin_proto.CONTENT_TYPE}",
             )
+        limit = self._config.max_request_body_size
         try:
-            # aiohttp decompresses Content-Encoding: gzip and enforces client_max_size on the decompressed body.
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+            data = await read_body(request, limit)
+        except UnsupportedEncoding as exc:
+            self._ingest.count_failure(PROTOCOL, "unsupported_media_type")
+            return _reply(415, str(exc))
+        except BodyTooLarge:
             self._ingest.count_failure(PROTOCOL, "too_large")
-            return _reply(
-                413, f"request body exceeds max_request_body_size ({self._config.max_request_body_size} bytes)"
-            )
+            return _reply(413, f"request body exceeds max_request_body_size ({limit} bytes)")
         except Exception as exc:  # corrupt gzip stream and the like
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"cannot read request body: {exc}")
