@@ -108,6 +108,10 @@ class Exporter(ABC):
 
     # --- sending -----------------------------------------------------------
 
+    def queue_full(self) -> bool:
+        """Whether the queue has no room for another batch (enqueue would drop it with queue_full)."""
+        return self._queue.full()
+
     def enqueue(self, payload: Payload) -> None:
         try:
             self._queue.put_nowait(payload)

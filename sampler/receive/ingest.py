@@ -40,7 +40,9 @@ class Ingest:
         batch = self._splitter.split(request)
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(f"the trace window is full (num_traces); retry in {RETRY_AFTER_SECONDS}s")
+            raise WindowFull(
+                f"no room: the trace window is full or the exporters are backed up; retry in {RETRY_AFTER_SECONDS}s"
+            )
         new_traces = self._sampler.ingest(batch)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
