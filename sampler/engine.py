@@ -160,13 +160,14 @@ class TailSampler:
         ]
 
     async def wait_for_room(self, batch: DecodedBatch, timeout: float | None = None) -> bool:
-        """With block_on_overflow: wait until the batch's new traces fit in the window.
-        False if they still do not after `timeout` seconds (block_on_overflow_timeout when
-        None). Without it, always True (the oldest traces are decided early instead)."""
+        """With block_on_overflow: wait until the batch fits (see _has_room). False if it still
+        does not after `timeout` seconds or block_on_overflow_timeout, whichever is shorter.
+        Without it, always True (the oldest traces are decided early instead)."""
         if not self._block_on_overflow:
             return True
-        if timeout is None:
-            timeout = self._block_timeout
+        # Never past block_on_overflow_timeout, even for a client with a longer deadline: OTLP SDK
+        # exporters retry within one overall timeout, so a refusal must leave them time to retry.
+        timeout = self._block_timeout if timeout is None else min(timeout, self._block_timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._has_room(batch):
             remaining = deadline - asyncio.get_running_loop().time()

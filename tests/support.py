@@ -138,7 +138,7 @@ class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
 class HttpSink(_SinkBase):
     """A real OTLP/HTTP server. `failures` are (HTTP status, Retry-After header | None) answered first."""
 
-    def __init__(self, failures: Iterable[tuple[int, str | None]] = ()) -> None:
+    def __init__(self, failures: Iterable[tuple[int, str | None]] = (), port: int = 0) -> None:
         super().__init__()
         self.failures = deque(failures)
         self.headers_seen: list[dict[str, str]] = []
@@ -173,7 +173,7 @@ class HttpSink(_SinkBase):
                 self.end_headers()
                 self.wfile.write(reply)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
