@@ -21,12 +21,20 @@ from sampler.records import EARLY_DECISION_REASONS, DecisionRecorder
 log = logging.getLogger(__name__)
 
 
+# What one remembered trace ID costs (ID, slot, linked-list node; for kept traces also the
+# (record, bytes forwarded) pair, records being shared), measured with tracemalloc, rounded up.
+SAMPLED_ENTRY_BYTES = 256
+NOT_SAMPLED_ENTRY_BYTES = 160
+
+
 class DecisionCache:
     """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (for kept traces: the decision record late spans carry, and the bytes forwarded so far)."""
+    (for kept traces: the decision record late spans carry, and the bytes forwarded so far).
+    Bounded by count; `entry_bytes` estimates what one entry holds in memory."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, entry_bytes: int = NOT_SAMPLED_ENTRY_BYTES) -> None:
         self.capacity = capacity
+        self.entry_bytes = entry_bytes
         self._ids: OrderedDict[bytes, Any] = OrderedDict()
 
     def add(self, trace_id: bytes, value: Any = b"") -> None:
@@ -44,6 +52,10 @@ class DecisionCache:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    @property
+    def memory_bytes(self) -> int:
+        return len(self._ids) * self.entry_bytes
 
 
 class ForwardRoom(Protocol):
@@ -99,7 +111,7 @@ class TailSampler:
             config.decision_wait_after_root_received,
             clock,
         )
-        self.sampled_cache = DecisionCache(config.decision_cache.sampled_cache_size)
+        self.sampled_cache = DecisionCache(config.decision_cache.sampled_cache_size, SAMPLED_ENTRY_BYTES)
         self.not_sampled_cache = DecisionCache(config.decision_cache.non_sampled_cache_size)
         self.policies: list[Policy] = []
         self._tally: TallyCounter[Any] = TallyCounter()
@@ -136,6 +148,8 @@ class TailSampler:
         m.window_memory_limit.set(self._memory_limit)
         m.decision_cache_size.labels("sampled").set_function(lambda: len(self.sampled_cache))
         m.decision_cache_size.labels("not_sampled").set_function(lambda: len(self.not_sampled_cache))
+        m.decision_cache_memory.labels("sampled").set_function(lambda: self.sampled_cache.memory_bytes)
+        m.decision_cache_memory.labels("not_sampled").set_function(lambda: self.not_sampled_cache.memory_bytes)
         self._late_kept = m.late_spans.labels("kept")
         self._late_dropped = m.late_spans.labels("dropped")
         self._late_too_large = m.late_spans.labels("too_large")
@@ -159,33 +173,50 @@ class TailSampler:
             and trace_id not in self.not_sampled_cache
         ]
 
-    async def wait_for_room(self, batch: DecodedBatch, timeout: float | None = None) -> bool:
-        """With block_on_overflow: wait until the batch fits (see _has_room). False if it still
-        does not after `timeout` seconds or block_on_overflow_timeout, whichever is shorter.
-        Without it, always True (the oldest traces are decided early instead)."""
+    @property
+    def blocking(self) -> bool:
+        return self._block_on_overflow
+
+    def wait_budget(self, timeout: float | None) -> float:
+        """How long a request may wait for room: its own `timeout` (None: none), but never past
+        block_on_overflow_timeout, because OTLP SDK exporters retry within one overall timeout
+        and a refusal must leave them time to retry."""
+        return self._block_timeout if timeout is None else min(timeout, self._block_timeout)
+
+    async def wait_for_room(self, batch: DecodedBatch | None, timeout: float | None = None) -> bool:
+        """With block_on_overflow: wait until the batch fits (see _has_room; None: until there is
+        any room at all). False if it still does not within wait_budget(timeout). Without
+        block_on_overflow, always True (the oldest traces are decided early instead)."""
         if not self._block_on_overflow:
             return True
-        # Never past block_on_overflow_timeout, even for a client with a longer deadline: OTLP SDK
-        # exporters retry within one overall timeout, so a refusal must leave them time to retry.
-        timeout = self._block_timeout if timeout is None else min(timeout, self._block_timeout)
+        timeout = self.wait_budget(timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._has_room(batch):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False
             self._room_freed.clear()
-            try:
-                await asyncio.wait_for(self._room_freed.wait(), remaining)
-            except TimeoutError:
+            # asyncio.wait, unlike wait_for, times out without raising: a timeout exception's
+            # traceback would keep this frame, and the refused batch in it, alive until a GC pass.
+            waiter = asyncio.ensure_future(self._room_freed.wait())
+            done, _ = await asyncio.wait((waiter,), timeout=remaining)
+            if not done:
+                waiter.cancel()
                 return False
         return True
 
-    def _has_room(self, batch: DecodedBatch) -> bool:
+    def _has_room(self, batch: DecodedBatch | None) -> bool:
         """Whether the batch can be taken without deciding traces early or backing up the exporters.
         A batch that could never fit (more new traces than a shard holds, more memory than the
-        limit) is let in rather than made to wait for nothing."""
+        limit) is let in rather than made to wait for nothing. For None: whether there is any
+        room, which a receiver asks before it spends time decoding a request."""
         if self._forward is not None and self._forward.backed_up():
             return False
+        if batch is None:
+            window = self.window
+            if window.trace_count >= window.capacity:
+                return False
+            return not self._memory_limit or window.memory_bytes < self._memory_limit
         new = self._new_trace_ids(batch)
         if new and self.window.could_ever_fit(new) and not self.window.has_room_for(new):
             return False

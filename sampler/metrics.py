@@ -130,6 +130,12 @@ class Metrics:
         self.decision_cache_size = Gauge(
             f"{PREFIX}_decision_cache_traces", "Trace IDs remembered in the decision caches.", ["decision"], registry=r
         )
+        self.decision_cache_memory = Gauge(
+            f"{PREFIX}_decision_cache_memory_bytes",
+            "Estimated memory of the decision caches (entries times a measured cost per entry).",
+            ["decision"],
+            registry=r,
+        )
 
         # forward
         self.exporter_sent_spans = Counter(

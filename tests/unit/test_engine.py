@@ -616,3 +616,15 @@ async def test_block_on_overflow_refuses_while_the_exporters_are_backed_up() -> 
     assert not await h.sampler.wait_for_room(batch, 0.05)
     forward.backed = False
     assert await h.sampler.wait_for_room(batch, 0.05)
+
+
+def test_decision_cache_memory_is_estimated_per_entry_and_bounded_by_capacity() -> None:
+    h = Harness([KEEP_ERRORS], decision_cache={"sampled_cache_size": 2, "non_sampled_cache_size": 3})
+    for index in range(10):
+        h.ingest(make_trace(spans=1, error=index % 2 == 0)[1])
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    sampled = h.value("tail_sampler_decision_cache_memory_bytes", decision="sampled")
+    not_sampled = h.value("tail_sampler_decision_cache_memory_bytes", decision="not_sampled")
+    assert sampled == 2 * h.sampler.sampled_cache.entry_bytes > 0
+    assert not_sampled == 3 * h.sampler.not_sampled_cache.entry_bytes > 0
