@@ -142,7 +142,8 @@ async def run_load(target: str, duration: float, concurrency: int, seed: int, ra
             while time.monotonic() < stop_at:
                 if interval:
                     await asyncio.sleep(max(0.0, next_send - time.monotonic()))
-                    next_send += interval
+                    # A sender that fell behind does not catch up in a burst: the rate is a ceiling.
+                    next_send = max(next_send + interval, time.monotonic())
                 data, offsets = pool[turn % len(pool)]
                 turn += concurrency
                 counter += 1

@@ -24,7 +24,7 @@ def test_memory_stays_flat_at_half_capacity_and_nothing_is_lost():
         "--decision-wait",
         "2",
         "--cache-size",
-        "20000",
+        "2000",
         "--interval",
         "2",
         "--probe",
