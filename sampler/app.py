@@ -22,6 +22,7 @@ from sampler.config import (
 from sampler.engine import TailSampler
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporter import Exporter
+from sampler.forward.fanout import Fanout
 from sampler.forward.file import FileExporter
 from sampler.forward.otlp_grpc import OtlpGrpcExporter
 from sampler.forward.otlp_http import OtlpHttpExporter
@@ -65,8 +66,9 @@ class Daemon:
         if self.self_tracing is not None:
             for exporter in self.exporters:
                 exporter.tracer = self.self_tracing.tracer
+        self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow)
         self.batcher = Batcher(config.batch, self._deliver, self.metrics)
-        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics)
+        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, forward=self.fanout)
         ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
@@ -82,8 +84,7 @@ class Daemon:
         self.metrics.build_info.labels(__version__).set(1)
 
     def _deliver(self, payload: Payload) -> None:
-        for exporter in self.exporters:
-            exporter.enqueue(payload)
+        self.fanout.deliver(payload)
 
     def _readiness(self) -> tuple[bool, str]:
         if not self._ready:
@@ -207,6 +208,7 @@ class Daemon:
         self._tasks = []
         decided = self.sampler.decide_all()
         self.batcher.flush()
+        await self.fanout.drain(deadline)
         await self._save_decisions()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         if self.self_tracing is not None:

@@ -84,7 +84,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"window: decision_wait={sampling.decision_wait:g}s "
         f"decision_wait_after_root_received={sampling.decision_wait_after_root_received:g}s "
-        f"num_traces={sampling.num_traces} num_shards={sampling.num_shards}"
+        f"num_traces={sampling.num_traces} num_shards={sampling.num_shards} "
+        f"memory_limit_mib={sampling.memory_limit_mib:g} max_spans_per_trace={sampling.max_spans_per_trace}"
     )
     print("policies (a trace is kept when any samples it):")
     for policy_config in sampling.policies:

@@ -244,6 +244,11 @@ class TailSamplingConfig(Model):
     # Kept spans' scopes carry tailsampling.policy and friends (see sampler/records.py).
     record_policy: bool = True
     drop_pending_traces_on_shutdown: bool = False
+    # Bound on the estimated memory of buffered traces (span bytes plus bookkeeping, see
+    # sampler/buffer.py); when passed, the oldest traces are decided early. 0 turns it off.
+    memory_limit_mib: float = Field(0, ge=0)
+    # A trace reaching this many buffered spans is decided at once. 0 turns it off.
+    max_spans_per_trace: int = Field(0, ge=0)
     decision_cache: DecisionCacheConfig = DecisionCacheConfig()
     # Validated per policy type in a second step (see parse_config), since the
     # models of policy types come from the policy registry.

@@ -9,24 +9,32 @@ import time
 from collections import Counter as TallyCounter
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sampler.buffer import TraceWindow
+from sampler.buffer import TraceWindow, memory_of
 from sampler.config import TailSamplingConfig
 from sampler.metrics import Metrics
 from sampler.model import DecodedBatch, TraceSpans
 from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
-from sampler.records import DecisionRecorder
+from sampler.records import EARLY_DECISION_REASONS, DecisionRecorder
 
 log = logging.getLogger(__name__)
 
 
+# What one remembered trace ID costs (ID, slot, linked-list node; for kept traces also the
+# (record, bytes forwarded) pair, records being shared), measured with tracemalloc, rounded up.
+SAMPLED_ENTRY_BYTES = 256
+NOT_SAMPLED_ENTRY_BYTES = 160
+
+
 class DecisionCache:
     """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (for kept traces: the decision record late spans carry, and the bytes forwarded so far)."""
+    (for kept traces: the decision record late spans carry, and the bytes forwarded so far).
+    Bounded by count; `entry_bytes` estimates what one entry holds in memory."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, entry_bytes: int = NOT_SAMPLED_ENTRY_BYTES) -> None:
         self.capacity = capacity
+        self.entry_bytes = entry_bytes
         self._ids: OrderedDict[bytes, Any] = OrderedDict()
 
     def add(self, trace_id: bytes, value: Any = b"") -> None:
@@ -49,6 +57,20 @@ class DecisionCache:
         """Every (trace ID, value), oldest first."""
         return list(self._ids.items())
 
+    @property
+    def memory_bytes(self) -> int:
+        return len(self._ids) * self.entry_bytes
+
+
+class ForwardRoom(Protocol):
+    """What block_on_overflow asks of the forwarding side (see sampler/forward/fanout.py)."""
+
+    def has_room(self) -> bool:
+        """Whether another decision may hand kept traces on without overfilling an exporter queue."""
+
+    def backed_up(self) -> bool:
+        """Whether kept batches are already waiting for room outside a full exporter queue."""
+
 
 def combine(decisions: Sequence[Decision]) -> Decision:
     """The Collector's rule: a drop vetoes everything; otherwise any sampled keeps the trace."""
@@ -68,8 +90,12 @@ class TailSampler:
         keep: Callable[[TraceSpans], None],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        forward: ForwardRoom | None = None,
     ) -> None:
         self._keep = keep
+        # With block_on_overflow, decisions pause while an exporter queue is full, so kept
+        # traces wait in the window (which then pushes back on clients) instead of being dropped.
+        self._forward = forward if config.block_on_overflow else None
         self._metrics = metrics
         self._clock = clock
         self._sample_on_first_match = config.sample_on_first_match
@@ -79,6 +105,8 @@ class TailSampler:
         self._block_on_overflow = config.block_on_overflow
         self._span_ingest = config.sampling_strategy == "span-ingest"
         self._block_timeout = config.block_on_overflow_timeout
+        self._memory_limit = int(config.memory_limit_mib * 1024 * 1024)
+        self._max_spans = config.max_spans_per_trace
         self._room_freed = asyncio.Event()
         self.window = TraceWindow(
             config.num_traces,
@@ -87,7 +115,7 @@ class TailSampler:
             config.decision_wait_after_root_received,
             clock,
         )
-        self.sampled_cache = DecisionCache(config.decision_cache.sampled_cache_size)
+        self.sampled_cache = DecisionCache(config.decision_cache.sampled_cache_size, SAMPLED_ENTRY_BYTES)
         self.not_sampled_cache = DecisionCache(config.decision_cache.non_sampled_cache_size)
         self.policies: list[Policy] = []
         self._tally: TallyCounter[Any] = TallyCounter()
@@ -120,19 +148,23 @@ class TailSampler:
         m.window_spans.set_function(lambda: window.span_count)
         m.window_bytes.set_function(lambda: window.nbytes)
         m.window_capacity.set(window.capacity)
+        m.window_memory_bytes.set_function(lambda: window.memory_bytes)
+        m.window_memory_limit.set(self._memory_limit)
         m.decision_cache_size.labels("sampled").set_function(lambda: len(self.sampled_cache))
         m.decision_cache_size.labels("not_sampled").set_function(lambda: len(self.not_sampled_cache))
+        m.decision_cache_memory.labels("sampled").set_function(lambda: self.sampled_cache.memory_bytes)
+        m.decision_cache_memory.labels("not_sampled").set_function(lambda: self.not_sampled_cache.memory_bytes)
         self._late_kept = m.late_spans.labels("kept")
         self._late_dropped = m.late_spans.labels("dropped")
         self._late_too_large = m.late_spans.labels("too_large")
         self._too_large = m.traces_dropped_too_large
-        self._overflow = m.early_decisions.labels("overflow")
+        self._early = {reason: m.early_decisions.labels(reason) for reason in EARLY_DECISION_REASONS}
         self._spans_kept = m.spans_decided.labels("kept")
         self._spans_dropped = m.spans_decided.labels("dropped")
         self._decided = {
             (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
             for kept in (True, False)
-            for trigger in ("wait", "root", "overflow", "shutdown", "too_large", "ingest")
+            for trigger in ("wait", "root", "shutdown", "too_large", "ingest", *EARLY_DECISION_REASONS)
         }
 
     def _new_trace_ids(self, batch: DecodedBatch) -> list[bytes]:
@@ -145,28 +177,58 @@ class TailSampler:
             and trace_id not in self.not_sampled_cache
         ]
 
-    async def wait_for_room(self, batch: DecodedBatch, timeout: float | None = None) -> bool:
-        """With block_on_overflow: wait until the batch's new traces fit in the window.
-        False if they still do not after `timeout` seconds (block_on_overflow_timeout when
-        None). Without it, always True (the oldest traces are decided early instead)."""
+    @property
+    def blocking(self) -> bool:
+        return self._block_on_overflow
+
+    def wait_budget(self, timeout: float | None) -> float:
+        """How long a request may wait for room: its own `timeout` (None: none), but never past
+        block_on_overflow_timeout, because OTLP SDK exporters retry within one overall timeout
+        and a refusal must leave them time to retry."""
+        return self._block_timeout if timeout is None else min(timeout, self._block_timeout)
+
+    async def wait_for_room(self, batch: DecodedBatch | None, timeout: float | None = None) -> bool:
+        """With block_on_overflow: wait until the batch fits (see _has_room; None: until there is
+        any room at all). False if it still does not within wait_budget(timeout). Without
+        block_on_overflow, always True (the oldest traces are decided early instead)."""
         if not self._block_on_overflow:
             return True
-        if timeout is None:
-            timeout = self._block_timeout
-        new = self._new_trace_ids(batch)
-        if not new or not self.window.could_ever_fit(new):
-            return True  # a batch larger than a shard could never wait its way in
+        timeout = self.wait_budget(timeout)
         deadline = asyncio.get_running_loop().time() + timeout
-        while not self.window.has_room_for(new):
+        while not self._has_room(batch):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False
             self._room_freed.clear()
-            try:
-                await asyncio.wait_for(self._room_freed.wait(), remaining)
-            except TimeoutError:
+            # asyncio.wait, unlike wait_for, times out without raising: a timeout exception's
+            # traceback would keep this frame, and the refused batch in it, alive until a GC pass.
+            waiter = asyncio.ensure_future(self._room_freed.wait())
+            done, _ = await asyncio.wait((waiter,), timeout=remaining)
+            if not done:
+                waiter.cancel()
                 return False
-            new = self._new_trace_ids(batch)
+        return True
+
+    def _has_room(self, batch: DecodedBatch | None) -> bool:
+        """Whether the batch can be taken without deciding traces early or backing up the exporters.
+        A batch that could never fit (more new traces than a shard holds, more memory than the
+        limit) is let in rather than made to wait for nothing. For None: whether there is any
+        room, which a receiver asks before it spends time decoding a request."""
+        if self._forward is not None and self._forward.backed_up():
+            return False
+        if batch is None:
+            window = self.window
+            if window.trace_count >= window.capacity:
+                return False
+            return not self._memory_limit or window.memory_bytes < self._memory_limit
+        new = self._new_trace_ids(batch)
+        if new and self.window.could_ever_fit(new) and not self.window.has_room_for(new):
+            return False
+        limit = self._memory_limit
+        if limit:
+            needed = sum(memory_of(fragment) for fragment in batch.traces.values())
+            if needed <= limit and self.window.memory_bytes + needed > limit:
+                return False
         return True
 
     def _flush_tally(self) -> None:
@@ -183,6 +245,7 @@ class TailSampler:
         window = self.window
         tally = self._tally
         max_size = self._max_trace_bytes
+        max_spans = self._max_spans
         span_ingest = self._span_ingest
         new_traces = 0
         for trace_id, fragment in batch.traces.items():
@@ -192,6 +255,10 @@ class TailSampler:
                 if max_size and trace.nbytes > max_size:
                     window.discard(trace)
                     self._record(trace, False, "too_large")
+                elif max_spans and trace.span_count >= max_spans:
+                    window.discard(trace)
+                    tally[self._early["span_limit"]] += 1
+                    self._decide(trace, "span_limit")
                 elif span_ingest:
                     self._decide_on_ingest(trace)
             elif (kept := self.sampled_cache.get(trace_id)) is not None:
@@ -213,14 +280,34 @@ class TailSampler:
                     fragment.first_seen = self._clock()
                     self._record(fragment, False, "too_large")
                     continue
+                if max_spans and fragment.span_count >= max_spans:
+                    fragment.first_seen = self._clock()
+                    tally[self._early["span_limit"]] += 1
+                    self._decide(fragment, "span_limit")
+                    continue
                 evicted = window.add(fragment)
                 if evicted is not None:
-                    tally[self._overflow] += 1
+                    tally[self._early["overflow"]] += 1
                     self._decide(evicted, "overflow")
                 if span_ingest:
                     self._decide_on_ingest(fragment)
+        if self._memory_limit and window.memory_bytes > self._memory_limit:
+            self._shed_memory()
         self._flush_tally()
         return new_traces
+
+    def _shed_memory(self) -> None:
+        """Decide the oldest traces early until the window is back within memory_limit_mib."""
+        window = self.window
+        excess = window.memory_bytes - self._memory_limit
+        counter = self._early["memory"]
+        while excess > 0:
+            trace = window.pop_oldest()
+            if trace is None:
+                break
+            excess -= memory_of(trace)  # before deciding: a decision record may rewrite the trace
+            self._tally[counter] += 1
+            self._decide(trace, "memory")
 
     def _decide_on_ingest(self, trace: TraceSpans) -> None:
         """span-ingest: a trace is kept as soon as a policy samples what has arrived of it
@@ -238,16 +325,21 @@ class TailSampler:
         now = self._clock()
         count = 0
         lag = self._metrics.decision_lag
-        for trace, trigger in self.window.pop_due(now):
-            lag.observe(max(0.0, now - trace.due))
-            if self._span_ingest:
-                # Every arrival was evaluated already: what no policy sampled by now is not kept.
-                self._record(trace, False, trigger)
-            else:
-                self._decide(trace, trigger)
-            count += 1
+        forward = self._forward
+        if forward is None or forward.has_room():
+            for trace, trigger in self.window.pop_due(now):
+                lag.observe(max(0.0, now - trace.due))
+                if self._span_ingest:
+                    # Every arrival was evaluated already: what no policy sampled by now is not kept.
+                    self._record(trace, False, trigger)
+                else:
+                    self._decide(trace, trigger)
+                count += 1
+                if forward is not None and not forward.has_room():
+                    break  # the rest wait in the window until the exporters catch up
         self._flush_tally()
-        if count:
+        if count or forward is not None:
+            # Waiting receivers look again: a backed-up exporter may have caught up meanwhile.
             self._room_freed.set()
         return count
 

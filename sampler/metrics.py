@@ -89,9 +89,21 @@ class Metrics:
         self.window_capacity = Gauge(
             f"{PREFIX}_window_capacity_traces", "The configured bound on traces in the window (num_traces).", registry=r
         )
+        self.window_memory_bytes = Gauge(
+            f"{PREFIX}_window_memory_bytes",
+            "Estimated memory of the traces waiting for a decision: span bytes plus bookkeeping "
+            "(what memory_limit_mib bounds).",
+            registry=r,
+        )
+        self.window_memory_limit = Gauge(
+            f"{PREFIX}_window_memory_limit_bytes",
+            "The configured bound on window_memory_bytes (memory_limit_mib); 0 when off.",
+            registry=r,
+        )
         self.early_decisions = Counter(
             f"{PREFIX}_early_decisions",
-            "Traces decided before they were due because a bound of the window was reached.",
+            "Traces decided before they were due because a bound of the window was reached "
+            "(overflow: num_traces, memory: memory_limit_mib, span_limit: max_spans_per_trace).",
             ["reason"],
             registry=r,
         )
@@ -112,7 +124,7 @@ class Metrics:
         self.traces_decided = Counter(
             f"{PREFIX}_traces_decided",
             "Traces decided, by final decision (kept, dropped) and trigger "
-            "(wait, root, overflow, shutdown, too_large).",
+            "(wait, root, overflow, memory, span_limit, shutdown, too_large, ingest).",
             ["decision", "trigger"],
             registry=r,
         )
@@ -151,6 +163,12 @@ class Metrics:
         )
         self.decision_cache_size = Gauge(
             f"{PREFIX}_decision_cache_traces", "Trace IDs remembered in the decision caches.", ["decision"], registry=r
+        )
+        self.decision_cache_memory = Gauge(
+            f"{PREFIX}_decision_cache_memory_bytes",
+            "Estimated memory of the decision caches (entries times a measured cost per entry).",
+            ["decision"],
+            registry=r,
         )
 
         # forward

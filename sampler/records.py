@@ -13,7 +13,8 @@ and, beyond the Collector:
 - `tailsampling.sample_rate`: for a trace kept by a policy that samples 1 in N
   (probabilistic: 100 / percentage; dynamic, throughput: the key's current rate),
   so a backend can extrapolate counts;
-- `tailsampling.early_decision: "overflow"`: the trace was decided early because the window was full;
+- `tailsampling.early_decision`: the trace was decided early because a bound was reached:
+  "overflow" (num_traces), "memory" (memory_limit_mib) or "span_limit" (max_spans_per_trace);
 - `tailsampling.root_seen: false`: the trace was decided without its root span.
 
 The attributes are appended to the scope's bytes (see wire.add_scope_attributes).
@@ -39,6 +40,8 @@ _CACHED = frame(
     _TAG_SCOPE_ATTRIBUTE,
     KeyValue(key="tailsampling.cached_decision", value=AnyValue(bool_value=True)).SerializeToString(),
 )
+# Triggers of decisions made before a trace was due, because a bound of the window was reached.
+EARLY_DECISION_REASONS = ("overflow", "memory", "span_limit")
 # Distinct records are few (policies x triggers); their encodings are kept, within a bound.
 _RECORD_CACHE_LIMIT = 1024
 
@@ -147,7 +150,8 @@ class DecisionRecorder:
             rate = round(rate, 6)
             if float(rate).is_integer():
                 rate = int(rate)
-        key = (policy.name if policy else None, composite, rate, trigger == "overflow", root_seen)
+        early = trigger if trigger in EARLY_DECISION_REASONS else None
+        key = (policy.name if policy else None, composite, rate, early, root_seen)
         encoded = self._encoded.get(key)
         if encoded is None:
             parts = []
@@ -157,8 +161,8 @@ class DecisionRecorder:
                 parts.append(_attribute("tailsampling.composite_policy", composite))
             if rate is not None:
                 parts.append(_attribute("tailsampling.sample_rate", rate))
-            if trigger == "overflow":
-                parts.append(_attribute("tailsampling.early_decision", "overflow"))
+            if early:
+                parts.append(_attribute("tailsampling.early_decision", early))
             if not root_seen:
                 parts.append(_attribute("tailsampling.root_seen", False))
             encoded = b"".join(parts)

@@ -164,6 +164,7 @@ class HttpSink(_SinkBase):
         failures: Iterable[tuple[int, str | None]] = (),
         tls: SinkCertificate | None = None,
         client_ca_file: str | Path | None = None,
+        port: int = 0,
     ) -> None:
         super().__init__()
         self.failures = deque(failures)
@@ -200,7 +201,7 @@ class HttpSink(_SinkBase):
                 self.end_headers()
                 self.wfile.write(reply)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -126,6 +126,10 @@ class Exporter(ABC):
 
     # --- sending -----------------------------------------------------------
 
+    def queue_full(self) -> bool:
+        """Whether the queue has no room for another batch (enqueue would drop it with queue_full)."""
+        return self._queue.full()
+
     def enqueue(self, payload: Payload) -> None:
         if self._disk is not None:
             self._disk.put(payload)

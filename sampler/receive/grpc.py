@@ -55,25 +55,36 @@ class GrpcReceiver:
             value = next((v for k, v in context.invocation_metadata() or () if k == header), None)
             refusal = self._auth.check(value if isinstance(value, str) else None)
             if refusal is not None:
+                del data  # see below
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
-        try:
-            request = parse_protobuf(data)
-        except BadRequest as exc:
-            self._ingest.count_failure("grpc", "invalid")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        remaining = context.time_remaining()
-        try:
-            # Leave the client a moment to receive the refusal before its deadline.
-            response = await self._ingest.accept(request, "grpc", None if remaining is None else remaining - 0.1)
-        except WindowFull as exc:
+        outcome = await self._handle(data, context.time_remaining())
+        # An abort raises, and its traceback keeps this frame alive until a GC pass (rare with a
+        # full window): the request must not be in it by then, or refused requests pile up.
+        del data
+        if isinstance(outcome, bytes):
+            return outcome
+        code, message = outcome
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
             # RESOURCE_EXHAUSTED with RetryInfo is what OTLP clients retry after the given delay.
-            status = status_pb2.Status(code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=str(exc))
+            status = status_pb2.Status(code=code.value[0], message=message)
             status.details.add().Pack(
                 error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS))
             )
             context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        return response.SerializeToString()
+        await context.abort(code, message)
+
+    async def _handle(self, data: bytes, remaining: float | None) -> bytes | tuple[grpc.StatusCode, str]:
+        """The serialized response, or the status to abort with."""
+        try:
+            # Leave the client a moment to receive the refusal before its deadline.
+            left = await self._ingest.room("grpc", None if remaining is None else remaining - 0.1)
+            request = parse_protobuf(data)
+            return (await self._ingest.accept(request, "grpc", left)).SerializeToString()
+        except BadRequest as exc:
+            self._ingest.count_failure("grpc", "invalid")
+            return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except WindowFull as exc:
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
 
     async def start(self) -> None:
         metrics = self._ingest.metrics

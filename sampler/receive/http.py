@@ -121,6 +121,10 @@ class HttpReceiver:
             return _status_response(
                 415, _INVALID_ARGUMENT, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}", PROTOBUF
             )
+        try:
+            left = await self._ingest.room("http")
+        except WindowFull as exc:
+            return self._refusal(str(exc), content_type)
         limit = self._config.max_request_body_size
         try:
             data = await read_body(request, limit)
@@ -141,12 +145,16 @@ class HttpReceiver:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)
         try:
-            response = await self._ingest.accept(parsed, "http")
+            response = await self._ingest.accept(parsed, "http", left)
         except WindowFull as exc:
-            reply = _status_response(503, _UNAVAILABLE, str(exc), content_type)
-            reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return reply
+            return self._refusal(str(exc), content_type)
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)
+
+    @staticmethod
+    def _refusal(message: str, content_type: str) -> web.Response:
+        reply = _status_response(503, _UNAVAILABLE, message, content_type)
+        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return reply
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(TRACES_PATH, self._export)

@@ -3,6 +3,7 @@ to the sampler, count it, and say which spans were refused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -19,6 +20,7 @@ from sampler.receive.decode import RequestSplitter
 PROTOCOLS = ("grpc", "http", "zipkin")
 # When a client refused for a full window should retry.
 RETRY_AFTER_SECONDS = 1
+_REFUSAL = f"no room: the trace window is full or the exporters are backed up; retry in {RETRY_AFTER_SECONDS}s"
 
 
 class WindowFull(Exception):
@@ -43,6 +45,21 @@ class Ingest:
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
 
+    async def room(self, protocol: str, timeout: float | None = None) -> float | None:
+        """With block_on_overflow, before a request is decoded: wait until there is any room at
+        all, so an overloaded daemon refuses without spending time and memory on decoding.
+        Raises WindowFull if there is none within the wait budget; returns the time left of it
+        for accept(). Without block_on_overflow, returns `timeout` at once."""
+        sampler = self._sampler
+        if not sampler.blocking:
+            return timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not await sampler.wait_for_room(None, timeout):
+            self._requests.labels(protocol, "backpressure").inc()
+            raise WindowFull(_REFUSAL)
+        return sampler.wait_budget(timeout) - (loop.time() - started)
+
     async def accept(
         self, request: ExportTraceServiceRequest, protocol: str, deadline: float | None = None
     ) -> ExportTraceServiceResponse:
@@ -52,7 +69,7 @@ class Ingest:
         batch = self._splitter.split(request)
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(f"the trace window is full (num_traces); retry in {RETRY_AFTER_SECONDS}s")
+            raise WindowFull(_REFUSAL)
         new_traces = self._sampler.ingest(batch)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)

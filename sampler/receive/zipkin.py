@@ -40,6 +40,12 @@ class ZipkinReceiver(HttpReceiver):
     def _unauthenticated(self, request: web.Request, message: str) -> web.Response:
         return _reply(401, message)
 
+    @staticmethod
+    def _window_full(exc: WindowFull) -> web.Response:
+        reply = _reply(503, str(exc))
+        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return reply
+
     async def _spans(self, request: web.Request) -> web.Response:
         content_type = request.content_type
         protobuf = content_type == zipkin_proto.CONTENT_TYPE
@@ -53,6 +59,10 @@ class ZipkinReceiver(HttpReceiver):
                 f"unsupported Content-Type {content_type!r}; "
                 f"this receiver takes Zipkin v2 {_JSON} or {zipkin_proto.CONTENT_TYPE}",
             )
+        try:
+            left = await self._ingest.room(PROTOCOL)
+        except WindowFull as exc:
+            return self._window_full(exc)
         limit = self._config.max_request_body_size
         try:
             data = await read_body(request, limit)
@@ -74,9 +84,7 @@ class ZipkinReceiver(HttpReceiver):
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")
         try:
-            response = await self._ingest.accept(parsed, PROTOCOL)
+            response = await self._ingest.accept(parsed, PROTOCOL, left)
         except WindowFull as exc:
-            reply = _reply(503, str(exc))
-            reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return reply
+            return self._window_full(exc)
         return _reply(202, response.partial_success.error_message)

@@ -116,7 +116,10 @@ def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
     return pool
 
 
-async def run_load(target: str, duration: float, concurrency: int, seed: int) -> dict:
+async def run_load(target: str, duration: float, concurrency: int, seed: int, rate: float = 0.0) -> dict:
+    """Send for `duration` seconds with `concurrency` requests in flight; with `rate` (spans/s),
+    paced to at most that, else as fast as answers come. Refusals (RESOURCE_EXHAUSTED, the
+    daemon's backpressure) are counted apart from other errors."""
     import grpc
 
     pool = build_pool(40, seed)
@@ -125,15 +128,22 @@ async def run_load(target: str, duration: float, concurrency: int, seed: int) ->
     sent_spans = 0
     requests_ok = 0
     errors = 0
+    refused = 0
+    interval = concurrency * spans_per_request / rate if rate else 0.0
     async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         export = channel.unary_unary(EXPORT)
         await channel.channel_ready()
         stop_at = time.monotonic() + duration
 
         async def sender(index: int) -> None:
-            nonlocal counter, sent_spans, requests_ok, errors
+            nonlocal counter, sent_spans, requests_ok, errors, refused
             turn = index
+            next_send = time.monotonic() + interval * index / concurrency
             while time.monotonic() < stop_at:
+                if interval:
+                    await asyncio.sleep(max(0.0, next_send - time.monotonic()))
+                    # A sender that fell behind does not catch up in a burst: the rate is a ceiling.
+                    next_send = max(next_send + interval, time.monotonic())
                 data, offsets = pool[turn % len(pool)]
                 turn += concurrency
                 counter += 1
@@ -145,13 +155,23 @@ async def run_load(target: str, duration: float, concurrency: int, seed: int) ->
                     await export(bytes(data), timeout=30)
                     requests_ok += 1
                     sent_spans += spans_per_request
-                except grpc.aio.AioRpcError:
-                    errors += 1
+                except grpc.aio.AioRpcError as error:
+                    if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        refused += 1
+                    else:
+                        errors += 1
 
         started = time.monotonic()
         await asyncio.gather(*(sender(i) for i in range(concurrency)))
         elapsed = time.monotonic() - started
-    return {"spans": sent_spans, "requests": requests_ok, "errors": errors, "seconds": elapsed}
+    return {
+        "spans": sent_spans,
+        "requests": requests_ok,
+        "errors": errors,
+        "refused": refused,
+        "refused_spans": refused * spans_per_request,
+        "seconds": elapsed,
+    }
 
 
 # --- sink and null proxy ------------------------------------------------------------
@@ -247,7 +267,7 @@ def me(*args: str) -> list[str]:
     return [sys.executable, str(HERE), *args]
 
 
-def load(port: int, duration: float, concurrency: int, processes: int) -> dict:
+def load(port: int, duration: float, concurrency: int, processes: int, rate: float = 0.0) -> dict:
     procs = [
         subprocess.Popen(
             me(
@@ -260,6 +280,8 @@ def load(port: int, duration: float, concurrency: int, processes: int) -> dict:
                 str(concurrency),
                 "--seed",
                 str(i + 1),
+                "--rate",
+                str(rate / processes),
             ),
             stdout=subprocess.PIPE,
             text=True,
@@ -271,6 +293,7 @@ def load(port: int, duration: float, concurrency: int, processes: int) -> dict:
     return {
         "spans": sum(r["spans"] for r in results),
         "errors": sum(r["errors"] for r in results),
+        "refused_spans": sum(r["refused_spans"] for r in results),
         "seconds": max(r["seconds"] for r in results),
     }
 
@@ -456,6 +479,7 @@ def main() -> None:
     lp.add_argument("--duration", type=float, required=True)
     lp.add_argument("--concurrency", type=int, default=4)
     lp.add_argument("--seed", type=int, default=1)
+    lp.add_argument("--rate", type=float, default=0.0, help="spans/s at most (0: as fast as answered)")
     lm = sub.add_parser("load-multi")
     lm.add_argument("--port", type=int, required=True)
     lm.add_argument("--duration", type=float, required=True)
@@ -470,7 +494,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.command == "load":
-        print(json.dumps(asyncio.run(run_load(args.target, args.duration, args.concurrency, args.seed))))
+        print(json.dumps(asyncio.run(run_load(args.target, args.duration, args.concurrency, args.seed, args.rate))))
         return
     if args.command == "load-multi":
         print(json.dumps(load(args.port, args.duration, args.concurrency, args.processes)))

@@ -76,6 +76,7 @@ def test_check_accepts_the_shipped_config_and_prints_policies():
     assert result.returncode == 0, result.stderr
     assert "errors: status_code" in result.stdout
     assert "baseline: probabilistic" in result.stdout
+    assert "memory_limit_mib=512 max_spans_per_trace=10000" in result.stdout
     assert "file -> " in result.stdout
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sampler.buffer import TraceWindow
+from sampler.buffer import SPAN_OVERHEAD_BYTES, TRACE_OVERHEAD_BYTES, TraceWindow, memory_of
 from sampler.model import TraceSpans
 from tests.support import make_span
 from tests.unit.helpers import FakeClock, trace_of
@@ -296,3 +296,40 @@ def test_window_never_holds_more_than_num_traces() -> None:
         window.add(_trace())
         assert window.trace_count <= 5
     assert window.capacity == 5
+
+
+# --- memory accounting and the oldest trace ------------------------------------------
+
+
+def test_memory_bytes_charges_span_bytes_plus_bookkeeping_and_follows_every_change() -> None:
+    clock = FakeClock()
+    window = _window(clock, num_shards=4)
+    assert window.memory_bytes == 0
+    a, b = _trace(spans=3), _trace(spans=1)
+    window.add(a)
+    window.add(b)
+    expected = a.nbytes + b.nbytes + 2 * TRACE_OVERHEAD_BYTES + 4 * SPAN_OVERHEAD_BYTES
+    assert window.memory_bytes == memory_of(a) + memory_of(b) == expected
+    fragment = _trace(a.trace_id, spans=2)
+    window.extend(a, fragment)
+    assert window.memory_bytes == memory_of(a) + memory_of(b)
+    window.discard(b)
+    assert window.memory_bytes == memory_of(a)
+    list(window.pop_all())
+    assert window.memory_bytes == 0
+
+
+def test_pop_oldest_takes_the_first_seen_trace_across_shards() -> None:
+    clock = FakeClock()
+    window = _window(clock, num_shards=8)
+    added = []
+    for _ in range(20):
+        trace = _trace()
+        window.add(trace)
+        added.append(trace.trace_id)
+        clock.advance(0.5)
+    popped = []
+    while (trace := window.pop_oldest()) is not None:
+        popped.append(trace.trace_id)
+    assert popped == added
+    assert (window.trace_count, window.span_count, window.nbytes) == (0, 0, 0)

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from sampler.buffer import memory_of
 from sampler.config import TailSamplingConfig
-from sampler.engine import DecisionCache, TailSampler, combine
+from sampler.engine import DecisionCache, ForwardRoom, TailSampler, combine
 from sampler.metrics import Metrics
 from sampler.model import DecodedBatch, TraceSpans
 from sampler.policies import Decision, validate_policy_config
@@ -69,7 +70,7 @@ def test_decision_cache_of_size_zero_remembers_nothing() -> None:
 class Harness:
     """A TailSampler on a fake clock, with kept traces collected in a list."""
 
-    def __init__(self, policies: list[dict[str, Any]], **sampling: Any) -> None:
+    def __init__(self, policies: list[dict[str, Any]], forward: ForwardRoom | None = None, **sampling: Any) -> None:
         self.clock = FakeClock(0.0)
         self.metrics = Metrics()
         self.kept: list[TraceSpans] = []
@@ -81,7 +82,9 @@ class Harness:
             "policies": [validate_policy_config(policy) for policy in policies],
         }
         body.update(sampling)
-        self.sampler = TailSampler(TailSamplingConfig.model_validate(body), self.kept.append, self.metrics, self.clock)
+        self.sampler = TailSampler(
+            TailSamplingConfig.model_validate(body), self.kept.append, self.metrics, self.clock, forward
+        )
 
     def batch(self, spans: list[Span], **request: Any) -> DecodedBatch:
         return self.splitter.split(make_request(spans, **request))
@@ -483,3 +486,147 @@ def test_span_ingest_drop_policies_act_at_once() -> None:
     health_id, health = make_trace(spans=2, attributes={"route": "/health"})
     h.ingest(health)
     assert h.kept == [] and health_id in h.sampler.not_sampled_cache
+
+
+# --- memory limit, span limit, forward backpressure ------------------------------------
+
+
+def test_a_trace_reaching_max_spans_per_trace_is_decided_at_once_and_its_late_spans_follow() -> None:
+    h = Harness([KEEP_ALL], max_spans_per_trace=5)
+    trace_id, spans = make_trace(spans=7)
+    h.ingest(spans[:3])
+    assert h.kept == [] and h.sampler.window.trace_count == 1
+    h.ingest(spans[3:5])
+    assert h.kept_ids() == [trace_id] and h.kept_spans(trace_id) == 5
+    assert h.sampler.window.trace_count == 0
+    assert h.value("tail_sampler_early_decisions_total", reason="span_limit") == 1
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="span_limit") == 1
+    h.ingest(spans[5:])
+    assert h.kept_spans(trace_id) == 7
+    assert h.value("tail_sampler_late_spans_total", decision="kept") == 2
+    assert h.sampler.window.trace_count == 0
+
+
+def test_a_request_carrying_more_than_max_spans_per_trace_is_decided_without_buffering() -> None:
+    h = Harness([KEEP_ERRORS], max_spans_per_trace=4)
+    big_id, big = make_trace(spans=6)
+    small_id, small = make_trace(spans=3)
+    assert h.ingest(big + small) == 2
+    assert h.sampler.window.trace_count == 1
+    assert h.sampler.window.get(small_id) is not None
+    assert big_id in h.sampler.not_sampled_cache
+    assert h.value("tail_sampler_traces_decided_total", decision="dropped", trigger="span_limit") == 1
+    assert h.value("tail_sampler_spans_decided_total", decision="dropped") == 6
+
+
+def test_the_memory_limit_decides_the_oldest_traces_early() -> None:
+    limit_mib = 0.01
+    limit = int(limit_mib * 1024 * 1024)
+    h = Harness([KEEP_ERRORS], memory_limit_mib=limit_mib, num_shards=4)
+    ids = []
+    for index in range(40):
+        trace_id, spans = make_trace(spans=3, error=index % 2 == 0)
+        ids.append(trace_id)
+        h.ingest(spans)
+        assert h.sampler.window.memory_bytes <= limit
+        h.clock.advance(0.1)
+    window = h.sampler.window
+    buffered = [trace_id for trace_id in ids if window.get(trace_id) is not None]
+    early = len(ids) - len(buffered)
+    assert early > 0 and buffered == ids[early:]  # the newest stay, the oldest went first
+    assert h.value("tail_sampler_early_decisions_total", reason="memory") == early
+    assert h.value("tail_sampler_traces_decided_total", decision="kept", trigger="memory") == len(h.kept)
+    assert h.kept_ids() == [trace_id for index, trace_id in enumerate(ids[:early]) if index % 2 == 0]
+    assert h.value("tail_sampler_window_memory_bytes") == window.memory_bytes
+    assert h.value("tail_sampler_window_memory_limit_bytes") == limit
+    # One more trace takes the room of the oldest that are left.
+    one_more = make_trace(spans=3)[1]
+    h.ingest(one_more)
+    assert window.get(buffered[0]) is None and window.memory_bytes <= limit
+
+
+def test_a_trace_larger_than_the_memory_limit_is_decided_at_once() -> None:
+    h = Harness([KEEP_ALL], memory_limit_mib=0.001)
+    trace_id, spans = make_trace(spans=30, attributes={"payload": "x" * 2000})
+    h.ingest(spans)
+    assert h.kept_ids() == [trace_id]
+    assert h.sampler.window.trace_count == 0
+    assert h.value("tail_sampler_early_decisions_total", reason="memory") == 1
+
+
+async def test_block_on_overflow_waits_for_memory_instead_of_deciding_early() -> None:
+    trace_id, spans = make_trace(spans=3)
+    one_trace = memory_of(Harness([KEEP_ALL]).batch(spans).traces[trace_id])
+    h = Harness([KEEP_ALL], memory_limit_mib=2.5 * one_trace / (1024 * 1024), block_on_overflow=True)
+    for _ in range(2):
+        batch = h.batch(make_trace(spans=3)[1])
+        assert await h.sampler.wait_for_room(batch, 0.05)
+        h.sampler.ingest(batch)
+    third = h.batch(make_trace(spans=3)[1])
+    assert not await h.sampler.wait_for_room(third, 0.05)
+    assert h.value("tail_sampler_early_decisions_total", reason="memory") == 0
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert await h.sampler.wait_for_room(third, 0.05)
+
+
+class Forward:
+    """The exporters' side as the sampler sees it: room for `capacity` kept traces in all."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.kept: list[TraceSpans] = []  # the harness's list of kept traces, once it exists
+        self.capacity = capacity
+        self.backed = False
+
+    def has_room(self) -> bool:
+        return len(self.kept) < self.capacity
+
+    def backed_up(self) -> bool:
+        return self.backed
+
+
+def test_with_block_on_overflow_decisions_pause_while_the_exporters_have_no_room() -> None:
+    forward = Forward(capacity=0)
+    h = Harness([KEEP_ALL], forward=forward, block_on_overflow=True)
+    forward.kept = h.kept
+    ids = [make_trace(spans=1)[0] for _ in range(3)]
+    for trace_id in ids:
+        h.ingest([make_span(trace_id)])
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 0
+    assert h.sampler.window.trace_count == 3
+    forward.capacity = 1
+    assert h.sampler.decide_due() == 1  # the decision that filled the room was the last one
+    assert h.sampler.window.trace_count == 2
+    forward.capacity = 10
+    assert h.sampler.decide_due() == 2
+    assert h.kept_ids() == ids
+
+
+def test_without_block_on_overflow_the_exporters_room_is_not_asked() -> None:
+    h = Harness([KEEP_ALL], forward=Forward(capacity=0))
+    h.ingest(make_trace(spans=1)[1])
+    h.clock.advance(WAIT)
+    assert h.sampler.decide_due() == 1
+
+
+async def test_block_on_overflow_refuses_while_the_exporters_are_backed_up() -> None:
+    forward = Forward()
+    h = Harness([KEEP_ALL], forward=forward, block_on_overflow=True)
+    batch = h.batch(make_trace(spans=1)[1])
+    forward.backed = True
+    assert not await h.sampler.wait_for_room(batch, 0.05)
+    forward.backed = False
+    assert await h.sampler.wait_for_room(batch, 0.05)
+
+
+def test_decision_cache_memory_is_estimated_per_entry_and_bounded_by_capacity() -> None:
+    h = Harness([KEEP_ERRORS], decision_cache={"sampled_cache_size": 2, "non_sampled_cache_size": 3})
+    for index in range(10):
+        h.ingest(make_trace(spans=1, error=index % 2 == 0)[1])
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    sampled = h.value("tail_sampler_decision_cache_memory_bytes", decision="sampled")
+    not_sampled = h.value("tail_sampler_decision_cache_memory_bytes", decision="not_sampled")
+    assert sampled == 2 * h.sampler.sampled_cache.entry_bytes > 0
+    assert not_sampled == 3 * h.sampler.not_sampled_cache.entry_bytes > 0
