@@ -126,10 +126,6 @@ class Exporter(ABC):
 
     # --- sending -----------------------------------------------------------
 
-    def queue_full(self) -> bool:
-        """Whether the queue has no room for another batch (enqueue would drop it with queue_full)."""
-        return self._queue.full()
-
     def enqueue(self, payload: Payload) -> None:
         if self._disk is not None:
             self._disk.put(payload)
@@ -178,7 +174,8 @@ class Exporter(ABC):
             disk.ack(record)
 
     def queue_full(self) -> bool:
-        """True while new batches are refused: a persistent queue's size cap is reached."""
+        """Whether enqueue would drop another batch: the memory queue is full, or a persistent
+        queue's size cap is reached (block_on_overflow waits on this, see forward/fanout.py)."""
         if self._disk is not None:
             return self._disk.full()
         return self._queue.full()
