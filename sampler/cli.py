@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess  # nosec B404 # only to start our own load generator for --demo
 import sys
-import urllib.parse
 from collections.abc import Sequence
 
 from sampler import __version__
 from sampler.config import Config, ConfigError, default_config_path, load_config
-from sampler.logs import configure_logging
+from sampler.logs import MASK, configure_logging, mask_secrets
 from sampler.receive.credentials import describe_security
 
 
@@ -102,20 +101,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print("exporters:")
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
-        print(f"  - {name} -> {redact_url(target)}{_exporter_security(exporter)}")
+        print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
     return 0
-
-
-REDACTED = "<redacted>"
-
-
-def redact_url(url: str) -> str:
-    """The URL without the password of a user:password@ part, if it has one."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{host}").geturl()
 
 
 def _exporter_security(exporter: object) -> str:
@@ -131,7 +118,7 @@ def _exporter_security(exporter: object) -> str:
         if getattr(tls, "insecure_skip_verify", False):
             parts.append("server certificate NOT verified")
     if headers:
-        parts.append("headers: " + ", ".join(f"{name}={REDACTED}" for name in headers))
+        parts.append("headers: " + ", ".join(f"{name}={MASK}" for name in headers))
     return f" ({'; '.join(parts)})" if parts else ""
 
 
