@@ -34,14 +34,14 @@ OLDEST_SUPPORTED = "1.30.0"
 SCHEMA_VERSIONS = [OLDEST_SUPPORTED, kubernetes_validate.utils.latest_version()]
 CUSTOM_KINDS = {"ServiceMonitor"}
 
-# The sizing rule of the README's "Memory sizing": what the process holds besides the
-# window, a generous figure per buffered span (the benchmark measured about 0.5 KiB for
-# 330-byte spans), spans per trace assumed in the ConfigMap, per remembered decision, and
-# the exporter queues when full (a backend outage).
-PROCESS_MIB = 150
-SPAN_KIB = 1.0
+# The sizing rule of the README's "Memory sizing and backpressure": the process's baseline
+# (about 70 MiB idle, measured; rounded up), bytes per remembered decision (measured), and
+# room for requests in flight (up to the clients; 16 of 4 MiB, as SDK batches are far smaller).
+BASELINE_MIB = 100
+SAMPLED_DECISION_BYTES = 256
+NOT_SAMPLED_DECISION_BYTES = 160
+REQUESTS_IN_FLIGHT_MIB = 64
 SPANS_PER_TRACE = 20
-CACHED_DECISION_KIB = 0.2
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi)?$")
 
@@ -172,15 +172,23 @@ def test_memory_limit_holds_the_configured_window():
     limit = mebibytes(resources["limits"]["memory"])
     assert mebibytes(resources["requests"]["memory"]) == limit  # no eviction of a pod holding traces
     sampling = config.tail_sampling
-    cached = sampling.decision_cache.sampled_cache_size + sampling.decision_cache.non_sampled_cache_size
-    queued_bytes = sum(
-        exporter.sending_queue.queue_size * config.batch.send_batch_max_bytes for exporter in config.exporters.values()
+    assert sampling.memory_limit_mib, "the window must be bounded in bytes, not only in traces"
+    caches = sampling.decision_cache
+    batch = config.batch.send_batch_max_bytes
+    forwarding = sum(
+        (1 + 2 * exporter.sending_queue.num_consumers + exporter.sending_queue.queue_size) * batch
+        for exporter in config.exporters.values()
     )
     needed = (
-        PROCESS_MIB
-        + sampling.num_traces * SPANS_PER_TRACE * SPAN_KIB / 1024
-        + cached * CACHED_DECISION_KIB / 1024
-        + queued_bytes / 2**20
+        BASELINE_MIB
+        + sampling.memory_limit_mib
+        + (
+            caches.sampled_cache_size * SAMPLED_DECISION_BYTES
+            + caches.non_sampled_cache_size * NOT_SAMPLED_DECISION_BYTES
+        )
+        / 2**20
+        + REQUESTS_IN_FLIGHT_MIB
+        + forwarding / 2**20
     )
     assert needed <= limit, f"the window needs about {needed:.0f} MiB; the limit is {limit:.0f} MiB"
     assert (
