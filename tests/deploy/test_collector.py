@@ -1,7 +1,8 @@
 """deploy/collector, checked offline as far as is honest without building otelcol-contrib:
 the Collector's config layout, the load_balancing exporter's keys against the component's
-own config struct and docs (exporter/loadbalancingexporter, config.go and README, v0.156),
-and the names, ports and permissions it relies on in deploy/kubernetes and deploy/compose."""
+own config struct and docs (exporter/loadbalancingexporter, config.go and README, v0.156;
+the same keys in v0.161, which tests/integration/test_scale_out.py builds and runs), and the
+names, ports and permissions it relies on in deploy/kubernetes and deploy/compose."""
 
 from __future__ import annotations
 
