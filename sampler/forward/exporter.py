@@ -162,7 +162,8 @@ class Exporter(ABC):
             record = await disk.get()
             await disk.mark_sending(record)
             try:
-                settled = await self._deliver(record.payload)
+                with self._batch_span(record.payload):
+                    settled = await self._deliver(record.payload)
             except Exception as exc:  # never let one payload stop the consumer
                 log.exception("exporter %s: unexpected failure", self.name)
                 self._drop(record.payload, "permanent_error", str(exc))

@@ -111,8 +111,17 @@ class HttpReceiver:
             reply.headers["WWW-Authenticate"] = auth.scheme
         return reply
 
+    def _error(self, request: web.Request, http_status: int, code: int, message: str) -> web.Response:
+        """A refusal in this receiver's format: for OTLP, a Status (gRPC `code`) in the request's encoding."""
+        return _status_response(http_status, code, message, JSON if request.content_type == JSON else PROTOBUF)
+
     def _unauthenticated(self, request: web.Request, message: str) -> web.Response:
-        return _status_response(401, _UNAUTHENTICATED, message, JSON if request.content_type == JSON else PROTOBUF)
+        return self._error(request, 401, _UNAUTHENTICATED, message)
+
+    def _window_full(self, request: web.Request, exc: WindowFull) -> web.Response:
+        reply = self._error(request, 503, _UNAVAILABLE, str(exc))
+        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return reply
 
     async def _export(self, request: web.Request) -> web.Response:
         content_type = request.content_type
@@ -124,7 +133,7 @@ class HttpReceiver:
         try:
             left = await self._ingest.room("http")
         except WindowFull as exc:
-            return self._refusal(str(exc), content_type)
+            return self._window_full(request, exc)
         limit = self._config.max_request_body_size
         try:
             data = await read_body(request, limit)
@@ -147,14 +156,8 @@ class HttpReceiver:
         try:
             response = await self._ingest.accept(parsed, "http", left)
         except WindowFull as exc:
-            return self._refusal(str(exc), content_type)
+            return self._window_full(request, exc)
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)
-
-    @staticmethod
-    def _refusal(message: str, content_type: str) -> web.Response:
-        reply = _status_response(503, _UNAVAILABLE, message, content_type)
-        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return reply
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(TRACES_PATH, self._export)

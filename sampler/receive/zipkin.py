@@ -13,7 +13,7 @@ from aiohttp import web
 from sampler import zipkin, zipkin_proto
 from sampler.config import ZipkinReceiverConfig
 from sampler.receive.http import BodyTooLarge, HttpReceiver, UnsupportedEncoding, read_body
-from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+from sampler.receive.ingest import Ingest, WindowFull
 
 SPANS_PATH = "/api/v2/spans"
 PROTOCOL = "zipkin"
@@ -37,14 +37,8 @@ class ZipkinReceiver(HttpReceiver):
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(SPANS_PATH, self._spans)
 
-    def _unauthenticated(self, request: web.Request, message: str) -> web.Response:
-        return _reply(401, message)
-
-    @staticmethod
-    def _window_full(exc: WindowFull) -> web.Response:
-        reply = _reply(503, str(exc))
-        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return reply
+    def _error(self, request: web.Request, http_status: int, code: int, message: str) -> web.Response:
+        return _reply(http_status, message)  # Zipkin answers in plain text
 
     async def _spans(self, request: web.Request) -> web.Response:
         content_type = request.content_type
@@ -62,7 +56,7 @@ class ZipkinReceiver(HttpReceiver):
         try:
             left = await self._ingest.room(PROTOCOL)
         except WindowFull as exc:
-            return self._window_full(exc)
+            return self._window_full(request, exc)
         limit = self._config.max_request_body_size
         try:
             data = await read_body(request, limit)
@@ -86,5 +80,5 @@ class ZipkinReceiver(HttpReceiver):
         try:
             response = await self._ingest.accept(parsed, PROTOCOL, left)
         except WindowFull as exc:
-            return self._window_full(exc)
+            return self._window_full(request, exc)
         return _reply(202, response.partial_success.error_message)
