@@ -24,6 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sampler.policies import Decision, Policy, TraceView
 from sampler.policies.probabilistic import ProbabilisticPolicy, fnv1a_64
 from sampler.receive.decode import RequestSplitter
+from tests.peers import unavailable
 from tests.support import make_request
 from tests.unit.helpers import config_errors, make_policy
 
@@ -221,7 +222,7 @@ def _go_env(cache: Path | None) -> dict[str, str]:
 def go_oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoOracle]:
     go = shutil.which("go")
     if go is None:
-        pytest.skip("`go` is not on PATH: the Collector parity check needs a Go toolchain (CI has one)")
+        unavailable("a Go toolchain", "`go` is not on PATH: the Collector parity check builds a Go program")
     workdir = tmp_path_factory.mktemp("go-probabilistic")
     (workdir / "main.go").write_text(GO_PROGRAM)
     binary = workdir / "probabilistic"
