@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from sampler import __version__
 from sampler.config import Config, ConfigError, default_config_path, load_config
-from sampler.logs import MASK, configure_logging, mask_secrets
 from sampler.receive.credentials import describe_security
+from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
 
 
 def _load(path: str) -> Config | None:
@@ -27,7 +27,7 @@ def _load(path: str) -> Config | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sampler.app import Daemon
+    from sampler.daemon import Daemon
 
     config = _load(args.config)
     if config is None:
@@ -123,14 +123,14 @@ def _exporter_security(exporter: object) -> str:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from sampler.schema import config_json_schema
+    from sampler.config.schema import config_json_schema
 
     print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:
-    from sampler.loadgen import LoadSettings, run_load
+    from sampler.tools.loadgen import LoadSettings, run_load
 
     configure_logging("warning")
     import threading
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from sampler import simulate
+    from sampler.tools.simulate import run as simulate
 
     paths = [args.config] if args.compare is None else [args.config, args.compare]
     configs = [config for config in (_load(path) for path in paths) if config is not None]

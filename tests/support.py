@@ -32,8 +32,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
-from sampler.app import Daemon
 from sampler.config import Config, parse_config
+from sampler.daemon import Daemon
 
 T0 = 1_700_000_000_000_000_000  # a fixed epoch in ns for hand-built spans
 MS = 1_000_000
@@ -450,7 +450,7 @@ def http_export(
 
 
 def json_body(request: ExportTraceServiceRequest) -> bytes:
-    from sampler.otlp_json import request_to_dict
+    from sampler.codecs.otlp_json import request_to_dict
 
     return json.dumps(request_to_dict(request)).encode()
 
@@ -461,7 +461,7 @@ def sdk_tracer(endpoint: str, protocol: str = "grpc", service: str = "svc") -> t
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from sampler.loadgen import make_exporter
+    from sampler.tools.loadgen import make_exporter
 
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(make_exporter(endpoint, protocol)))

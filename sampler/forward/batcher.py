@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sampler.config import BatchConfig
-from sampler.metrics import Metrics
-from sampler.model import ScopeKey, TraceSpans
-from sampler.wire import count_fields, encode_request, split_framed
+from sampler.spans.framing import count_fields, encode_request, split_framed
+from sampler.spans.trace import ScopeKey, TraceSpans
+from sampler.telemetry.metrics import Metrics
 
 # Framing around the spans (request, resource and scope fields) is small but not free.
 _FRAMING_ALLOWANCE = 64

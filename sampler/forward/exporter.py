@@ -24,8 +24,8 @@ from tenacity import (
 
 from sampler.config import QueueConfig, RetryConfig
 from sampler.forward.batcher import Payload
-from sampler.forward.disk_queue import DiskQueue
-from sampler.metrics import Metrics
+from sampler.forward.disk_queue.queue import DiskQueue
+from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

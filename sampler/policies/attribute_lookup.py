@@ -22,8 +22,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.common.v1 import common_pb2
 
-from sampler.model import TraceSpans
-from sampler.wire import varint
+from sampler.spans.framing import varint
+from sampler.spans.trace import TraceSpans
 
 _PACKAGE = "tail_sampler.projection"
 

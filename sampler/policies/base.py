@@ -12,8 +12,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from pydantic import BaseModel, ConfigDict, PlainValidator
 
-from sampler.model import TraceSpans
 from sampler.policies.attribute_lookup import AttributeIndex
+from sampler.spans.trace import TraceSpans
 
 
 class Decision(enum.Enum):

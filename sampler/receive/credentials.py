@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sampler.config import ReceiverAuthConfig, ServerTlsConfig
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from google.rpc import error_details_pb2, status_pb2
 
 from sampler.config import GrpcProtocolConfig
 from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
-from sampler.receive.decode import BadRequest, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+from sampler.receive.split import BadRequest, parse_protobuf
 
 log = logging.getLogger(__name__)
 

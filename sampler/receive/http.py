@@ -13,11 +13,11 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sampler.config import HttpProtocolConfig, ZipkinReceiverConfig
-from sampler.endpoints import split_endpoint
 from sampler.receive.connections import LimitedTCPSite
 from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
-from sampler.receive.decode import BadRequest, parse_json, parse_protobuf
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
+from sampler.receive.split import BadRequest, parse_json, parse_protobuf
+from sampler.telemetry.endpoints import split_endpoint
 
 log = logging.getLogger(__name__)
 

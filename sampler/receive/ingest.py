@@ -13,9 +13,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from sampler.config import OtlpReceiverConfig
-from sampler.engine import TailSampler
-from sampler.metrics import Metrics
-from sampler.receive.decode import RequestSplitter
+from sampler.decide.engine import TailSampler
+from sampler.receive.split import RequestSplitter
+from sampler.telemetry.metrics import Metrics
 
 PROTOCOLS = ("grpc", "http", "zipkin")
 # When a client refused for a full window should retry.

@@ -1,7 +1,7 @@
 """Zipkin receiver: POST /api/v2/spans, Zipkin v2 spans as a JSON array or a protobuf
 ListOfSpans, optionally gzip.
 
-The spans are mapped to one OTLP export request (sampler.zipkin) and ingested like
+The spans are mapped to one OTLP export request (sampler.codecs.zipkin.to_otlp) and ingested like
 an OTLP one, so the window, the policies and every exporter treat them the same.
 Answers follow the Zipkin server: 202 when accepted, a plain-text reason otherwise.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sampler import zipkin, zipkin_proto
+from sampler.codecs.zipkin import proto as zipkin_proto
+from sampler.codecs.zipkin import to_otlp as zipkin
 from sampler.config import ZipkinReceiverConfig
 from sampler.receive.http import BodyTooLarge, HttpReceiver, UnsupportedEncoding, read_body
 from sampler.receive.ingest import Ingest, WindowFull

@@ -30,7 +30,7 @@ from pathlib import Path
 from sampler import config
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 MODES = ("memory", "disk/never", "disk/interval", "disk/always")
 

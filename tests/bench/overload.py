@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 import bench  # noqa: E402  (the load generator, sink and scrape helpers of the benchmark)
 
-from sampler.engine import NOT_SAMPLED_ENTRY_BYTES, SAMPLED_ENTRY_BYTES  # noqa: E402
+from sampler.decide.engine import NOT_SAMPLED_ENTRY_BYTES, SAMPLED_ENTRY_BYTES  # noqa: E402
 
 MIB = 1024 * 1024
 # A request in flight is held as its bytes, its parsed message and its per-trace split.
@@ -60,8 +60,8 @@ def request_profile() -> tuple[int, int, int]:
     """(bytes of one load request, spans in it, estimated window memory of its traces)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    from sampler.buffer import memory_of
-    from sampler.receive.decode import RequestSplitter
+    from sampler.receive.split import RequestSplitter
+    from sampler.window.window import memory_of
 
     data, _ = bench.build_pool(1, seed=99)[0]
     batch = RequestSplitter().split(ExportTraceServiceRequest.FromString(bytes(data)))

@@ -4,7 +4,7 @@ Run:  python tests/bench/simulate_bench.py                 (20,000 traces, about
       python tests/bench/simulate_bench.py --traces 5000 --repeats 1
 
 Generates a file as the `file` exporter writes it (OTLP/JSON, one export request
-per line, written with sampler.otlp_json.request_to_json): checkout-like traces of
+per line, written with sampler.codecs.otlp_json.request_to_json): checkout-like traces of
 10 spans across five services, ~10 attributes per span (strings, ints, doubles,
 bools), 50 traces per line, 2 % of traces with a late span that lands on the next
 line, 3 % errors, 5 % slow. Then times `python -m sampler simulate` on it as a
@@ -56,7 +56,7 @@ def generate(path: Path, traces: int, seed: int) -> int:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-    from sampler.otlp_json import request_to_json
+    from sampler.codecs.otlp_json import request_to_json
     from tests.support import kv
 
     rng = random.Random(seed)
@@ -155,7 +155,7 @@ def time_cli(config: Path, traces_file: Path) -> tuple[float, dict]:
 
 def time_phases(config: Path, traces_file: Path) -> tuple[float, float]:
     from sampler.config import load_config
-    from sampler.simulate import read_traces, simulate
+    from sampler.tools.simulate.run import read_traces, simulate
 
     sampling = load_config(config).tail_sampling
     started = time.perf_counter()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
 from sampler import otlp_json, zipkin, zipkin_proto  # noqa: E402
-from sampler.receive.decode import RequestSplitter, parse_json  # noqa: E402
+from sampler.receive.split import RequestSplitter, parse_json  # noqa: E402
 
 SPANS_PER_TRACE = 10
 SERVICES = ("frontend", "cart", "checkout", "payment", "inventory")

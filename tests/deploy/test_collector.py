@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sampler.config import load_config, parse_duration
-from sampler.endpoints import split_endpoint
+from sampler.telemetry.endpoints import split_endpoint
 from tests.deploy.manifests import COLLECTOR_DIR, REPO, container, container_env, kustomization, one, sampler_config
 
 K8S_CONFIG = COLLECTOR_DIR / "loadbalancer.yaml"

@@ -17,7 +17,7 @@ import yaml
 
 from sampler.cli import build_parser
 from sampler.config import load_config
-from sampler.endpoints import split_endpoint
+from sampler.telemetry.endpoints import split_endpoint
 from tests.deploy.manifests import container, one
 from tests.test_repo_checks import _tool
 

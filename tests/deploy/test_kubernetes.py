@@ -14,8 +14,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from sampler.app import _RECEIVER_GRACE_SECONDS
-from sampler.endpoints import split_endpoint
+from sampler.daemon import _RECEIVER_GRACE_SECONDS
+from sampler.telemetry.endpoints import split_endpoint
 from tests.deploy.manifests import (
     KUBERNETES_DIR,
     REPO,

@@ -13,7 +13,7 @@ import atheris
 
 with atheris.instrument_imports():
     from sampler.config import ConfigError, SpanLimitsConfig, parse_config
-    from sampler.receive.decode import BadRequest, RequestSplitter, parse_json, parse_protobuf
+    from sampler.receive.split import BadRequest, RequestSplitter, parse_json, parse_protobuf
 
 _SPLITTER = RequestSplitter(
     max_spans_per_request=50, span_limits=SpanLimitsConfig(attribute_count_limit=4, attribute_value_length_limit=16)

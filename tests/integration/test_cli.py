@@ -224,7 +224,7 @@ def test_loadgen_against_the_daemon_writes_kept_traces_to_the_file(tmp_path):
     finally:
         daemon.kill()
     assert code == 0, output
-    from sampler.otlp_json import request_from_json
+    from sampler.codecs.otlp_json import request_from_json
     from tests.support import spans_of
 
     spans = spans_of(request_from_json(line) for line in out.read_text().splitlines())

@@ -263,7 +263,7 @@ def test_every_exporter_gets_every_kept_trace(start_daemon, grpc_sink, http_sink
     grpc_sink.wait_for_spans(5)
     http_sink.wait_for_spans(5)
     wait_until(lambda: path.exists() and path.read_text().count("\n") == 1)
-    from sampler.otlp_json import request_from_json
+    from sampler.codecs.otlp_json import request_from_json
     from tests.support import spans_of
 
     from_file = spans_of([request_from_json(line) for line in path.read_text().splitlines()])

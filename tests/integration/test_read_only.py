@@ -49,7 +49,7 @@ def test_the_daemon_runs_unprivileged_on_a_read_only_root_filesystem():
         unavailable("a read-only mount namespace", f"unshare/mount refused: {probe.stderr.strip()}")
     importable = subprocess.run(
         ["setpriv", "--reuid", IMAGE_USER, "--regid", IMAGE_USER, "--clear-groups", "--"]
-        + [sys.executable, "-c", "import sampler.app"],
+        + [sys.executable, "-c", "import sampler.daemon"],
         cwd=REPO,
         capture_output=True,
         text=True,

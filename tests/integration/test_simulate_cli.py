@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from sampler.otlp_json import request_to_json
+from sampler.codecs.otlp_json import request_to_json
 from tests.integration.test_cli import DaemonProcess, cli, write_config
 from tests.support import config_dict, grpc_export, make_request, make_trace, wait_until
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from sampler import zipkin_proto
+from sampler.codecs.zipkin import proto as zipkin_proto
 from tests.integration.test_cli import free_port
 from tests.peers import peer_dir, run_provisioning, unavailable
 from tests.support import (

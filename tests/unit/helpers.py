@@ -11,9 +11,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import ValidationError
 
-from sampler.model import TraceSpans
 from sampler.policies import Decision, Policy, TraceView, build_policy, validate_policy_config
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
+from sampler.spans.trace import TraceSpans
 from tests.support import make_request
 
 

@@ -11,7 +11,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.policies.base import TraceView
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
 
 # Few distinct keys, some prefixes of others and some long enough for a two-byte length,
 # so that lookups meet near misses and the key bytes inside values, events and scopes.

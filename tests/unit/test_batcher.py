@@ -14,8 +14,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
 from sampler.config import BatchConfig
 from sampler.forward.batcher import Batcher, Payload
-from sampler.metrics import Metrics
-from sampler.model import TraceSpans
+from sampler.spans.trace import TraceSpans
+from sampler.telemetry.metrics import Metrics
 from tests.support import make_span
 from tests.unit.helpers import trace_of
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sampler.buffer import SPAN_OVERHEAD_BYTES, TRACE_OVERHEAD_BYTES, TraceWindow, memory_of
-from sampler.model import TraceSpans
+from sampler.spans.trace import TraceSpans
+from sampler.window.window import SPAN_OVERHEAD_BYTES, TRACE_OVERHEAD_BYTES, TraceWindow, memory_of
 from tests.support import make_span
 from tests.unit.helpers import FakeClock, trace_of
 

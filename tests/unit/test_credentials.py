@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sampler.config import ConfigError, OtlpHttpExporterConfig, ReceiverAuthConfig, parse_config
-from sampler.metrics import Metrics
 from sampler.receive.credentials import CredentialError, TokenAuth
+from sampler.telemetry.metrics import Metrics
 
 BASE = """\
 tail_sampling:

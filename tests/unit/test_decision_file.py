@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sampler import decision_file
-from sampler.decision_file import DecisionFileError, decode, encode
+from sampler.decide import cache as decision_file
+from sampler.decide.cache import DecisionFileError, decode, encode
 
 trace_ids = st.binary(min_size=16, max_size=16)
 kept_entries = st.lists(st.tuples(trace_ids, st.binary(max_size=200), st.integers(min_value=0, max_value=2**63)))

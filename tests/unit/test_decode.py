@@ -6,9 +6,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from sampler import wire
-from sampler.model import TraceSpans
-from sampler.receive.decode import BadRequest, RequestSplitter, parse_json, parse_protobuf
+from sampler.receive.split import BadRequest, RequestSplitter, parse_json, parse_protobuf
+from sampler.spans import framing as wire
+from sampler.spans.trace import TraceSpans
 from tests.support import MS, T0, json_body, make_request, make_span, make_trace
 
 A = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")

@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from sampler.config import QueueStorageConfig
 from sampler.forward import disk_queue
 from sampler.forward.batcher import Payload
-from sampler.forward.disk_queue import (
+from sampler.forward.disk_queue.queue import (
     ACK_ENTRY,
     RECORD_HEADER,
     SEGMENT_HEADER,
     DiskQueue,
     ack_name,
 )
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 NAME = "otlp/backend"
 

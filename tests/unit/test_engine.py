@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.buffer import memory_of
 from sampler.config import TailSamplingConfig
-from sampler.engine import DecisionCache, ForwardRoom, TailSampler, combine
-from sampler.metrics import Metrics
-from sampler.model import DecodedBatch, TraceSpans
+from sampler.decide.engine import DecisionCache, ForwardRoom, TailSampler, combine
 from sampler.policies import Decision, validate_policy_config
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
+from sampler.spans.trace import DecodedBatch, TraceSpans
+from sampler.telemetry.metrics import Metrics
+from sampler.window.window import memory_of
 from tests.support import make_request, make_span, make_trace
 from tests.unit.helpers import FakeClock
 

@@ -8,7 +8,7 @@ from sampler.config import QueueConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter
 from sampler.forward.fanout import Fanout
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 
 class Parked(Exporter):

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from sampler.logs import MASK, TextFormatter, effective_config, json_formatter, mask_secrets
+from sampler.telemetry.logs import MASK, TextFormatter, effective_config, json_formatter, mask_secrets
 from tests.support import config_dict, make_config
 
 

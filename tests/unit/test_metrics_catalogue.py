@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from sampler.metrics import PREFIX, Metrics
+from sampler.telemetry.metrics import PREFIX, Metrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CATALOGUE_HEADER = "| metric | type | labels | meaning |"

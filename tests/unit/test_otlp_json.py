@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.otlp_json import request_from_json, request_to_dict, request_to_json
+from sampler.codecs.otlp_json import request_from_json, request_to_dict, request_to_json
 from tests.support import make_request, make_span
 
 TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")

@@ -23,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.policies import Decision, Policy, TraceView
 from sampler.policies.probabilistic import ProbabilisticPolicy, fnv1a_64
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
 from tests.peers import unavailable
 from tests.support import make_request
 from tests.unit.helpers import config_errors, make_policy

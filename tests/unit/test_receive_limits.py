@@ -8,8 +8,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
 from sampler.config import SpanLimitsConfig
-from sampler.model import DecodedBatch
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
+from sampler.spans.trace import DecodedBatch
 from tests.support import make_request, make_span
 
 A = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
-from sampler.records import DecisionRecorder, ot_threshold, upstream_probability, with_threshold
+from sampler.decide.records import DecisionRecorder, ot_threshold, upstream_probability, with_threshold
 from tests.support import make_trace
 from tests.unit.helpers import make_policy, trace_of
 

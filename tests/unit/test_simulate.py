@@ -1,4 +1,4 @@
-"""sampler.simulate: decoding recorded OTLP/JSON exactly as request_from_json does, merging
+"""sampler.tools.simulate.run: decoding recorded OTLP/JSON exactly as request_from_json does, merging
 traces across lines (in one process or a pool), and deciding them with the daemon's evaluation."""
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler import otlp_json, simulate
+from sampler.codecs import otlp_json
+from sampler.codecs.otlp_json import request_from_json as parse_request
+from sampler.codecs.otlp_json import request_from_json_exact as request_from_json
+from sampler.codecs.otlp_json import request_to_json
 from sampler.config import TailSamplingConfig
-from sampler.otlp_json import request_from_json as parse_request
-from sampler.otlp_json import request_from_json_exact as request_from_json
-from sampler.otlp_json import request_to_json
 from sampler.policies import validate_policy_config
-from sampler.simulate import InputError, read_traces
+from sampler.tools.simulate import run as simulate
+from sampler.tools.simulate.run import InputError, read_traces
 from tests.support import MS, T0, make_request, make_span, make_trace
 
 ERRORS = {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}

@@ -11,9 +11,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from sampler import wire
-from sampler.model import ScopeKey
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
+from sampler.spans import framing as wire
+from sampler.spans.trace import ScopeKey
 
 MAX_UINT64 = (1 << 64) - 1
 
@@ -236,7 +236,7 @@ def test_add_scope_attributes_appends_to_the_scope_and_keeps_the_schema_url() ->
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
-    from sampler.wire import add_scope_attributes, frame, scope_prefix
+    from sampler.spans.framing import add_scope_attributes, frame, scope_prefix
 
     scope = InstrumentationScope(name="lib", version="1", attributes=[KeyValue(key="a", value=AnyValue(int_value=1))])
     extra = frame(b"\x1a", KeyValue(key="b", value=AnyValue(string_value="x")).SerializeToString())

@@ -1,4 +1,4 @@
-"""sampler.zipkin: Zipkin v2 spans to and from OTLP, field by field and round trip."""
+"""sampler.codecs.zipkin.to_otlp: Zipkin v2 spans to and from OTLP, field by field and round trip."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from sampler import zipkin, zipkin_proto
+from sampler.codecs.zipkin import proto as zipkin_proto
+from sampler.codecs.zipkin import to_otlp as zipkin
 from sampler.config import ConfigError, parse_config
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
 from tests.support import kv, make_request
 
 TRACE_128 = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")

@@ -30,10 +30,10 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
-from sampler.model import TraceSpans
 from sampler.policies import Policy, TraceView
 from sampler.policies.compound import CompositePolicy
-from sampler.wire import TAG_SCOPE_SPAN, add_scope_attributes, frame, varint
+from sampler.spans.framing import TAG_SCOPE_SPAN, add_scope_attributes, frame, varint
+from sampler.spans.trace import TraceSpans
 
 _TAG_SCOPE_ATTRIBUTE = b"\x1a"  # InstrumentationScope.attributes = 3
 _CACHED = frame(

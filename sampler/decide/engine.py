@@ -11,12 +11,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from sampler.buffer import TraceWindow, memory_of
 from sampler.config import TailSamplingConfig
-from sampler.metrics import Metrics
-from sampler.model import DecodedBatch, TraceSpans
+from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
-from sampler.records import EARLY_DECISION_REASONS, DecisionRecorder
+from sampler.spans.trace import DecodedBatch, TraceSpans
+from sampler.telemetry.metrics import Metrics
+from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
 

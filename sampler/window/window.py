@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 
-from sampler.model import TraceSpans
+from sampler.spans.trace import TraceSpans
 
 # What a buffered trace costs beyond its spans' bytes: its objects, dict slots, span
 # framing and bytearray slack. Measured with tracemalloc on traces of 1 to 100 spans

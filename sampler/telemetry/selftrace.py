@@ -11,7 +11,7 @@ from opentelemetry.trace import Tracer
 
 from sampler import __version__
 from sampler.config import SelfTracesConfig
-from sampler.loadgen import make_exporter
+from sampler.tools.loadgen import make_exporter
 
 SERVICE_NAME = "tail-sampler"
 

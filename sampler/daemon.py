@@ -10,8 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sampler import __version__, decision_file
-from sampler.admin import AdminServer
+from sampler import __version__
 from sampler.config import (
     Config,
     FileExporterConfig,
@@ -19,22 +18,24 @@ from sampler.config import (
     OtlpHttpExporterConfig,
     ZipkinExporterConfig,
 )
-from sampler.engine import TailSampler
+from sampler.decide import cache as decision_file
+from sampler.decide.engine import TailSampler
+from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporter import Exporter
+from sampler.forward.exporters.file import FileExporter
+from sampler.forward.exporters.otlp_grpc import OtlpGrpcExporter
+from sampler.forward.exporters.otlp_http import OtlpHttpExporter
+from sampler.forward.exporters.zipkin import ZipkinExporter
 from sampler.forward.fanout import Fanout
-from sampler.forward.file import FileExporter
-from sampler.forward.otlp_grpc import OtlpGrpcExporter
-from sampler.forward.otlp_http import OtlpHttpExporter
-from sampler.forward.zipkin import ZipkinExporter
-from sampler.logs import effective_config
-from sampler.metrics import Metrics
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
-from sampler.reload import ConfigReloader
-from sampler.selftrace import SelfTracing
+from sampler.telemetry.admin import AdminServer
+from sampler.telemetry.logs import effective_config
+from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.selftrace import SelfTracing
 
 log = logging.getLogger("sampler")
 

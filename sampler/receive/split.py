@@ -9,10 +9,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler import otlp_json
+from sampler.codecs import otlp_json
 from sampler.config import SpanLimitsConfig
-from sampler.model import DecodedBatch, ScopeKey, TraceSpans
-from sampler.wire import TAG_SCOPE_SPAN, resource_prefix, scope_prefix, varint
+from sampler.spans.framing import TAG_SCOPE_SPAN, resource_prefix, scope_prefix, varint
+from sampler.spans.trace import DecodedBatch, ScopeKey, TraceSpans
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)

@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 
 from sampler.config import Config, ConfigError, load_config
-from sampler.engine import TailSampler
-from sampler.metrics import Metrics
+from sampler.decide.engine import TailSampler
+from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

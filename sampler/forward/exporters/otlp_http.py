@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from sampler.config import HttpClientTlsConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 

@@ -8,8 +8,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sampler.config import AdminConfig
-from sampler.endpoints import split_endpoint
-from sampler.metrics import Metrics
+from sampler.telemetry.endpoints import split_endpoint
+from sampler.telemetry.metrics import Metrics
 
 
 class AdminServer:

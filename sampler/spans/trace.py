@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.wire.
+# A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.spans.framing.
 ScopeKey = tuple[bytes, bytes]
 
 

@@ -2,7 +2,7 @@
 
 It is the OTLP/HTTP exporter (connections, TLS, gzip, retryable statuses and
 Retry-After) with another body: each payload is parsed once and mapped with
-sampler.zipkin (and encoded with sampler.zipkin_proto for `format: proto`).
+sampler.codecs.zipkin.to_otlp (and encoded with sampler.codecs.zipkin.proto for `format: proto`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import asyncio
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sampler import zipkin, zipkin_proto
+from sampler.codecs.zipkin import proto as zipkin_proto
+from sampler.codecs.zipkin import to_otlp as zipkin
 from sampler.config import ZipkinExporterConfig
 from sampler.forward.batcher import Payload
-from sampler.forward.otlp_http import OtlpHttpExporter
-from sampler.metrics import Metrics
+from sampler.forward.exporters.otlp_http import OtlpHttpExporter
+from sampler.telemetry.metrics import Metrics
 
 
 class ZipkinExporter(OtlpHttpExporter):

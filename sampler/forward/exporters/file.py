@@ -7,11 +7,11 @@ from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sampler import otlp_json
+from sampler.codecs import otlp_json
 from sampler.config import FileExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, RetryableError
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 
 class FileExporter(Exporter):

@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from sampler.config import OtlpExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 

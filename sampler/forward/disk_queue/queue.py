@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 from sampler.config import QueueStorageConfig
 from sampler.forward.batcher import Payload
-from sampler.metrics import Metrics
+from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

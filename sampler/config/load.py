@@ -33,7 +33,7 @@ def default_config_path() -> Path:
     """The shipped config: config/sampler.yaml in the working directory, else in the source checkout."""
     if SHIPPED_CONFIG.exists():
         return SHIPPED_CONFIG
-    return Path(__file__).resolve().parent.parent / SHIPPED_CONFIG
+    return Path(__file__).resolve().parents[2] / SHIPPED_CONFIG
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

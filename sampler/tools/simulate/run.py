@@ -23,13 +23,13 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO, Any
 
-from sampler import otlp_json
+from sampler.codecs import otlp_json
 from sampler.config import TailSamplingConfig
-from sampler.engine import TailSampler
-from sampler.metrics import Metrics
-from sampler.model import TraceSpans
+from sampler.decide.engine import TailSampler
 from sampler.policies import Decision
-from sampler.receive.decode import RequestSplitter
+from sampler.receive.split import RequestSplitter
+from sampler.spans.trace import TraceSpans
+from sampler.telemetry.metrics import Metrics
 
 
 class InputError(Exception):

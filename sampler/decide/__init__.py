@@ -1,0 +1,1 @@
+"""Decisions: policies run on due traces, decisions remembered and recorded on kept spans."""

@@ -1,0 +1,1 @@
+"""Commands beside the daemon: the offline simulator and the load generator."""

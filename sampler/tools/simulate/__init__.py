@@ -1,0 +1,1 @@
+"""`tail-sampler simulate`: recorded traces replayed offline through a config's policies."""
