@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from sampler import __version__
-from sampler.config import Config, ConfigError, default_config_path, load_config
+from sampler.config.load import default_config_path, load_config
+from sampler.config.model import Config
+from sampler.config.types import ConfigError
 from sampler.receive.credentials import describe_security
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
 
@@ -202,25 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from sampler.tools.simulate import run as simulate
+    from sampler.tools.simulate.read import InputError, read_traces
+    from sampler.tools.simulate.report import format_report, report_dict
+    from sampler.tools.simulate.run import simulate
 
     paths = [args.config] if args.compare is None else [args.config, args.compare]
     configs = [config for config in (_load(path) for path in paths) if config is not None]
     if len(configs) != len(paths):
         return 2
     try:
-        traces = simulate.read_traces(args.input)
-    except simulate.InputError as exc:
+        traces = read_traces(args.input)
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results = [
-        simulate.simulate(config.tail_sampling, traces.traces.values(), path)
+        simulate(config.tail_sampling, traces.traces.values(), path)
         for config, path in zip(configs, paths, strict=True)
     ]
     if args.json:
-        print(json.dumps(simulate.report_dict(traces, results), indent=2))
+        print(json.dumps(report_dict(traces, results), indent=2))
     else:
-        print(simulate.format_report(traces, results))
+        print(format_report(traces, results))
     return 0
 
 

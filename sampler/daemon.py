@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sampler import __version__
-from sampler.config import (
-    Config,
+from sampler.config.exporters import (
     FileExporterConfig,
     OtlpExporterConfig,
     OtlpHttpExporterConfig,
     ZipkinExporterConfig,
 )
+from sampler.config.model import Config
 from sampler.decide import cache as decision_file
 from sampler.decide.engine import TailSampler
 from sampler.decide.reload import ConfigReloader

@@ -461,7 +461,7 @@ def sdk_tracer(endpoint: str, protocol: str = "grpc", service: str = "svc") -> t
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from sampler.tools.loadgen import make_exporter
+    from sampler.telemetry.selftrace import make_exporter
 
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(make_exporter(endpoint, protocol)))

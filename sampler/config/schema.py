@@ -11,7 +11,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from sampler.config import DURATION_JSON_SCHEMA, EXPORTER_TYPES, Config
+from sampler.config.exporters import EXPORTER_TYPES
+from sampler.config.model import Config
+from sampler.config.types import DURATION_JSON_SCHEMA
 from sampler.policies import LEAF_TYPES, POLICY_TYPES, policy_model
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

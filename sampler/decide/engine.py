@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from sampler.config import TailSamplingConfig
+from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
 from sampler.spans.trace import DecodedBatch, TraceSpans

@@ -31,7 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from sampler.policies import Policy, TraceView
-from sampler.policies.compound import CompositePolicy
+from sampler.policies.composite import CompositePolicy
 from sampler.spans.framing import TAG_SCOPE_SPAN, add_scope_attributes, frame, varint
 from sampler.spans.trace import TraceSpans
 

@@ -13,7 +13,9 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sampler.config import Config, ConfigError, load_config
+from sampler.config.load import load_config
+from sampler.config.model import Config
+from sampler.config.types import ConfigError
 from sampler.decide.engine import TailSampler
 from sampler.telemetry.metrics import Metrics
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sampler.config import BatchConfig
+from sampler.config.exporters import BatchConfig
 from sampler.spans.framing import count_fields, encode_request, split_framed
 from sampler.spans.trace import ScopeKey, TraceSpans
 from sampler.telemetry.metrics import Metrics

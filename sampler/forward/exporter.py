@@ -22,7 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from sampler.config import QueueConfig, RetryConfig
+from sampler.config.exporters import QueueConfig, RetryConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.disk_queue.queue import DiskQueue
 from sampler.telemetry.metrics import Metrics

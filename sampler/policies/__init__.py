@@ -12,12 +12,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sampler.policies import (
-    adaptive,
     always_sample,
+    and_,
     boolean_attribute,
     bytes_limiting,
-    compound,
+    composite,
+    drop,
+    dynamic,
     latency,
+    not_,
     numeric_attribute,
     ottl_condition,
     probabilistic,
@@ -25,6 +28,7 @@ from sampler.policies import (
     span_count,
     status_code,
     string_attribute,
+    throughput,
     trace_flags,
     trace_state,
 )
@@ -50,12 +54,12 @@ BUILTIN_POLICY_TYPES: Mapping[str, type[Policy]] = MappingProxyType(
             trace_state.TraceStatePolicy,
             trace_flags.TraceFlagsPolicy,
             ottl_condition.OttlConditionPolicy,
-            adaptive.DynamicPolicy,
-            adaptive.ThroughputPolicy,
-            compound.AndPolicy,
-            compound.DropPolicy,
-            compound.NotPolicy,
-            compound.CompositePolicy,
+            dynamic.DynamicPolicy,
+            throughput.ThroughputPolicy,
+            and_.AndPolicy,
+            drop.DropPolicy,
+            not_.NotPolicy,
+            composite.CompositePolicy,
         )
     }
 )

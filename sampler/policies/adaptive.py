@@ -1,4 +1,5 @@
-"""Adaptive samplers, after Refinery's EMA dynamic and EMA throughput samplers.
+"""What the adaptive samplers (dynamic.py, throughput.py) share, after Refinery's EMA dynamic
+and EMA throughput samplers.
 
 Both count traces per key (built from a few fields of the trace), smooth the
 counts with an exponential moving average recomputed every adjustment_interval,
@@ -16,7 +17,7 @@ import math
 
 from pydantic import Field
 
-from sampler.config import Duration
+from sampler.config.types import Duration
 from sampler.policies.base import Decision, Policy, PolicySettings, TraceView
 from sampler.policies.probabilistic import fnv1a_64
 
@@ -24,7 +25,7 @@ _MAX_UINT64 = (1 << 64) - 1
 _OTHER_KEY = "\x00other"
 
 
-class _AdaptiveSettings(PolicySettings):
+class AdaptiveSettings(PolicySettings):
     key_fields: list[str] = Field(default_factory=list)
     use_trace_length: bool = False
     adjustment_interval: Duration = Field(15.0, gt=0)
@@ -32,15 +33,6 @@ class _AdaptiveSettings(PolicySettings):
     age_out_value: float = Field(0.5, ge=0)
     max_keys: int = Field(500, gt=0)
     hash_salt: str = "tail-sampler-adaptive"
-
-
-class DynamicSettings(_AdaptiveSettings):
-    goal_sample_rate: int = Field(ge=1)
-    key_fields: list[str] = Field(min_length=1)
-
-
-class ThroughputSettings(_AdaptiveSettings):
-    goal_throughput_per_sec: float = Field(gt=0)
 
 
 def _trace_key(trace: TraceView, fields: list[str], use_trace_length: bool) -> str:
@@ -101,7 +93,9 @@ def sample_rates(ema: dict[str, float], goal_rate: float) -> dict[str, float]:
     return rates
 
 
-class _AdaptivePolicy(Policy):
+class AdaptivePolicy(Policy):
+    """Counts traces per key and samples each key at its current rate; subclasses set the goal rate."""
+
     def prepare(self) -> None:
         settings = self.settings
         self._counts: dict[str, int] = {}
@@ -152,24 +146,3 @@ class _AdaptivePolicy(Policy):
 
     def sample_rate(self) -> float | None:
         return self._last_rate
-
-
-class DynamicPolicy(_AdaptivePolicy):
-    """Keeps about one in goal_sample_rate traces overall, rare keys more often than frequent ones."""
-
-    type_name = "dynamic"
-    settings_model = DynamicSettings
-
-    def goal_rate(self, traces_per_second: float) -> float:
-        return float(self.settings.goal_sample_rate)
-
-
-class ThroughputPolicy(_AdaptivePolicy):
-    """Keeps about goal_throughput_per_sec traces per second, adapting to the incoming rate
-    (spread over keys when key_fields are given) instead of keeping the first ones each second."""
-
-    type_name = "throughput"
-    settings_model = ThroughputSettings
-
-    def goal_rate(self, traces_per_second: float) -> float:
-        return max(1.0, traces_per_second / self.settings.goal_throughput_per_sec)

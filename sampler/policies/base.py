@@ -5,15 +5,13 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar
 
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from pydantic import BaseModel, ConfigDict, PlainValidator
 
 from sampler.policies.attribute_lookup import AttributeIndex
-from sampler.spans.trace import TraceSpans
+from sampler.spans.trace import SpanRecord, TraceSpans
 
 
 class Decision(enum.Enum):
@@ -26,14 +24,6 @@ class PolicySettings(BaseModel):
     """Base of each policy type's settings block (the key named after its type)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SpanRecord(NamedTuple):
-    """A buffered span with the resource and scope it arrived under."""
-
-    resource: Resource
-    scope: InstrumentationScope
-    span: Span
 
 
 class TraceView:

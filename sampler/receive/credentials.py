@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sampler.config import ReceiverAuthConfig, ServerTlsConfig
+from sampler.config.receivers import ReceiverAuthConfig, ServerTlsConfig
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)

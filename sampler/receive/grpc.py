@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from sampler.config import GrpcProtocolConfig
+from sampler.config.receivers import GrpcProtocolConfig
 from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_protobuf

@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sampler.config import HttpProtocolConfig, ZipkinReceiverConfig
+from sampler.config.receivers import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.receive.connections import LimitedTCPSite
 from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull

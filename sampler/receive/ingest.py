@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from sampler.config import OtlpReceiverConfig
+from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
 from sampler.telemetry.metrics import Metrics

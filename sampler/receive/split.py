@@ -10,7 +10,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.codecs import otlp_json
-from sampler.config import SpanLimitsConfig
+from sampler.config.receivers import SpanLimitsConfig
 from sampler.spans.framing import TAG_SCOPE_SPAN, resource_prefix, scope_prefix, varint
 from sampler.spans.trace import DecodedBatch, ScopeKey, TraceSpans
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sampler.codecs.zipkin import proto as zipkin_proto
-from sampler.codecs.zipkin import to_otlp as zipkin
-from sampler.config import ZipkinReceiverConfig
+from sampler.codecs.zipkin import proto, to_otlp
+from sampler.config.receivers import ZipkinReceiverConfig
 from sampler.receive.http import BodyTooLarge, HttpReceiver, UnsupportedEncoding, read_body
 from sampler.receive.ingest import Ingest, WindowFull
 
@@ -43,7 +42,7 @@ class ZipkinReceiver(HttpReceiver):
 
     async def _spans(self, request: web.Request) -> web.Response:
         content_type = request.content_type
-        protobuf = content_type == zipkin_proto.CONTENT_TYPE
+        protobuf = content_type == proto.CONTENT_TYPE
         json_body = content_type == _JSON or (
             content_type == _NO_CONTENT_TYPE and "Content-Type" not in request.headers
         )
@@ -52,7 +51,7 @@ class ZipkinReceiver(HttpReceiver):
             return _reply(
                 415,
                 f"unsupported Content-Type {content_type!r}; "
-                f"this receiver takes Zipkin v2 {_JSON} or {zipkin_proto.CONTENT_TYPE}",
+                f"this receiver takes Zipkin v2 {_JSON} or {proto.CONTENT_TYPE}",
             )
         try:
             left = await self._ingest.room(PROTOCOL)
@@ -72,9 +71,9 @@ class ZipkinReceiver(HttpReceiver):
             return _reply(400, f"cannot read request body: {exc}")
         try:
             if protobuf:
-                parsed = zipkin.request_from_zipkin(zipkin_proto.decode(data), self._parse_string_tags)
+                parsed = to_otlp.request_from_zipkin(proto.decode(data), self._parse_string_tags)
             else:
-                parsed = zipkin.parse_json(data, self._parse_string_tags)
+                parsed = to_otlp.parse_json(data, self._parse_string_tags)
         except ValueError as exc:
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")

@@ -9,6 +9,11 @@ spans of one trace from one request and the whole buffered trace.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 # A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.spans.framing.
 ScopeKey = tuple[bytes, bytes]
@@ -78,3 +83,11 @@ class DecodedBatch:
     # Span limits applied: attributes dropped, string or bytes values truncated.
     dropped_attributes: int = 0
     truncated_values: int = 0
+
+
+class SpanRecord(NamedTuple):
+    """A span parsed from its buffered bytes, with the resource and scope it arrived under."""
+
+    resource: Resource
+    scope: InstrumentationScope
+    span: Span

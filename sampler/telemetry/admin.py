@@ -7,7 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sampler.config import AdminConfig
+from sampler.config.model import AdminConfig
 from sampler.telemetry.endpoints import split_endpoint
 from sampler.telemetry.metrics import Metrics
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from sampler.config import Config
+from sampler.config.model import Config
 
 LogFormat = Literal["text", "json"]
 

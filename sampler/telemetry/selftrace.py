@@ -5,15 +5,28 @@ from __future__ import annotations
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
 
 from sampler import __version__
-from sampler.config import SelfTracesConfig
-from sampler.tools.loadgen import make_exporter
+from sampler.config.model import SelfTracesConfig
 
 SERVICE_NAME = "tail-sampler"
+
+
+def make_exporter(endpoint: str, protocol: str) -> SpanExporter:
+    """An OTLP span exporter of the OpenTelemetry SDK: plaintext gRPC to host:port, or HTTP to a URL."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=endpoint, insecure=True)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    url = endpoint if endpoint.startswith("http") else f"http://{endpoint}"
+    if not url.rstrip("/").endswith("/v1/traces"):
+        url = url.rstrip("/") + "/v1/traces"
+    return HttpExporter(endpoint=url)
 
 
 class SelfTracing:

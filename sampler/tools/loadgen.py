@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from sampler.telemetry.selftrace import make_exporter
 
 SERVICES = ("frontend", "cart", "checkout", "payment", "inventory")
 _MS = 1_000_000
@@ -32,19 +34,6 @@ class LoadSettings:
     error_ratio: float = 0.03
     slow_ratio: float = 0.05
     seed: int | None = None
-
-
-def make_exporter(endpoint: str, protocol: str) -> SpanExporter:
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter(endpoint=endpoint, insecure=True)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    url = endpoint if endpoint.startswith("http") else f"http://{endpoint}"
-    if not url.rstrip("/").endswith("/v1/traces"):
-        url = url.rstrip("/") + "/v1/traces"
-    return HttpExporter(endpoint=url)
 
 
 class CheckoutTraffic:

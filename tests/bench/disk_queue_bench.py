@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sampler import config
+from sampler.config.exporters import QueueConfig, QueueStorageConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter
 from sampler.telemetry.metrics import Metrics
@@ -38,7 +38,7 @@ MODES = ("memory", "disk/never", "disk/interval", "disk/always")
 class AcceptingExporter(Exporter):
     kind = "bench"
 
-    def __init__(self, queue: config.QueueConfig, metrics: Metrics, expected: int) -> None:
+    def __init__(self, queue: QueueConfig, metrics: Metrics, expected: int) -> None:
         super().__init__("bench", metrics, queue, retry=None)
         self.expected = expected
         self.delivered = 0
@@ -61,10 +61,10 @@ async def _ticker(stalls: list[float], stop: asyncio.Event) -> None:
 
 async def run_once(mode: str, batches: int, batch_bytes: int, directory: Path) -> tuple[float, float]:
     if mode == "memory":
-        queue = config.QueueConfig(num_consumers=2, queue_size=batches)
+        queue = QueueConfig(num_consumers=2, queue_size=batches)
     else:
-        storage = config.QueueStorageConfig(directory=str(directory), max_size_mib=4096, fsync=mode.split("/")[1])
-        queue = config.QueueConfig(num_consumers=2, storage=storage)
+        storage = QueueStorageConfig(directory=str(directory), max_size_mib=4096, fsync=mode.split("/")[1])
+        queue = QueueConfig(num_consumers=2, storage=storage)
     exporter = AcceptingExporter(queue, Metrics(), batches)
     await exporter.start()
     payloads = [Payload(bytes([index % 251]) * batch_bytes, 100) for index in range(batches)]

@@ -155,7 +155,8 @@ def time_cli(config: Path, traces_file: Path) -> tuple[float, dict]:
 
 def time_phases(config: Path, traces_file: Path) -> tuple[float, float]:
     from sampler.config import load_config
-    from sampler.tools.simulate.run import read_traces, simulate
+    from sampler.tools.simulate.read import read_traces
+    from sampler.tools.simulate.run import simulate
 
     sampling = load_config(config).tail_sampling
     started = time.perf_counter()

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
-from sampler.config import SpanLimitsConfig  # noqa: E402
+from sampler.config.receivers import SpanLimitsConfig  # noqa: E402
 from sampler.receive.split import RequestSplitter  # noqa: E402
 from tests.bench.bench import SPANS_PER_TRACE, TRACES_PER_REQUEST, build_pool  # noqa: E402
 

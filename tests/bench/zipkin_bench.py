@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
-from sampler import otlp_json, zipkin, zipkin_proto  # noqa: E402
+from sampler.codecs import otlp_json  # noqa: E402
+from sampler.codecs.zipkin import from_otlp, proto, to_otlp  # noqa: E402
 from sampler.receive.split import RequestSplitter, parse_json  # noqa: E402
 
 SPANS_PER_TRACE = 10
@@ -93,26 +94,26 @@ def main() -> None:
     args = parser.parse_args()
 
     zipkin_body = json.dumps(zipkin_spans(args.spans, args.seed)).encode()
-    request = zipkin.parse_json(zipkin_body)
+    request = to_otlp.parse_json(zipkin_body)
     otlp_json_body = otlp_json.request_to_json(request).encode()
     payload = request.SerializeToString()
-    zipkin_proto_body = zipkin_proto.encode(json.loads(zipkin_body))
+    zipkin_proto_body = proto.encode(json.loads(zipkin_body))
     splitter = RequestSplitter()
 
     def receive_zipkin() -> object:
-        return splitter.split(zipkin.parse_json(zipkin_body))
+        return splitter.split(to_otlp.parse_json(zipkin_body))
 
     def receive_zipkin_proto() -> object:
-        return splitter.split(zipkin.request_from_zipkin(zipkin_proto.decode(zipkin_proto_body)))
+        return splitter.split(to_otlp.request_from_zipkin(proto.decode(zipkin_proto_body)))
 
     def receive_otlp_json() -> object:
         return splitter.split(parse_json(otlp_json_body))
 
     def export_zipkin() -> object:
-        return zipkin.encode_json(ExportTraceServiceRequest.FromString(payload))
+        return from_otlp.encode_json(ExportTraceServiceRequest.FromString(payload))
 
     def export_zipkin_proto() -> object:
-        return zipkin_proto.encode(zipkin.request_to_zipkin(ExportTraceServiceRequest.FromString(payload)))
+        return proto.encode(from_otlp.request_to_zipkin(ExportTraceServiceRequest.FromString(payload)))
 
     def export_otlp_json() -> object:
         return otlp_json.request_to_json(ExportTraceServiceRequest.FromString(payload))

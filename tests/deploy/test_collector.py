@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sampler.config import load_config, parse_duration
+from sampler.config import load_config
+from sampler.config.types import parse_duration
 from sampler.telemetry.endpoints import split_endpoint
 from tests.deploy.manifests import COLLECTOR_DIR, REPO, container, container_env, kustomization, one, sampler_config
 

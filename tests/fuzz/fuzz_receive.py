@@ -12,7 +12,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from sampler.config import ConfigError, SpanLimitsConfig, parse_config
+    from sampler.config import ConfigError, parse_config
+    from sampler.config.receivers import SpanLimitsConfig
     from sampler.receive.split import BadRequest, RequestSplitter, parse_json, parse_protobuf
 
 _SPLITTER = RequestSplitter(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
-from sampler.config import BatchConfig
+from sampler.config.exporters import BatchConfig
 from sampler.forward.batcher import Batcher, Payload
 from sampler.spans.trace import TraceSpans
 from sampler.telemetry.metrics import Metrics

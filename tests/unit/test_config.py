@@ -9,16 +9,9 @@ from typing import Any
 
 import pytest
 
-from sampler.config import (
-    Config,
-    ConfigError,
-    FileExporterConfig,
-    OtlpExporterConfig,
-    default_config_path,
-    load_config,
-    parse_config,
-    parse_duration,
-)
+from sampler.config import Config, ConfigError, default_config_path, load_config, parse_config
+from sampler.config.exporters import FileExporterConfig, OtlpExporterConfig
+from sampler.config.types import parse_duration
 from sampler.policies import POLICY_TYPES
 
 MINIMAL_TAIL = """\

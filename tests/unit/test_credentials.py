@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sampler.config import ConfigError, OtlpHttpExporterConfig, ReceiverAuthConfig, parse_config
+from sampler.config import ConfigError, parse_config
+from sampler.config.exporters import OtlpHttpExporterConfig
+from sampler.config.receivers import ReceiverAuthConfig
 from sampler.receive.credentials import CredentialError, TokenAuth
 from sampler.telemetry.metrics import Metrics
 

@@ -13,16 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sampler.config import QueueStorageConfig
-from sampler.forward import disk_queue
+from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload
-from sampler.forward.disk_queue.queue import (
+from sampler.forward.disk_queue.format import (
     ACK_ENTRY,
+    ACKED,
     RECORD_HEADER,
+    RECORD_MAGIC,
     SEGMENT_HEADER,
-    DiskQueue,
+    ack_entry,
     ack_name,
 )
+from sampler.forward.disk_queue.queue import DiskQueue, DiskRecord
 from sampler.telemetry.metrics import Metrics
 
 NAME = "otlp/backend"
@@ -47,7 +49,7 @@ class Harness:
         found = self.metrics.registry.get_sample_value(metric, {"exporter": NAME, **labels})
         return found or 0.0
 
-    async def take(self, count: int) -> list[disk_queue.DiskRecord]:
+    async def take(self, count: int) -> list[DiskRecord]:
         records = []
         for _ in range(count):
             records.append(await asyncio.wait_for(self.queue.get(), 5))
@@ -191,7 +193,7 @@ async def test_a_record_torn_by_a_crash_mid_write_is_counted_and_skipped(tmp_pat
         first.queue.put(item)
     await first.queue.close()
     (name,) = segments(first.files)
-    torn = RECORD_HEADER.pack(disk_queue.RECORD_MAGIC, 500, 3, 0) + b"half of a payload"
+    torn = RECORD_HEADER.pack(RECORD_MAGIC, 500, 3, 0) + b"half of a payload"
     with (first.files / name).open("ab") as handle:
         handle.write(torn)
 
@@ -290,7 +292,7 @@ async def test_a_torn_ack_entry_is_ignored_and_later_entries_stay_aligned(tmp_pa
     (seg,) = segments(crashed)
     ack = crashed / ack_name(int(seg.split(".")[0]))
     with ack.open("ab") as handle:
-        handle.write(disk_queue.ack_entry(records[1].offset, disk_queue.ACKED)[:9])  # torn mid-entry
+        handle.write(ack_entry(records[1].offset, ACKED)[:9])  # torn mid-entry
 
     restarted = Harness(tmp_path / "crashed")
     await restarted.queue.open()
@@ -333,10 +335,10 @@ async def test_a_failed_write_is_dropped_with_its_reason_and_leaves_the_file_who
         real_writev(fd, [parts[0][:5]])  # a few bytes land, then the device is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(disk_queue.os, "writev", full_disk)
+    monkeypatch.setattr(os, "writev", full_disk)
     queue.put(payload(2))
     await queue.flush()
-    monkeypatch.setattr(disk_queue.os, "writev", real_writev)
+    monkeypatch.setattr(os, "writev", real_writev)
     assert harness.drops == [(payload(2).span_count, "disk_queue_full")]
     assert harness.value("tail_sampler_exporter_disk_io_errors_total", operation="write") == 1
     queue.put(payload(3))
@@ -388,7 +390,7 @@ async def _run_steps(steps: list[tuple[str, object]]) -> None:
         harness = Harness(base / "0", segment_bytes=4096)
         await harness.queue.open()
         expected: list[Payload] = []  # put, not yet acknowledged, in order
-        taken: list[disk_queue.DiskRecord] = []
+        taken: list[DiskRecord] = []
         serial = 0
         for step, argument in steps:
             queue = harness.queue

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.config import TailSamplingConfig
+from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.engine import DecisionCache, ForwardRoom, TailSampler, combine
 from sampler.policies import Decision, validate_policy_config
 from sampler.receive.split import RequestSplitter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sampler.config import QueueConfig
+from sampler.config.exporters import QueueConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter
 from sampler.forward.fanout import Fanout

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
-from sampler.config import SpanLimitsConfig
+from sampler.config.receivers import SpanLimitsConfig
 from sampler.receive.split import BadRequest, RequestSplitter, parse_json, parse_protobuf
 from sampler.spans import framing as wire
 from tests.support import json_body, make_request, make_span, make_trace

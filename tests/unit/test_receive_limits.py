@@ -7,7 +7,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
-from sampler.config import SpanLimitsConfig
+from sampler.config.receivers import SpanLimitsConfig
 from sampler.receive.split import RequestSplitter
 from sampler.spans.trace import DecodedBatch
 from tests.support import make_request, make_span

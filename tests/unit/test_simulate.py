@@ -1,4 +1,4 @@
-"""sampler.tools.simulate.run: decoding recorded OTLP/JSON exactly as request_from_json does, merging
+"""sampler.tools.simulate: decoding recorded OTLP/JSON exactly as request_from_json does, merging
 traces across lines (in one process or a pool), and deciding them with the daemon's evaluation."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from sampler.codecs import otlp_json
 from sampler.codecs.otlp_json import request_from_json as parse_request
 from sampler.codecs.otlp_json import request_from_json_exact as request_from_json
 from sampler.codecs.otlp_json import request_to_json
-from sampler.config import TailSamplingConfig
+from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.policies import validate_policy_config
-from sampler.tools.simulate import run as simulate
-from sampler.tools.simulate.run import InputError, read_traces
+from sampler.tools.simulate import read, report, run
+from sampler.tools.simulate.read import InputError, read_traces
 from tests.support import MS, T0, make_request, make_span, make_trace
 
 ERRORS = {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}
@@ -291,7 +291,7 @@ def test_blocks_and_the_pool_give_the_same_traces_as_one_block(
 ) -> None:
     path = write_lines(tmp_path / "t.jsonl", *many_lines(40))
     whole = read_traces(path, workers=1)
-    monkeypatch.setattr(simulate, "BLOCK_BYTES", 700)  # lines are 1-6 kB: blocks of one line, and longer lines
+    monkeypatch.setattr(read, "BLOCK_BYTES", 700)  # lines are 1-6 kB: blocks of one line, and longer lines
     split = read_traces(path, workers=workers)
     assert list(split.traces) == list(whole.traces)
     assert (split.lines, split.spans) == (whole.lines, whole.spans) == (41, 40 * 3 + 27)
@@ -306,7 +306,7 @@ def test_blocks_and_the_pool_give_the_same_traces_as_one_block(
 def test_a_malformed_line_is_reported_with_file_and_line_number(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, block_bytes: int
 ) -> None:
-    monkeypatch.setattr(simulate, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(read, "BLOCK_BYTES", block_bytes)
     _, spans = make_trace()
     path = write_lines(tmp_path / "bad.jsonl", make_request(spans), "", make_request(spans), "{not json", "also bad")
     with pytest.raises(InputError) as caught:
@@ -334,7 +334,7 @@ def test_reading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
 # --- decisions ---------------------------------------------------------------------
 
 
-def mixed_traces(tmp_path: Path) -> tuple[simulate.TraceSet, dict[str, list[bytes]]]:
+def mixed_traces(tmp_path: Path) -> tuple[read.TraceSet, dict[str, list[bytes]]]:
     """2 fast errors, 1 slow error, 1 slow, 3 normal, in that order."""
     kinds: dict[str, list[bytes]] = {"error": [], "slow error": [], "slow": [], "normal": []}
     requests = []
@@ -353,7 +353,7 @@ def mixed_traces(tmp_path: Path) -> tuple[simulate.TraceSet, dict[str, list[byte
 
 def test_kept_by_is_the_first_policy_that_sampled_and_matched_is_each_policys_own_answer(tmp_path: Path) -> None:
     traces, kinds = mixed_traces(tmp_path)
-    result = simulate.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
+    result = run.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
     assert (result.config, result.traces, result.spans) == ("a.yaml", 7, 21)
     assert (result.kept_traces, result.kept_spans, result.dropped_traces) == (4, 12, 0)
     assert result.kept_ids == {*kinds["error"], *kinds["slow error"], *kinds["slow"]}
@@ -368,7 +368,7 @@ def test_kept_by_is_the_first_policy_that_sampled_and_matched_is_each_policys_ow
 
 def test_policies_after_a_first_match_are_not_evaluated(tmp_path: Path) -> None:
     traces, _ = mixed_traces(tmp_path)
-    result = simulate.simulate(sampling([ERRORS, SLOW], sample_on_first_match=True), traces.traces.values())
+    result = run.simulate(sampling([ERRORS, SLOW], sample_on_first_match=True), traces.traces.values())
     errors, slow = result.policies
     assert result.kept_traces == 4
     assert (errors.evaluated_traces, slow.evaluated_traces) == (7, 4)
@@ -378,7 +378,7 @@ def test_policies_after_a_first_match_are_not_evaluated(tmp_path: Path) -> None:
 def test_a_drop_vetoes_and_is_counted(tmp_path: Path) -> None:
     traces, kinds = mixed_traces(tmp_path)
     drop_slow = {"name": "no-slow", "type": "drop", "drop": {"drop_sub_policy": [SLOW]}}
-    result = simulate.simulate(sampling([ERRORS, drop_slow]), traces.traces.values())
+    result = run.simulate(sampling([ERRORS, drop_slow]), traces.traces.values())
     assert result.kept_ids == set(kinds["error"])
     assert result.dropped_traces == 2
     errors, dropped = result.policies  # in config order, though drops run first
@@ -397,7 +397,7 @@ def test_rate_limits_run_on_the_traces_own_time_which_never_runs_backwards(tmp_p
     ]
     traces = read_traces(write_lines(tmp_path / "timed.jsonl", *requests))
     budget = {"name": "budget", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 10}}
-    result = simulate.simulate(sampling([budget]), traces.traces.values())
+    result = run.simulate(sampling([budget]), traces.traces.values())
     # 10 tokens: the first two traces spend them at t=0 and the third finds none; a second
     # later the bucket is full again; the last trace is decided at t=1s too and takes the rest.
     assert result.kept_ids == {ids[0], ids[1], ids[3], ids[4]}
@@ -414,19 +414,19 @@ def test_a_policy_that_raises_counts_as_not_sampled_and_is_reported(
     monkeypatch.setattr(LatencyPolicy, "evaluate", broken)
     traces, kinds = mixed_traces(tmp_path)
     with caplog.at_level(logging.ERROR):
-        result = simulate.simulate(sampling([ERRORS, SLOW]), traces.traces.values())
+        result = run.simulate(sampling([ERRORS, SLOW]), traces.traces.values())
     assert result.kept_ids == {*kinds["error"], *kinds["slow error"]}
     assert result.policies[1].errors == 7
-    assert "policy 'slow' raised on 7 traces (counted as not sampled)" in simulate.format_report(traces, [result])
+    assert "policy 'slow' raised on 7 traces (counted as not sampled)" in report.format_report(traces, [result])
     assert "policy 'slow' failed on a trace" in caplog.text
 
 
 def test_overlap_of_two_configs(tmp_path: Path) -> None:
     traces, _ = mixed_traces(tmp_path)
-    errors = simulate.simulate(sampling([ERRORS]), traces.traces.values())
-    slow = simulate.simulate(sampling([SLOW]), traces.traces.values())
-    assert simulate.overlap(errors, slow) == simulate.Overlap(only_first=2, only_second=1, both=1, neither=3)
-    assert simulate.overlap(slow, errors) == simulate.Overlap(only_first=1, only_second=2, both=1, neither=3)
+    errors = run.simulate(sampling([ERRORS]), traces.traces.values())
+    slow = run.simulate(sampling([SLOW]), traces.traces.values())
+    assert run.overlap(errors, slow) == run.Overlap(only_first=2, only_second=1, both=1, neither=3)
+    assert run.overlap(slow, errors) == run.Overlap(only_first=1, only_second=2, both=1, neither=3)
 
 
 # --- output ------------------------------------------------------------------------
@@ -434,8 +434,8 @@ def test_overlap_of_two_configs(tmp_path: Path) -> None:
 
 def test_the_table_shows_each_policy_and_the_total(tmp_path: Path) -> None:
     traces, _ = mixed_traces(tmp_path)
-    result = simulate.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
-    text = simulate.format_report(traces, [result])
+    result = run.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
+    text = report.format_report(traces, [result])
     lines = text.splitlines()
     assert lines[0] == f"input: {traces.path}: 7 requests, 7 traces, 21 spans"
     assert "config: a.yaml" in lines
@@ -459,9 +459,9 @@ def test_the_table_shows_each_policy_and_the_total(tmp_path: Path) -> None:
 
 def test_the_comparison_puts_both_configs_side_by_side(tmp_path: Path) -> None:
     traces, _ = mixed_traces(tmp_path)
-    first = simulate.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
-    second = simulate.simulate(sampling([SLOW]), traces.traces.values(), "b.yaml")
-    text = simulate.format_report(traces, [first, second])
+    first = run.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
+    second = run.simulate(sampling([SLOW]), traces.traces.values(), "b.yaml")
+    text = report.format_report(traces, [first, second])
     assert "A: a.yaml" in text and "B: b.yaml" in text
     assert "errors       3  42.86%          3       -                  -" in text
     assert "slow         1  14.29%          2       2  28.57%          2" in text
@@ -472,9 +472,9 @@ def test_the_comparison_puts_both_configs_side_by_side(tmp_path: Path) -> None:
 
 def test_the_json_report_has_the_same_figures(tmp_path: Path) -> None:
     traces, _ = mixed_traces(tmp_path)
-    first = simulate.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
-    second = simulate.simulate(sampling([SLOW]), traces.traces.values(), "b.yaml")
-    document = json.loads(json.dumps(simulate.report_dict(traces, [first, second])))
+    first = run.simulate(sampling([ERRORS, SLOW]), traces.traces.values(), "a.yaml")
+    second = run.simulate(sampling([SLOW]), traces.traces.values(), "b.yaml")
+    document = json.loads(json.dumps(report.report_dict(traces, [first, second])))
     assert document["input"] == {"path": traces.path, "requests": 7, "traces": 7, "spans": 21, "rejected_spans": 0}
     a, b = document["results"]
     assert (a["config"], a["kept_traces"], a["kept_spans"], a["keep_rate"]) == ("a.yaml", 4, 12, pytest.approx(4 / 7))
@@ -489,23 +489,23 @@ def test_the_json_report_has_the_same_figures(tmp_path: Path) -> None:
     }
     assert b["kept_traces"] == 2 and b["notes"] == []
     assert document["comparison"] == {"only_first": 2, "only_second": 0, "both": 2, "neither": 3}
-    assert "comparison" not in simulate.report_dict(traces, [first])
+    assert "comparison" not in report.report_dict(traces, [first])
 
 
 def test_what_the_daemon_decides_on_the_way_in_is_noted(tmp_path: Path) -> None:
     traces, _ = mixed_traces(tmp_path)
     sizes = sorted(trace.nbytes for trace in traces.traces.values())
-    capped = simulate.simulate(sampling([ERRORS], maximum_trace_size_bytes=sizes[3]), traces.traces.values())
+    capped = run.simulate(sampling([ERRORS], maximum_trace_size_bytes=sizes[3]), traces.traces.values())
     assert capped.notes == [
         f"3 traces are larger than maximum_trace_size_bytes ({sizes[3]}): "
         "the daemon drops those before any policy runs; here they were evaluated"
     ]
-    assert f"note: 3 traces are larger than maximum_trace_size_bytes ({sizes[3]})" in simulate.format_report(
+    assert f"note: 3 traces are larger than maximum_trace_size_bytes ({sizes[3]})" in report.format_report(
         traces, [capped]
     )
-    ingest = simulate.simulate(sampling([ERRORS], sampling_strategy="span-ingest"), traces.traces.values())
+    ingest = run.simulate(sampling([ERRORS], sampling_strategy="span-ingest"), traces.traces.values())
     assert ingest.notes == [
         "sampling_strategy span-ingest decides traces as their spans arrive; here each trace was decided whole"
     ]
     assert ingest.kept_traces == capped.kept_traces == 3
-    assert simulate.simulate(sampling([ERRORS]), traces.traces.values()).notes == []
+    assert run.simulate(sampling([ERRORS]), traces.traces.values()).notes == []

@@ -1,4 +1,4 @@
-"""sampler.codecs.zipkin.to_otlp: Zipkin v2 spans to and from OTLP, field by field and round trip."""
+"""sampler.codecs.zipkin: Zipkin v2 spans to and from OTLP, field by field and round trip."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from sampler.codecs.zipkin import proto as zipkin_proto
-from sampler.codecs.zipkin import to_otlp as zipkin
+from sampler.codecs.zipkin import from_otlp, proto, to_otlp
 from sampler.config import ConfigError, parse_config
 from sampler.receive.split import RequestSplitter
 from tests.support import kv, make_request
@@ -42,19 +41,19 @@ def otlp_span(**fields: Any) -> Span:
 def to_zipkin(span: Span, service: str = "users", scope: str = "test", version: str = "", **resource: Any) -> dict:
     request = make_request([span], service=service, scope=scope, resource_attributes=resource)
     request.resource_spans[0].scope_spans[0].scope.version = version
-    (converted,) = zipkin.request_to_zipkin(request)
+    (converted,) = from_otlp.request_to_zipkin(request)
     # What leaves is JSON: the dict must survive it unchanged.
     assert json.loads(json.dumps(converted)) == converted
     return converted
 
 
 def from_zipkin(span: dict, parse_string_tags: bool = False) -> tuple[ExportTraceServiceRequest, Span]:
-    request = zipkin.parse_json(json.dumps([span]).encode(), parse_string_tags)
+    request = to_otlp.parse_json(json.dumps([span]).encode(), parse_string_tags)
     return request, request.resource_spans[0].scope_spans[0].spans[0]
 
 
 def attributes(span: Span) -> dict[str, Any]:
-    return {item.key: zipkin.plain_value(item.value) for item in span.attributes}
+    return {item.key: from_otlp.plain_value(item.value) for item in span.attributes}
 
 
 # --- OTLP -> Zipkin ------------------------------------------------------------
@@ -162,7 +161,7 @@ def test_resource_and_scope_become_tags_and_the_service_the_local_endpoint():
     scope = resource_spans.scope_spans[0].scope
     scope.version = "1.2.3"
     scope.attributes.append(kv("tailsampling.policy", "errors"))
-    (converted,) = zipkin.request_to_zipkin(request)
+    (converted,) = from_otlp.request_to_zipkin(request)
     assert converted["localEndpoint"] == {"serviceName": "checkout"}
     assert converted["tags"] == {
         "host.name": "node-1",
@@ -178,8 +177,8 @@ def test_resource_and_scope_become_tags_and_the_service_the_local_endpoint():
 def test_a_missing_service_name_takes_the_default():
     request = ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.append(otlp_span())
-    assert zipkin.request_to_zipkin(request)[0]["localEndpoint"] == {"serviceName": "unknown_service"}
-    assert zipkin.request_to_zipkin(request, "fallback")[0]["localEndpoint"] == {"serviceName": "fallback"}
+    assert from_otlp.request_to_zipkin(request)[0]["localEndpoint"] == {"serviceName": "unknown_service"}
+    assert from_otlp.request_to_zipkin(request, "fallback")[0]["localEndpoint"] == {"serviceName": "fallback"}
 
 
 def test_events_become_annotations():
@@ -343,7 +342,7 @@ def test_annotations_in_both_the_specification_and_the_collector_formats():
     _, span = from_zipkin({**ZIPKIN_SPAN, "annotations": annotations})
     first, second, third, fourth = span.events
     assert first.name == "exception"
-    assert {a.key: zipkin.plain_value(a.value) for a in first.attributes} == {
+    assert {a.key: from_otlp.plain_value(a.value) for a in first.attributes} == {
         "exception.type": "IOError",
         "retry": 2,
         "ok": False,
@@ -396,7 +395,7 @@ def test_spans_are_grouped_per_service_and_scope():
         {**ZIPKIN_SPAN, "id": "4"},
         {"traceId": "1", "id": "5"},
     ]
-    request = zipkin.request_from_zipkin(spans)
+    request = to_otlp.request_from_zipkin(spans)
     layout = [
         (
             [(a.key, a.value.string_value) for a in rs.resource.attributes],
@@ -431,7 +430,7 @@ def test_spans_are_grouped_per_service_and_scope():
 )
 def test_malformed_bodies_are_refused_with_the_reason(body, reason):
     with pytest.raises(ValueError, match=reason):
-        zipkin.parse_json(body)
+        to_otlp.parse_json(body)
 
 
 def test_zipkin_requests_split_into_the_same_batches_as_otlp():
@@ -449,7 +448,7 @@ def test_zipkin_requests_split_into_the_same_batches_as_otlp():
         {"traceId": "2", "id": "c", "parentId": "a"},
         {"traceId": "0", "id": "d"},  # all-zero trace ID: refused like an OTLP one
     ]
-    batch = RequestSplitter().split(zipkin.request_from_zipkin(spans))
+    batch = RequestSplitter().split(to_otlp.request_from_zipkin(spans))
     one = batch.traces[bytes(15) + b"\x01"]
     two = batch.traces[bytes(15) + b"\x02"]
     assert (one.span_count, one.root_seen, one.error_seen) == (2, True, True)
@@ -505,8 +504,8 @@ def test_round_trip_otlp_to_zipkin_and_back():
     original = make_request(spans, service="checkout", scope="io.opentelemetry.http")
     original.resource_spans[0].scope_spans[0].scope.version = "2.1"
 
-    body = zipkin.encode_json(original)
-    back = zipkin.parse_json(body)
+    body = from_otlp.encode_json(original)
+    back = to_otlp.parse_json(body)
 
     assert _sorted_attributes(back) == _sorted_attributes(original)
 
@@ -531,7 +530,7 @@ def test_round_trip_zipkin_to_otlp_and_back():
         },
         {"traceId": TRACE_128.hex(), "id": "00000000000000bb", "shared": True, "localEndpoint": {"serviceName": "x"}},
     ]
-    back = zipkin.request_to_zipkin(zipkin.request_from_zipkin(spans))
+    back = from_otlp.request_to_zipkin(to_otlp.request_from_zipkin(spans))
     assert sorted(back, key=lambda s: s["id"]) == sorted(spans, key=lambda s: s["id"])
 
 
@@ -575,7 +574,7 @@ def test_non_finite_doubles_leave_as_valid_json():
     event.attributes.append(kv("ratio", float("nan")))
     span = otlp_span(attributes=[kv("inf", float("inf"))], events=[event])
     request = make_request([span])
-    body = zipkin.encode_json(request)
+    body = from_otlp.encode_json(request)
     (converted,) = json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert converted["tags"]["inf"] == "inf"
     assert converted["annotations"][0]["value"] == '"odd":{"ratio":"nan"}'
@@ -588,7 +587,7 @@ def test_a_parent_id_zipkin_would_refuse_is_left_out(parent):
 
 def test_numbers_beyond_the_fields_are_refused_or_kept_as_text():
     with pytest.raises(ValueError, match="span 0: timestamp must be a whole number"):
-        zipkin.parse_json(json.dumps([{"traceId": "1", "id": "1", "timestamp": 2**64}]).encode())
+        to_otlp.parse_json(json.dumps([{"traceId": "1", "id": "1", "timestamp": 2**64}]).encode())
     huge = "9" * 5000
     tags = {"big": huge, "otel.dropped_attributes_count": huge, "otlp.link.0": f"{'1' * 32}|{'2' * 16}||{{}}|{huge}"}
     annotations = [{"timestamp": 1, "value": f'name|{{"a":1}}|{huge}'}]
@@ -601,7 +600,7 @@ def test_numbers_beyond_the_fields_are_refused_or_kept_as_text():
     _, span = from_zipkin({**ZIPKIN_SPAN, "annotations": [{"timestamp": 1, "value": f'"e":{{"n":{huge}}}'}]})
     assert span.events[0].name == f'"e":{{"n":{huge}}}' and not span.events[0].attributes
     with pytest.raises(ValueError, match="invalid JSON: Exceeds the limit"):
-        zipkin.parse_json(f'[{{"traceId": "1", "id": "1", "timestamp": {huge}}}]'.encode())
+        to_otlp.parse_json(f'[{{"traceId": "1", "id": "1", "timestamp": {huge}}}]'.encode())
 
 
 def test_deeply_nested_annotation_attributes_are_a_clear_error():
@@ -609,7 +608,7 @@ def test_deeply_nested_annotation_attributes_are_a_clear_error():
     value = '"event":{"a":' + "[" * depth + "]" * depth + "}"
     body = json.dumps([{**ZIPKIN_SPAN, "annotations": [{"timestamp": 1, "value": value}]}]).encode()
     with pytest.raises(ValueError, match="span 0: an annotation's attributes are nested too deeply"):
-        zipkin.parse_json(body)
+        to_otlp.parse_json(body)
 
 
 # --- Zipkin v2 protobuf ----------------------------------------------------------
@@ -621,20 +620,20 @@ def test_protobuf_carries_every_field_of_the_json_model():
         {"traceId": "a3ce929d0e0e4736", "id": "00000000000000aa", "localEndpoint": {"serviceName": "x"}},
         {**ZIPKIN_SPAN, "id": "00000000000000bb", "kind": "CONSUMER", "debug": True, "shared": True},
     ]
-    assert zipkin_proto.decode(zipkin_proto.encode(spans)) == spans
+    assert proto.decode(proto.encode(spans)) == spans
 
 
 def test_protobuf_round_trip_through_otlp():
     original = make_request([otlp_span(status=Status(code=Status.STATUS_CODE_ERROR, message="x"))], service="svc")
-    spans = zipkin.request_to_zipkin(original)
-    back = zipkin.request_from_zipkin(zipkin_proto.decode(zipkin_proto.encode(spans)))
+    spans = from_otlp.request_to_zipkin(original)
+    back = to_otlp.request_from_zipkin(proto.decode(proto.encode(spans)))
     assert _sorted_attributes(back) == _sorted_attributes(original)
 
 
 def _one_span(**fields: Any) -> bytes:
     base = {"trace_id": TRACE_128, "id": SPAN}
     base.update(fields)
-    return zipkin_proto.ListOfSpans(spans=[base]).SerializeToString()
+    return proto.ListOfSpans(spans=[base]).SerializeToString()
 
 
 @pytest.mark.parametrize(
@@ -651,4 +650,4 @@ def _one_span(**fields: Any) -> bytes:
 )
 def test_malformed_protobuf_is_refused_with_the_reason(body, reason):
     with pytest.raises(ValueError, match=reason):
-        zipkin_proto.decode(body)
+        proto.decode(body)

@@ -3,7 +3,7 @@ Zipkin server takes on `POST /api/v2/spans` with `Content-Type: application/x-pr
 
 The messages are declared here from the published schema instead of compiled from a
 .proto file. Spans convert to and from the JSON model (dicts shaped as Zipkin v2 JSON),
-so the mapping to OTLP lives in sampler.codecs.zipkin.to_otlp alone.
+so the mapping to OTLP lives in sampler.codecs.zipkin.to_otlp and from_otlp alone.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _endpoint_fields(endpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode(spans: list[dict[str, Any]]) -> bytes:
-    """A ListOfSpans from spans in the JSON model (as sampler.codecs.zipkin.to_otlp.request_to_zipkin makes them)."""
+    """A ListOfSpans from spans in the JSON model (as from_otlp.request_to_zipkin makes them)."""
     messages = []
     for span in spans:
         fields: dict[str, Any] = {

@@ -1,85 +1,39 @@
-"""Zipkin v2 spans to and from OTLP, as the OpenTelemetry specification's Zipkin
-mapping defines ("OpenTelemetry to Zipkin Transformation" and the generic
-"mapping to non-OTLP formats"), with the Collector's conventions where the
-specification leaves a field open (trace state, links). README.md has the table.
-
-- resource `service.name` <-> `localEndpoint.serviceName`; the other resource and
-  scope attributes become tags (span attributes win on a clash);
-- scope name and version <-> tags `otel.scope.name`, `otel.scope.version` (and the
-  deprecated `otel.library.*` aliases, which the specification still requires);
-- trace IDs: 16 hex digits when the high half is zero (a 64-bit ID), else 32;
-  received 64-bit IDs are zero-padded to 16 bytes;
-- kind CLIENT, SERVER, PRODUCER, CONSUMER as they are; INTERNAL has no Zipkin kind,
-  and a Zipkin span without one reads as INTERNAL;
-- times in whole microseconds (truncated; a positive duration is at least 1 µs);
-- status ERROR <-> tags `otel.status_code: ERROR` and `error: <message>`;
-- events <-> annotations: the name alone, or `"name":{attributes as JSON}`;
-- `peer.service`, `network.peer.address`, `network.peer.port` <-> `remoteEndpoint`;
-  `network.local.address`, `network.local.port` <-> `localEndpoint`'s IP and port;
-- dropped counts <-> tags `otel.dropped_{attributes,events,links}_count`;
-- attributes `zipkin.shared`, `zipkin.debug` (bool) <-> the `shared` and `debug` flags.
-"""
+"""Zipkin v2 spans to OTLP (the Zipkin receiver), by the mapping sampler/codecs/zipkin/mapping.py describes."""
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import json
-import math
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-SERVICE_NAME = "service.name"
-PEER_SERVICE = "peer.service"
-PEER_ADDRESS = "network.peer.address"
-PEER_PORT = "network.peer.port"
-LOCAL_ADDRESS = "network.local.address"
-LOCAL_PORT = "network.local.port"
-SHARED = "zipkin.shared"
-DEBUG = "zipkin.debug"
-
-TAG_STATUS_CODE = "otel.status_code"
-TAG_STATUS_DESCRIPTION = "otel.status_description"
-TAG_ERROR = "error"
-TAG_SCOPE_NAME = "otel.scope.name"
-TAG_SCOPE_VERSION = "otel.scope.version"
-TAG_LIBRARY_NAME = "otel.library.name"
-TAG_LIBRARY_VERSION = "otel.library.version"
-TAG_DROPPED_ATTRIBUTES = "otel.dropped_attributes_count"
-TAG_DROPPED_EVENTS = "otel.dropped_events_count"
-TAG_DROPPED_LINKS = "otel.dropped_links_count"
-TAG_TRACE_STATE = "w3c.tracestate"
-TAG_LINK_PREFIX = "otlp.link."
-
-DEFAULT_SERVICE_NAME = "unknown_service"
-
-_KIND_FROM_ZIPKIN = {
-    "CLIENT": Span.SPAN_KIND_CLIENT,
-    "SERVER": Span.SPAN_KIND_SERVER,
-    "PRODUCER": Span.SPAN_KIND_PRODUCER,
-    "CONSUMER": Span.SPAN_KIND_CONSUMER,
-}
-_KIND_TO_ZIPKIN = {kind: name for name, kind in _KIND_FROM_ZIPKIN.items()}
-_REMOTE_SERVICE_KINDS = (Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_PRODUCER)
-# The specification's ranking of attributes naming the remote side of a client or producer
-# span, after peer.service; address attributes (ranks 4, 6, 8) fill the endpoint's IP instead.
-_REMOTE_NAME_RANKING = (
-    "server.address",
-    "net.peer.name",
-    "server.socket.domain",
-    "net.sock.peer.name",
-    "peer.hostname",
-    "peer.address",
-    "db.name",
+from sampler.codecs.zipkin.mapping import (
+    DEBUG,
+    KIND_FROM_ZIPKIN,
+    LOCAL_ADDRESS,
+    LOCAL_PORT,
+    PEER_ADDRESS,
+    PEER_PORT,
+    PEER_SERVICE,
+    SERVICE_NAME,
+    SHARED,
+    TAG_DROPPED_ATTRIBUTES,
+    TAG_DROPPED_EVENTS,
+    TAG_DROPPED_LINKS,
+    TAG_ERROR,
+    TAG_LIBRARY_NAME,
+    TAG_LIBRARY_VERSION,
+    TAG_LINK_PREFIX,
+    TAG_SCOPE_NAME,
+    TAG_SCOPE_VERSION,
+    TAG_STATUS_CODE,
+    TAG_STATUS_DESCRIPTION,
+    TAG_TRACE_STATE,
+    compact_json,
 )
-_REMOTE_IP_RANKING = (
-    (PEER_ADDRESS, PEER_PORT),
-    ("server.socket.address", "server.socket.port"),
-    ("net.sock.peer.addr", "net.sock.peer.port"),
-)
+
 _STATUS_FROM_TAG = {
     "ERROR": Status.STATUS_CODE_ERROR,
     "STATUS_CODE_ERROR": Status.STATUS_CODE_ERROR,
@@ -88,218 +42,10 @@ _STATUS_FROM_TAG = {
 }
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _FLOAT_CHARACTERS = frozenset("0123456789.-+eE")
-_ZERO_HIGH_HALF = bytes(8)
-_ZERO_SPAN_ID = bytes(8)
+
 # Zipkin times are µs since the epoch; in ns, start + duration must stay within a uint64.
 _MAX_MICROS = (1 << 63) // 1000
 _MAX_UINT32 = 0xFFFFFFFF
-
-
-# --- OTLP -> Zipkin ------------------------------------------------------------
-
-
-def plain_value(value: AnyValue) -> Any:
-    """An attribute value as the JSON value it stands for (bytes as base64)."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        number = value.double_value
-        # JSON has no NaN or infinity, and a Zipkin server refuses a whole request over one.
-        return number if math.isfinite(number) else repr(number)
-    if kind == "array_value":
-        return [plain_value(item) for item in value.array_value.values]
-    if kind == "kvlist_value":
-        return {item.key: plain_value(item.value) for item in value.kvlist_value.values}
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode("ascii")
-    return None
-
-
-def tag_value(value: AnyValue) -> str:
-    """An attribute value as a Zipkin tag: booleans in lower case, arrays and maps as JSON."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return repr(value.double_value)
-    if kind is None:
-        return ""
-    plain = plain_value(value)
-    return plain if isinstance(plain, str) else _compact_json(plain)
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _trace_id_hex(trace_id: bytes) -> str:
-    # Zipkin keeps a 64-bit trace ID as 16 digits; an OTLP ID whose high half is zero is one.
-    if trace_id[:8] == _ZERO_HIGH_HALF:
-        return trace_id[8:].hex()
-    return trace_id.hex()
-
-
-def _ip_endpoint(address: str | None, port: str | None) -> dict[str, Any]:
-    """ipv4 or ipv6 and port fields, or nothing when the address is not an IP literal."""
-    if not address:
-        return {}
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return {}
-    fields: dict[str, Any] = {"ipv4" if ip.version == 4 else "ipv6": str(ip)}
-    if port and port.isdigit() and 0 < int(port) < 65536:
-        fields["port"] = int(port)
-    return fields
-
-
-def _local_endpoint(service: str, tags: dict[str, str]) -> dict[str, Any]:
-    endpoint: dict[str, Any] = {"serviceName": service}
-    address = _ip_endpoint(tags.get(LOCAL_ADDRESS), tags.get(LOCAL_PORT))
-    if address:
-        endpoint.update(address)
-        tags.pop(LOCAL_ADDRESS)
-        if "port" in address:
-            tags.pop(LOCAL_PORT)
-    return endpoint
-
-
-def _remote_endpoint(kind: int, tags: dict[str, str]) -> dict[str, Any] | None:
-    endpoint: dict[str, Any] = {}
-    peer_service = tags.pop(PEER_SERVICE, None)
-    if peer_service:
-        endpoint["serviceName"] = peer_service
-    elif kind in _REMOTE_SERVICE_KINDS:
-        for key in _REMOTE_NAME_RANKING:
-            name = tags.get(key)
-            if name:
-                endpoint["serviceName"] = name
-                break
-    for address_key, port_key in _REMOTE_IP_RANKING:
-        address = _ip_endpoint(tags.get(address_key), tags.get(port_key))
-        if address:
-            endpoint.update(address)
-            if address_key == PEER_ADDRESS:  # the one received endpoints turn back into
-                tags.pop(PEER_ADDRESS)
-                if "port" in address:
-                    tags.pop(PEER_PORT)
-            break
-    return endpoint or None
-
-
-def _annotation_value(event: Span.Event) -> str:
-    if not event.attributes:
-        return event.name
-    attributes = {item.key: plain_value(item.value) for item in event.attributes}
-    return f"{_compact_json(event.name)}:{_compact_json(attributes)}"
-
-
-def _link_tag(link: Span.Link) -> str:
-    attributes = {item.key: plain_value(item.value) for item in link.attributes}
-    return (
-        f"{link.trace_id.hex()}|{link.span_id.hex()}|{link.trace_state}|"
-        f"{_compact_json(attributes)}|{link.dropped_attributes_count}"
-    )
-
-
-def span_to_zipkin(span: Span, service: str, inherited_tags: dict[str, str]) -> dict[str, Any]:
-    """One Zipkin v2 span (a JSON-ready dict). `inherited_tags` are the resource and scope tags."""
-    tags = dict(inherited_tags)
-    for attribute in span.attributes:
-        tags[attribute.key] = tag_value(attribute.value)
-    zipkin: dict[str, Any] = {"traceId": _trace_id_hex(span.trace_id), "id": span.span_id.hex()}
-    parent = span.parent_span_id
-    if len(parent) == 8 and parent != _ZERO_SPAN_ID:  # anything else a Zipkin server would refuse
-        zipkin["parentId"] = parent.hex()
-    kind = _KIND_TO_ZIPKIN.get(span.kind)
-    if kind is not None:
-        zipkin["kind"] = kind
-    if span.name:
-        zipkin["name"] = span.name
-    start = span.start_time_unix_nano
-    end = span.end_time_unix_nano
-    if start:
-        zipkin["timestamp"] = start // 1000
-    if end > start:
-        zipkin["duration"] = max(1, (end - start) // 1000)
-    zipkin["localEndpoint"] = _local_endpoint(service, tags)
-    remote = _remote_endpoint(span.kind, tags)
-    if remote is not None:
-        zipkin["remoteEndpoint"] = remote
-    if span.events:
-        zipkin["annotations"] = [
-            {"timestamp": event.time_unix_nano // 1000, "value": _annotation_value(event)} for event in span.events
-        ]
-    code = span.status.code
-    if code == Status.STATUS_CODE_ERROR:
-        tags[TAG_STATUS_CODE] = "ERROR"
-        tags[TAG_ERROR] = span.status.message
-    else:
-        # Zipkin counts any span with an error tag as failed.
-        tags.pop(TAG_ERROR, None)
-        if code == Status.STATUS_CODE_OK:
-            tags[TAG_STATUS_CODE] = "OK"
-    if span.dropped_attributes_count:
-        tags[TAG_DROPPED_ATTRIBUTES] = str(span.dropped_attributes_count)
-    if span.dropped_events_count:
-        tags[TAG_DROPPED_EVENTS] = str(span.dropped_events_count)
-    if span.dropped_links_count:
-        tags[TAG_DROPPED_LINKS] = str(span.dropped_links_count)
-    if span.trace_state:
-        tags[TAG_TRACE_STATE] = span.trace_state
-    for index, link in enumerate(span.links):
-        tags[f"{TAG_LINK_PREFIX}{index}"] = _link_tag(link)
-    if tags.pop(SHARED, None) == "true":
-        zipkin["shared"] = True
-    if tags.pop(DEBUG, None) == "true":
-        zipkin["debug"] = True
-    if tags:
-        zipkin["tags"] = tags
-    return zipkin
-
-
-def request_to_zipkin(
-    request: ExportTraceServiceRequest, default_service_name: str = DEFAULT_SERVICE_NAME
-) -> list[dict[str, Any]]:
-    """Every span of an OTLP export request as Zipkin v2 spans."""
-    spans: list[dict[str, Any]] = []
-    for resource_spans in request.resource_spans:
-        service = default_service_name
-        resource_tags: dict[str, str] = {}
-        for attribute in resource_spans.resource.attributes:
-            if attribute.key == SERVICE_NAME:
-                service = tag_value(attribute.value) or default_service_name
-            else:
-                resource_tags[attribute.key] = tag_value(attribute.value)
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
-            scope_tags = dict(resource_tags)
-            for attribute in scope.attributes:
-                scope_tags[attribute.key] = tag_value(attribute.value)
-            if scope.name:
-                scope_tags[TAG_SCOPE_NAME] = scope_tags[TAG_LIBRARY_NAME] = scope.name
-            if scope.version:
-                scope_tags[TAG_SCOPE_VERSION] = scope_tags[TAG_LIBRARY_VERSION] = scope.version
-            for span in scope_spans.spans:
-                spans.append(span_to_zipkin(span, service, scope_tags))
-    return spans
-
-
-def encode_json(request: ExportTraceServiceRequest, default_service_name: str = DEFAULT_SERVICE_NAME) -> bytes:
-    """The body of a Zipkin `POST /api/v2/spans` (JSON)."""
-    return _compact_json(request_to_zipkin(request, default_service_name)).encode()
-
-
-# --- Zipkin -> OTLP ------------------------------------------------------------
 
 
 def any_value(value: Any) -> AnyValue:
@@ -391,7 +137,7 @@ def _tags(span: dict[str, Any]) -> dict[str, str]:
         if isinstance(value, str):
             result[key] = value
         elif isinstance(value, (bool, int, float)):  # lenient with clients that send numbers
-            result[key] = _compact_json(value)
+            result[key] = compact_json(value)
         else:
             raise ValueError(f"tag {key!r} must be a string")
     return result
@@ -510,10 +256,10 @@ def span_from_zipkin(zipkin: Any, parse_string_tags: bool = False) -> tuple[str,
     kind = zipkin.get("kind")
     if kind is None:
         span.kind = Span.SPAN_KIND_INTERNAL
-    elif kind in _KIND_FROM_ZIPKIN:
-        span.kind = _KIND_FROM_ZIPKIN[kind]
+    elif kind in KIND_FROM_ZIPKIN:
+        span.kind = KIND_FROM_ZIPKIN[kind]
     else:
-        raise ValueError(f"kind must be one of {', '.join(_KIND_FROM_ZIPKIN)}, not {str(kind)[:64]!r}")
+        raise ValueError(f"kind must be one of {', '.join(KIND_FROM_ZIPKIN)}, not {str(kind)[:64]!r}")
     start = _micros(zipkin, "timestamp") * 1000
     span.start_time_unix_nano = start
     span.end_time_unix_nano = start + _micros(zipkin, "duration") * 1000

@@ -1,26 +1,15 @@
 """A persistent exporter queue: batches are appended to segment files and read back from
 them, so kept traces outlive a backend outage longer than memory holds, and a crash.
-
-Files, under `<directory>/<exporter name, %-quoted>/`:
-
-- `queue.lock`: locked (flock) while a daemon uses the queue; a second daemon is refused.
-- `<seq>.seg`: a segment. A header (magic, format version), then records appended one
-  after the other: magic, payload length, span count, CRC32 of (length, span count,
-  payload), then the payload (the serialized export request, as the batcher built it).
-  A daemon appends to one segment at a time; it starts a new one on every start and
-  whenever the current one reaches its size.
-- `<seq>.ack`: entries (record offset, kind, CRC32) appended when a record is handed to
-  a consumer (`sending`) and when it is acknowledged (`acked`: delivered or finally dropped).
+The files and their format: see format.py.
 
 A segment and its ack file are deleted once every record in it is acknowledged. On start,
 the records earlier runs left unacknowledged are sent first; those that had been sending
 may have reached the backend already and are counted as redelivered (delivery is at least
-once). A record failing its checksum, or a tail torn by a crash mid-write, is counted and
-skipped: reading resumes at the next record whose checksum holds.
+once).
 
 All file I/O runs in worker threads, so the event loop never waits for the disk: one
 writer task appends records, writes ack entries, syncs and deletes in rounds (a group
-commit), and each consumer reads its record in a thread of its own.
+commit, segments.py), and each consumer reads its record in a thread of its own.
 """
 
 from __future__ import annotations
@@ -30,33 +19,31 @@ import contextlib
 import errno
 import fcntl
 import logging
-import mmap
 import os
 import time
-import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from struct import Struct
-from typing import Literal
 from urllib.parse import quote
 
-from sampler.config import QueueStorageConfig
+from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload
+from sampler.forward.disk_queue.format import (
+    ACKED,
+    RECORD_HEADER,
+    SEGMENT_HEADER,
+    SENDING,
+    Recovered,
+    index_directory,
+    read_record,
+    segment_name,
+)
+from sampler.forward.disk_queue.segments import FsyncPolicy, RoundResult, SegmentFiles
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-SEGMENT_HEADER = Struct("<4sI")  # magic, format version
-SEGMENT_MAGIC = b"TSQS"
-RECORD_HEADER = Struct("<4sIII")  # magic, payload length, span count, CRC32
-RECORD_MAGIC = b"TSQR"
-_COUNTS = Struct("<II")
-ACK_ENTRY = Struct("<QII")  # record offset, kind, CRC32 of the offset and kind
-_ACK_BODY = Struct("<QI")
-SENDING, ACKED = 1, 2
 _MIB = 1024 * 1024
 # A segment is freed only when all of it is acknowledged: small enough that the cap is
 # mostly usable, large enough that files stay few.
@@ -64,310 +51,6 @@ _MIN_SEGMENT_BYTES = 1 * _MIB
 _MAX_SEGMENT_BYTES = 64 * _MIB
 _ERROR_LOG_INTERVAL = 10.0
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-FsyncPolicy = Literal["always", "interval", "never"]
-
-
-def segment_name(seq: int) -> str:
-    return f"{seq:020d}.seg"
-
-
-def ack_name(seq: int) -> str:
-    return f"{seq:020d}.ack"
-
-
-def record_crc(length: int, span_count: int, payload: bytes | memoryview) -> int:
-    return zlib.crc32(payload, zlib.crc32(_COUNTS.pack(length, span_count)))
-
-
-def ack_entry(offset: int, kind: int) -> bytes:
-    body = _ACK_BODY.pack(offset, kind)
-    return body + zlib.crc32(body).to_bytes(4, "little")
-
-
-def _write_all(fd: int, parts: list[bytes]) -> None:
-    """Write every byte of `parts`; a regular file may take fewer bytes per call than given."""
-    remaining = sum(len(part) for part in parts)
-    written = os.writev(fd, parts)
-    if written == remaining:
-        return
-    rest = memoryview(b"".join(parts))[written:]
-    while rest:
-        rest = rest[os.write(fd, rest) :]
-
-
-# --- reading, in worker threads ------------------------------------------------
-
-
-class UnreadableSegmentError(Exception):
-    """A file that is not a segment of this format version."""
-
-
-@dataclass
-class SegmentScan:
-    """What a segment file holds: the offsets and span counts of its records, in order."""
-
-    size: int
-    offsets: array[int] = field(default_factory=lambda: array("Q"))
-    span_counts: array[int] = field(default_factory=lambda: array("I"))
-    corrupt: int = 0
-
-
-def _record_at(view: mmap.mmap, position: int, size: int, verify: bool) -> tuple[int, int] | None:
-    """(payload length, span count) of a well-formed record at `position`, else None."""
-    if size - position < RECORD_HEADER.size:
-        return None
-    magic, length, span_count, crc = RECORD_HEADER.unpack_from(view, position)
-    start = position + RECORD_HEADER.size
-    if magic != RECORD_MAGIC or start + length > size:
-        return None
-    if verify and record_crc(length, span_count, view[start : start + length]) != crc:
-        return None
-    return length, span_count
-
-
-def _next_valid_record(view: mmap.mmap, position: int, size: int) -> int | None:
-    while True:
-        position = view.find(RECORD_MAGIC, position, size)
-        if position < 0:
-            return None
-        if _record_at(view, position, size, verify=True) is not None:
-            return position
-        position += 1
-
-
-def scan_segment(path: Path) -> SegmentScan:
-    """Index the records of a segment left by an earlier run.
-
-    Headers are checked here, payload checksums when a record is read. A stretch that
-    does not parse (a tail torn mid-write, garbage) counts as one corrupt record, and
-    scanning resumes at the next record whose checksum holds."""
-    with path.open("rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size == 0:  # created, then the daemon died before writing the header
-            return SegmentScan(size)
-        if size < SEGMENT_HEADER.size:
-            raise UnreadableSegmentError("shorter than a segment header")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            magic, version = SEGMENT_HEADER.unpack_from(view, 0)
-            if magic != SEGMENT_MAGIC:
-                raise UnreadableSegmentError("not a queue segment")
-            if version != FORMAT_VERSION:
-                raise UnreadableSegmentError(f"format version {version}; this daemon reads version {FORMAT_VERSION}")
-            scan = SegmentScan(size)
-            position: int | None = SEGMENT_HEADER.size
-            while position is not None and position < size:
-                found = _record_at(view, position, size, verify=False)
-                if found is None:
-                    scan.corrupt += 1
-                    position = _next_valid_record(view, position + 1, size)
-                    continue
-                length, span_count = found
-                scan.offsets.append(position)
-                scan.span_counts.append(span_count)
-                position += RECORD_HEADER.size + length
-    return scan
-
-
-def read_marks(path: Path) -> tuple[set[int], set[int]]:
-    """The offsets an ack file marks as acknowledged, and those marked sending (only).
-
-    Entries failing their checksum are ignored; a torn last entry is cut off, so that
-    entries appended later stay aligned."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return set(), set()
-    whole = len(data) - len(data) % ACK_ENTRY.size
-    if whole != len(data):
-        os.truncate(path, whole)
-    acked: set[int] = set()
-    sending: set[int] = set()
-    for position in range(0, whole, ACK_ENTRY.size):
-        offset, kind, crc = ACK_ENTRY.unpack_from(data, position)
-        if zlib.crc32(data[position : position + _ACK_BODY.size]) != crc:
-            continue
-        if kind == ACKED:
-            acked.add(offset)
-        elif kind == SENDING:
-            sending.add(offset)
-    return acked, sending - acked
-
-
-def read_record(path: Path, offset: int) -> bytes | None:
-    """The payload of the record at `offset`, or None if it fails its checksum."""
-    with path.open("rb", buffering=0) as handle:
-        fd = handle.fileno()
-        header = os.pread(fd, RECORD_HEADER.size, offset)
-        if len(header) < RECORD_HEADER.size:
-            return None
-        magic, length, span_count, crc = RECORD_HEADER.unpack(header)
-        if magic != RECORD_MAGIC:
-            return None
-        payload = os.pread(fd, length, offset + RECORD_HEADER.size)
-    if len(payload) != length or record_crc(length, span_count, payload) != crc:
-        return None
-    return payload
-
-
-# --- writing, in worker threads ------------------------------------------------
-
-
-@dataclass
-class RoundResult:
-    # Per append, in order: (segment, offset) where it was written, or the error.
-    placed: list[tuple[int, int] | OSError]
-    errors: list[tuple[str, OSError]]
-    unsynced: bool
-
-
-class SegmentFiles:
-    """The files one queue writes. Used by one writer round at a time, in a worker thread."""
-
-    def __init__(self, directory: Path, next_seq: int, segment_bytes: int, fsync: FsyncPolicy) -> None:
-        self.directory = directory
-        self.next_seq = next_seq
-        self.segment_bytes = segment_bytes
-        self.fsync = fsync
-        self.active_seq: int | None = None
-        self._active_fd = -1
-        self._active_size = 0
-        self._ack_fds: dict[int, int] = {}
-        self._unsynced: set[int] = set()
-        self._deleted: set[int] = set()
-
-    def run_round(
-        self, appends: list[Payload], marks: list[tuple[int, int, int]], deletions: list[int], sync: bool
-    ) -> RoundResult:
-        placed: list[tuple[int, int] | OSError] = []
-        errors: list[tuple[str, OSError]] = []
-        for payload in appends:
-            try:
-                placed.append(self._append(payload))
-            except OSError as exc:
-                placed.append(exc)
-        self._deleted.update(deletions)
-        entries: dict[int, list[bytes]] = {}
-        for seq, offset, kind in marks:
-            if seq not in self._deleted:
-                entries.setdefault(seq, []).append(ack_entry(offset, kind))
-        for seq, parts in entries.items():
-            try:
-                self._write_marks(seq, parts)
-            except OSError as exc:
-                errors.append(("mark", exc))
-        for seq in deletions:
-            try:
-                self._delete(seq)
-            except OSError as exc:
-                errors.append(("delete", exc))
-        if sync:
-            try:
-                self.sync()
-            except OSError as exc:
-                errors.append(("sync", exc))
-        return RoundResult(placed, errors, bool(self._unsynced))
-
-    def _append(self, payload: Payload) -> tuple[int, int]:
-        data = payload.data
-        size = RECORD_HEADER.size + len(data)
-        if self._active_fd < 0 or (
-            self._active_size + size > self.segment_bytes and self._active_size > SEGMENT_HEADER.size
-        ):
-            self._open_segment()
-        assert self.active_seq is not None
-        offset = self._active_size
-        header = RECORD_HEADER.pack(
-            RECORD_MAGIC, len(data), payload.span_count, record_crc(len(data), payload.span_count, data)
-        )
-        try:
-            _write_all(self._active_fd, [header, data])
-        except OSError:
-            try:
-                os.ftruncate(self._active_fd, offset)
-            except OSError:
-                self._seal()  # the tail is torn: later records go to a new segment
-            raise
-        self._active_size = offset + size
-        self._unsynced.add(self._active_fd)
-        return self.active_seq, offset
-
-    def _open_segment(self) -> None:
-        self._seal()
-        seq = self.next_seq
-        path = self.directory / segment_name(seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION))
-            if self.fsync != "never":
-                self._sync_directory()
-        except OSError:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
-        self.next_seq = seq + 1
-        self.active_seq = seq
-        self._active_fd = fd
-        self._active_size = SEGMENT_HEADER.size
-        self._unsynced.add(fd)
-
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _seal(self) -> None:
-        fd, self._active_fd = self._active_fd, -1
-        if fd < 0:
-            return
-        try:
-            if self.fsync != "never" and fd in self._unsynced:
-                os.fsync(fd)
-        finally:
-            self._unsynced.discard(fd)
-            os.close(fd)
-
-    def _write_marks(self, seq: int, parts: list[bytes]) -> None:
-        fd = self._ack_fds.get(seq)
-        if fd is None:
-            fd = os.open(self.directory / ack_name(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._ack_fds[seq] = fd
-        _write_all(fd, parts)
-        self._unsynced.add(fd)
-
-    def _delete(self, seq: int) -> None:
-        if seq == self.active_seq:
-            self._seal()
-            self.active_seq = None
-        fd = self._ack_fds.pop(seq, None)
-        if fd is not None:
-            self._unsynced.discard(fd)
-            os.close(fd)
-        for name in (segment_name(seq), ack_name(seq)):
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / name).unlink()
-
-    def sync(self) -> None:
-        for fd in list(self._unsynced):
-            os.fsync(fd)
-            self._unsynced.discard(fd)
-
-    def close(self) -> None:
-        try:
-            if self.fsync != "never":
-                self.sync()
-        finally:
-            self._seal()
-            for fd in self._ack_fds.values():
-                os.close(fd)
-            self._ack_fds.clear()
-            self._unsynced.clear()
-
-
-# --- the queue, on the event loop ----------------------------------------------
 
 
 @dataclass(eq=False)
@@ -390,13 +73,6 @@ class DiskRecord:
     redelivery: bool
     segment: _Segment
     offset: int
-
-
-@dataclass
-class _Recovered:
-    segments: list[tuple[int, SegmentScan, set[int], set[int]]]  # seq, scan, acked, sending
-    unreadable: list[tuple[str, str]]  # file name, why
-    next_seq: int
 
 
 class DiskQueue:
@@ -499,7 +175,7 @@ class DiskQueue:
         self._files = SegmentFiles(self.directory, recovered.next_seq, self.segment_bytes, self._fsync)
         self._writer = asyncio.create_task(self._write_loop(), name=f"disk-queue-{self.name}")
 
-    def _recover(self) -> _Recovered:
+    def _recover(self) -> Recovered:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.directory / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -515,37 +191,10 @@ class DiskQueue:
                 f"exporter {self.name}: queue directory {self.directory} is in use by another process"
             ) from None
         try:
-            return self._index_files()
+            return index_directory(self.directory)
         except OSError as exc:
             self._release_lock()
             raise OSError(f"exporter {self.name}: cannot read queue directory {self.directory}: {exc}") from None
-
-    def _index_files(self) -> _Recovered:
-        seqs: list[int] = []
-        highest = 0
-        for path in self.directory.iterdir():
-            stem = path.name.split(".", 1)[0]
-            if not stem.isdigit():
-                continue
-            highest = max(highest, int(stem))
-            if path.name.endswith(".seg"):
-                seqs.append(int(stem))
-        segments = []
-        unreadable = []
-        for seq in sorted(seqs):
-            path = self.directory / segment_name(seq)
-            try:
-                scan = scan_segment(path)
-            except UnreadableSegmentError as exc:
-                unreadable.append((path.name, str(exc)))
-                path.rename(path.with_name(path.name + ".unreadable"))
-                continue
-            acked, sending = read_marks(self.directory / ack_name(seq))
-            segments.append((seq, scan, acked, sending))
-        for path in self.directory.glob("*.ack"):
-            if not path.with_suffix(".seg").exists():
-                path.unlink()  # its segment was deleted just before a crash
-        return _Recovered(segments, unreadable, highest + 1)
 
     def _release_lock(self) -> None:
         if self._lock_fd >= 0:

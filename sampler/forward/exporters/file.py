@@ -8,7 +8,7 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sampler.codecs import otlp_json
-from sampler.config import FileExporterConfig
+from sampler.config.exporters import FileExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, RetryableError
 from sampler.telemetry.metrics import Metrics

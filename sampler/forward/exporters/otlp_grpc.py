@@ -9,7 +9,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sampler.config import OtlpExporterConfig
+from sampler.config.exporters import OtlpExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
 from sampler.telemetry.metrics import Metrics

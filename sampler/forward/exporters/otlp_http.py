@@ -11,7 +11,7 @@ import aiohttp
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sampler.config import HttpClientTlsConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
+from sampler.config.exporters import HttpClientTlsConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
 from sampler.telemetry.metrics import Metrics

@@ -2,7 +2,7 @@
 
 It is the OTLP/HTTP exporter (connections, TLS, gzip, retryable statuses and
 Retry-After) with another body: each payload is parsed once and mapped with
-sampler.codecs.zipkin.to_otlp (and encoded with sampler.codecs.zipkin.proto for `format: proto`).
+sampler.codecs.zipkin.from_otlp (and encoded with sampler.codecs.zipkin.proto for `format: proto`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import asyncio
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sampler.codecs.zipkin import proto as zipkin_proto
-from sampler.codecs.zipkin import to_otlp as zipkin
-from sampler.config import ZipkinExporterConfig
+from sampler.codecs.zipkin import from_otlp, proto
+from sampler.config.exporters import ZipkinExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporters.otlp_http import OtlpHttpExporter
 from sampler.telemetry.metrics import Metrics
@@ -25,7 +24,7 @@ class ZipkinExporter(OtlpHttpExporter):
     def __init__(self, name: str, config: ZipkinExporterConfig, metrics: Metrics) -> None:
         self._default_service_name = config.default_service_name
         self._proto = config.format == "proto"
-        self.content_type = zipkin_proto.CONTENT_TYPE if self._proto else "application/json"
+        self.content_type = proto.CONTENT_TYPE if self._proto else "application/json"
         super().__init__(name, config, metrics)
 
     def _target_url(self) -> str:
@@ -38,8 +37,8 @@ class ZipkinExporter(OtlpHttpExporter):
     def _encode(self, payload: Payload) -> bytes:
         request = ExportTraceServiceRequest.FromString(payload.data)
         if self._proto:
-            return zipkin_proto.encode(zipkin.request_to_zipkin(request, self._default_service_name))
-        return zipkin.encode_json(request, self._default_service_name)
+            return proto.encode(from_otlp.request_to_zipkin(request, self._default_service_name))
+        return from_otlp.encode_json(request, self._default_service_name)
 
     def _rejected_spans(self, content: bytes) -> int:
         # Zipkin accepts a request whole (202) or refuses it whole.

@@ -1,7 +1,4 @@
-"""Policies made of sub-policies: `and`, `drop`, `not` and `composite`.
-
-Sub-policies are leaf types; a `composite` may also hold `and` policies, as in the Collector.
-"""
+"""composite: a budget of spans per second shared between sub-policies."""
 
 from __future__ import annotations
 
@@ -9,96 +6,8 @@ import math
 
 from pydantic import Field, model_validator
 
-from sampler.policies.base import (
-    CompositeSubPolicy,
-    Decision,
-    LeafSubPolicy,
-    Policy,
-    PolicySettings,
-    TraceView,
-)
-
-
-def _all_sample(policies: list[Policy], trace: TraceView) -> bool:
-    """Whether every policy samples the trace; stops at the first that does not."""
-    return all(policy.evaluate(trace) is Decision.SAMPLED for policy in policies)
-
-
-def _build(configs: list, clock) -> list[Policy]:  # type: ignore[type-arg]
-    from sampler.policies import build_policy
-
-    return [build_policy(config, clock) for config in configs]
-
-
-class AndSettings(PolicySettings):
-    and_sub_policy: list[LeafSubPolicy] = Field(default_factory=list)
-
-
-class AndPolicy(Policy):
-    """Samples a trace when no sub-policy says not sampled (an empty list samples everything).
-    Sub-policies run in order and stop at the first not sampled, so a stateful one
-    (rate_limiting) only spends its budget on traces the earlier ones accepted."""
-
-    type_name = "and"
-    settings_model = AndSettings
-    compound = True
-
-    def prepare(self) -> None:
-        self.sub_policies = _build(self.settings.and_sub_policy, self.clock)
-
-    def evaluate(self, trace: TraceView) -> Decision:
-        return Decision.SAMPLED if _all_sample(self.sub_policies, trace) else Decision.NOT_SAMPLED
-
-    def describe(self) -> str:
-        return "and(" + ", ".join(f"{p.name}: {p.describe()}" for p in self.sub_policies) + ")"
-
-
-class DropSettings(PolicySettings):
-    drop_sub_policy: list[LeafSubPolicy] = Field(default_factory=list)
-
-
-class DropPolicy(Policy):
-    """Drops a trace when every sub-policy matches it; a drop overrides every other policy.
-    Drop policies are evaluated before all others."""
-
-    type_name = "drop"
-    settings_model = DropSettings
-    compound = True
-
-    def prepare(self) -> None:
-        self.sub_policies = _build(self.settings.drop_sub_policy, self.clock)
-
-    def evaluate(self, trace: TraceView) -> Decision:
-        return Decision.DROPPED if _all_sample(self.sub_policies, trace) else Decision.NOT_SAMPLED
-
-    def describe(self) -> str:
-        return "drop(" + ", ".join(f"{p.name}: {p.describe()}" for p in self.sub_policies) + ")"
-
-
-class NotSettings(PolicySettings):
-    not_sub_policy: LeafSubPolicy
-
-
-class NotPolicy(Policy):
-    """Samples what its one sub-policy does not sample, and the reverse."""
-
-    type_name = "not"
-    settings_model = NotSettings
-    compound = True
-
-    def prepare(self) -> None:
-        (self.sub_policy,) = _build([self.settings.not_sub_policy], self.clock)
-
-    def evaluate(self, trace: TraceView) -> Decision:
-        decision = self.sub_policy.evaluate(trace)
-        if decision is Decision.SAMPLED:
-            return Decision.NOT_SAMPLED
-        if decision is Decision.NOT_SAMPLED:
-            return Decision.SAMPLED
-        return decision
-
-    def describe(self) -> str:
-        return f"not({self.sub_policy.name}: {self.sub_policy.describe()})"
+from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView
+from sampler.policies.sub_policies import build_sub_policies
 
 
 class RateAllocation(PolicySettings):
@@ -142,7 +51,7 @@ class CompositePolicy(Policy):
 
     def prepare(self) -> None:
         settings = self.settings
-        self.sub_policies = _build(settings.composite_sub_policy, self.clock)
+        self.sub_policies = build_sub_policies(settings.composite_sub_policy, self.clock)
         total = settings.max_total_spans_per_second
         equal_share = total / len(self.sub_policies)
         percent = {allocation.policy: allocation.percent for allocation in settings.rate_allocation}

@@ -1,0 +1,63 @@
+"""The whole configuration file (`Config`) and its small sections: admin, logging, reload, shutdown, telemetry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sampler.config.exporters import BatchConfig
+from sampler.config.receivers import ReceiversConfig
+from sampler.config.tail_sampling import TailSamplingConfig
+from sampler.config.types import Duration, Model
+
+
+class AdminConfig(Model):
+    endpoint: str = "127.0.0.1:8888"
+
+
+class LoggingConfig(Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # How often the daemon logs a one-line summary of what it received, kept and dropped; 0 turns it off.
+    summary_interval: Duration = Field(10.0, ge=0)
+    # text: one readable line per record; json: one JSON object per line, for log pipelines.
+    format: Literal["text", "json"] = "text"
+
+
+class ReloadConfig(Model):
+    # Poll the config file for changes (ConfigMap updates included) and reload the policies.
+    watch_file: bool = True
+    check_interval: Duration = Field(1.0, gt=0)
+
+
+class ShutdownConfig(Model):
+    timeout: Duration = Field(10.0, gt=0)
+
+
+class SelfTracesConfig(Model):
+    # Where the daemon sends traces of its own decision and export batches: host:port for
+    # OTLP/gRPC (plaintext), a URL for OTLP/HTTP.
+    endpoint: str
+    protocol: Literal["grpc", "http"] = "grpc"
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
+class TelemetryConfig(Model):
+    traces: SelfTracesConfig | None = None
+
+
+class Config(Model):
+    receivers: ReceiversConfig = ReceiversConfig()
+    tail_sampling: TailSamplingConfig
+    batch: BatchConfig = BatchConfig()
+    # Validated per exporter type in a second step, the type being the key's prefix.
+    exporters: dict[str, Any] = Field(min_length=1)
+    admin: AdminConfig = AdminConfig()
+    logging: LoggingConfig = LoggingConfig()
+    reload: ReloadConfig = ReloadConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+    @property
+    def policies(self) -> list[Any]:
+        return self.tail_sampling.policies

@@ -1,0 +1,31 @@
+"""and: samples a trace when every one of its sub-policies does."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView
+from sampler.policies.sub_policies import all_sample, build_sub_policies
+
+
+class AndSettings(PolicySettings):
+    and_sub_policy: list[LeafSubPolicy] = Field(default_factory=list)
+
+
+class AndPolicy(Policy):
+    """Samples a trace when no sub-policy says not sampled (an empty list samples everything).
+    Sub-policies run in order and stop at the first not sampled, so a stateful one
+    (rate_limiting) only spends its budget on traces the earlier ones accepted."""
+
+    type_name = "and"
+    settings_model = AndSettings
+    compound = True
+
+    def prepare(self) -> None:
+        self.sub_policies = build_sub_policies(self.settings.and_sub_policy, self.clock)
+
+    def evaluate(self, trace: TraceView) -> Decision:
+        return Decision.SAMPLED if all_sample(self.sub_policies, trace) else Decision.NOT_SAMPLED
+
+    def describe(self) -> str:
+        return "and(" + ", ".join(f"{p.name}: {p.describe()}" for p in self.sub_policies) + ")"

@@ -1,0 +1,32 @@
+"""not: samples what its one sub-policy does not sample, and the reverse."""
+
+from __future__ import annotations
+
+from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView
+from sampler.policies.sub_policies import build_sub_policies
+
+
+class NotSettings(PolicySettings):
+    not_sub_policy: LeafSubPolicy
+
+
+class NotPolicy(Policy):
+    """Samples what its one sub-policy does not sample, and the reverse."""
+
+    type_name = "not"
+    settings_model = NotSettings
+    compound = True
+
+    def prepare(self) -> None:
+        (self.sub_policy,) = build_sub_policies([self.settings.not_sub_policy], self.clock)
+
+    def evaluate(self, trace: TraceView) -> Decision:
+        decision = self.sub_policy.evaluate(trace)
+        if decision is Decision.SAMPLED:
+            return Decision.NOT_SAMPLED
+        if decision is Decision.NOT_SAMPLED:
+            return Decision.SAMPLED
+        return decision
+
+    def describe(self) -> str:
+        return f"not({self.sub_policy.name}: {self.sub_policy.describe()})"
