@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sampler import __version__
+from sampler.clock import Clock, monotonic
 from sampler.config.exporters import (
     FileExporterConfig,
     OtlpExporterConfig,
@@ -44,32 +45,39 @@ TICK_SECONDS = 0.05
 _RECEIVER_GRACE_SECONDS = 2.0
 
 
-def build_exporter(name: str, config: object, metrics: Metrics) -> Exporter:
+def build_exporter(name: str, config: object, metrics: Metrics, clock: Clock) -> Exporter:
     if isinstance(config, OtlpExporterConfig):
-        return OtlpGrpcExporter(name, config, metrics)
+        return OtlpGrpcExporter(name, config, metrics, clock)
     if isinstance(config, OtlpHttpExporterConfig):
-        return OtlpHttpExporter(name, config, metrics)
+        return OtlpHttpExporter(name, config, metrics, clock)
     if isinstance(config, FileExporterConfig):
-        return FileExporter(name, config, metrics)
+        return FileExporter(name, config, metrics, clock)
     if isinstance(config, ZipkinExporterConfig):
-        return ZipkinExporter(name, config, metrics)
+        return ZipkinExporter(name, config, metrics, clock)
     raise TypeError(f"no exporter for {type(config).__name__}")
 
 
 class Daemon:
     """One tail sampler: receivers, window, policies, batcher, exporters and admin endpoint."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None, config_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        config_path: str | None = None,
+        clock: Clock = monotonic,
+    ) -> None:
         self.config = config
+        self._clock = clock
         self.metrics = metrics or Metrics()
-        self.exporters = [build_exporter(name, body, self.metrics) for name, body in config.exporters.items()]
+        self.exporters = [build_exporter(name, body, self.metrics, clock) for name, body in config.exporters.items()]
         self.self_tracing = SelfTracing(config.telemetry.traces) if config.telemetry.traces else None
         if self.self_tracing is not None:
             for exporter in self.exporters:
                 exporter.tracer = self.self_tracing.tracer
-        self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow)
-        self.batcher = Batcher(config.batch, self._deliver, self.metrics)
-        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, forward=self.fanout)
+        self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow, clock=clock)
+        self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock)
+        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, clock, forward=self.fanout)
         ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
@@ -192,7 +200,7 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
-        started = time.monotonic()
+        started = self._clock()
         deadline = started + self.config.shutdown.timeout
         self._ready = False
         self.metrics.ready.set(0)
@@ -215,7 +223,7 @@ class Daemon:
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
-        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", time.monotonic() - started, decided)
+        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def _load_decisions(self) -> None:
         path = self.config.tail_sampling.decision_cache.persist_path

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter as TallyCounter
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
@@ -89,7 +89,7 @@ class TailSampler:
         config: TailSamplingConfig,
         keep: Callable[[TraceSpans], None],
         metrics: Metrics,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = monotonic,
         forward: ForwardRoom | None = None,
     ) -> None:
         self._keep = keep

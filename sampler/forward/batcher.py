@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sampler.clock import Clock, monotonic
 from sampler.config.exporters import BatchConfig
 from sampler.spans.framing import count_fields, encode_request, split_framed
 from sampler.spans.trace import ScopeKey, TraceSpans
@@ -30,11 +31,14 @@ class Batcher:
     `send_batch_max_bytes`, which is then cut at span boundaries.
     """
 
-    def __init__(self, config: BatchConfig, deliver: Callable[[Payload], None], metrics: Metrics) -> None:
+    def __init__(
+        self, config: BatchConfig, deliver: Callable[[Payload], None], metrics: Metrics, clock: Clock = monotonic
+    ) -> None:
         self._max_spans = config.send_batch_size
         self._max_bytes = config.send_batch_max_bytes
         self._timeout = config.timeout
         self._deliver = deliver
+        self._clock = clock
         self._resources: dict[bytes, dict[bytes, bytearray]] = {}
         self._span_count = 0
         self._nbytes = 0
@@ -62,7 +66,7 @@ class Batcher:
 
     def _merge(self, groups: Iterable[tuple[ScopeKey, bytes | bytearray]], span_count: int, size: int) -> None:
         if self._opened_at is None:
-            self._opened_at = asyncio.get_running_loop().time()
+            self._opened_at = self._clock()
         resources = self._resources
         for (resource, scope), spans in groups:
             scopes = resources.get(resource)
@@ -103,8 +107,7 @@ class Batcher:
 
     async def run(self) -> None:
         """Flush batches that waited `timeout`; runs until cancelled."""
-        loop = asyncio.get_running_loop()
         interval = min(self._timeout, 0.05)
         while True:
             await asyncio.sleep(interval)
-            self.flush_if_stale(loop.time())
+            self.flush_if_stale(self._clock())

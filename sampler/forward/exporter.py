@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -22,6 +21,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueConfig, RetryConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.disk_queue.queue import DiskQueue
@@ -66,8 +66,10 @@ class Exporter(ABC):
         metrics: Metrics,
         queue: QueueConfig,
         retry: RetryConfig | None,
+        clock: Clock = monotonic,
     ) -> None:
         self.name = name
+        self._clock = clock
         self._queue_config = queue
         self._retry = retry
         self._queue: asyncio.Queue[Payload] = asyncio.Queue(maxsize=queue.queue_size if queue.enabled else 1)
@@ -81,7 +83,7 @@ class Exporter(ABC):
         self._dropped = metrics.exporter_dropped_spans
         self._disk: DiskQueue | None = None
         if queue.enabled and queue.storage is not None:
-            disk = self._disk = DiskQueue(name, queue.storage, metrics, self._drop_count)
+            disk = self._disk = DiskQueue(name, queue.storage, metrics, self._drop_count, clock=clock)
             # Bounded in bytes, not batches: no batch capacity to report.
             metrics.exporter_queue_size.labels(name).set_function(lambda: disk.records)
         else:
@@ -101,12 +103,12 @@ class Exporter(ABC):
         ]
 
     async def shutdown(self, deadline: float) -> None:
-        """Deliver what is queued until `deadline` (time.monotonic), then give up on the rest;
+        """Deliver what is queued until `deadline` (on the clock), then give up on the rest;
         with a persistent queue, the rest stays on disk for the next start."""
         self._closing_deadline = deadline
         drained = self._queue.join() if self._disk is None else self._disk.join()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(drained, timeout=max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(drained, timeout=max(0.0, deadline - self._clock()))
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -231,7 +233,7 @@ class Exporter(ABC):
             # While shutting down, do not sleep past the deadline.
             if self._closing_deadline is None:
                 return False
-            return time.monotonic() + (state.upcoming_sleep or 0.0) >= self._closing_deadline
+            return self._clock() + (state.upcoming_sleep or 0.0) >= self._closing_deadline
 
         stop = stop_before_delay(retry.max_elapsed_time) if retry.max_elapsed_time else stop_never
         return AsyncRetrying(
@@ -250,7 +252,7 @@ class Exporter(ABC):
     def _drop_count(self, spans: int, reason: str, why: str) -> None:
         self._dropped.labels(self.name, reason).inc(spans)
         trace.get_current_span().set_status(StatusCode.ERROR, f"dropped {spans} span(s): {reason}")
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_drop_log.get(reason, -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
             self._last_drop_log[reason] = now
             log.error("exporter %s dropped %d kept span(s) (%s): %s", self.name, spans, reason, why)

@@ -11,10 +11,10 @@ filled.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Sequence
 
+from sampler.clock import Clock, monotonic
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter
 
@@ -22,9 +22,10 @@ _DRAIN_INTERVAL = 0.05
 
 
 class Fanout:
-    def __init__(self, exporters: Sequence[Exporter], hold_when_full: bool) -> None:
+    def __init__(self, exporters: Sequence[Exporter], hold_when_full: bool, clock: Clock = monotonic) -> None:
         self._exporters = tuple(exporters)
         self._hold_when_full = hold_when_full
+        self._clock = clock
         self._held: dict[Exporter, deque[Payload]] = {exporter: deque() for exporter in self._exporters}
 
     def deliver(self, payload: Payload) -> None:
@@ -50,9 +51,9 @@ class Fanout:
         return any(self._held.values())
 
     async def drain(self, deadline: float) -> None:
-        """Shutdown: wait for room for the held batches until `deadline` (time.monotonic); whatever
+        """Shutdown: wait for room for the held batches until `deadline` (on the clock); whatever
         is still held then goes to its exporter, which counts it as dropped for a full queue."""
-        while self.backed_up() and time.monotonic() < deadline:
+        while self.backed_up() and self._clock() < deadline:
             await asyncio.sleep(_DRAIN_INTERVAL)
         for exporter, held in self._held.items():
             while held:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, Literal
@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from sampler.clock import Clock
 from sampler.policies import (
     always_sample,
     and_,
@@ -176,7 +177,7 @@ def stateful_reason(config: PolicyConfig) -> str | None:
     return None
 
 
-def build_policy(config: PolicyConfig, clock: Callable[[], float]) -> Policy:
+def build_policy(config: PolicyConfig, clock: Clock) -> Policy:
     return POLICY_TYPES[config.type](config.name, config.settings, clock)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from pydantic import BaseModel, ConfigDict, PlainValidator
 
+from sampler.clock import Clock
 from sampler.policies.attribute_lookup import AttributeIndex
 from sampler.spans.trace import SpanRecord, TraceSpans
 
@@ -98,7 +99,7 @@ class Policy(ABC):
     # True for types made of sub-policies (and, drop, not, composite); they cannot nest freely.
     compound: ClassVar[bool] = False
 
-    def __init__(self, name: str, settings: Any, clock: Callable[[], float]) -> None:
+    def __init__(self, name: str, settings: Any, clock: Clock) -> None:
         self.name = name
         self.settings = settings
         self.clock = clock

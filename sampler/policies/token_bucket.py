@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from sampler.clock import Clock
 
 
 class TokenBucket:
     """Refills at `rate` tokens per second up to `capacity`, starting full."""
 
-    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
+    def __init__(self, rate: float, capacity: float, clock: Clock) -> None:
         self._rate = rate
         self._capacity = capacity
         self._tokens = capacity

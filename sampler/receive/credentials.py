@@ -14,11 +14,10 @@ import hmac
 import logging
 import ssl
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sampler.clock import Clock, monotonic
 from sampler.config.receivers import ReceiverAuthConfig, ServerTlsConfig
 from sampler.telemetry.metrics import Metrics
 
@@ -45,7 +44,7 @@ def _read(path: str, what: str, protocol: str) -> bytes:
 class _Reloading:
     """Rate-limits the look for changed files to once per interval, across threads."""
 
-    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, interval: float, clock: Clock) -> None:
         self._interval = interval
         self._clock = clock
         self._next_check = clock() + interval
@@ -79,9 +78,7 @@ class TlsMaterial:
 class ServerTls:
     """A receiver's certificate, key and client CA, reloaded when the files change."""
 
-    def __init__(
-        self, config: ServerTlsConfig, protocol: str, metrics: Metrics, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: ServerTlsConfig, protocol: str, metrics: Metrics, clock: Clock = monotonic) -> None:
         self._config = config
         self._protocol = protocol
         self._reloads = metrics.credential_reloads
@@ -168,9 +165,7 @@ class ServerTls:
 class TokenAuth:
     """Checks the configured header against the accepted tokens, in constant time."""
 
-    def __init__(
-        self, config: ReceiverAuthConfig, protocol: str, metrics: Metrics, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: ReceiverAuthConfig, protocol: str, metrics: Metrics, clock: Clock = monotonic) -> None:
         self._config = config
         self._protocol = protocol
         self.header = config.header

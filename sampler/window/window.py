@@ -10,8 +10,9 @@ constant too) and are skipped there if they were decided meanwhile.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from sampler.clock import Clock
 from sampler.spans.trace import TraceSpans
 
 # What a buffered trace costs beyond its spans' bytes: its objects, dict slots, span
@@ -46,7 +47,7 @@ class TraceWindow:
         num_shards: int,
         decision_wait: float,
         root_wait: float,
-        clock: Callable[[], float],
+        clock: Clock,
     ) -> None:
         num_shards = max(1, min(num_shards, num_traces))
         # Shard limits add up to exactly num_traces.

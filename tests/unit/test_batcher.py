@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,17 +18,18 @@ from sampler.forward.batcher import Batcher, Payload
 from sampler.spans.trace import TraceSpans
 from sampler.telemetry.metrics import Metrics
 from tests.support import make_span
-from tests.unit.helpers import trace_of
+from tests.unit.helpers import FakeClock, trace_of
 
 
 class Sink:
     """Collects delivered payloads, with a Batcher bound to it."""
 
-    def __init__(self, **batch: Any) -> None:
+    def __init__(self, clock: FakeClock | None = None, **batch: Any) -> None:
         self.payloads: list[Payload] = []
         self.metrics = Metrics()
         self.config = BatchConfig.model_validate(batch)
-        self.batcher = Batcher(self.config, self.payloads.append, self.metrics)
+        self.clock = clock or FakeClock()
+        self.batcher = Batcher(self.config, self.payloads.append, self.metrics, self.clock)
 
     def requests(self) -> list[ExportTraceServiceRequest]:
         return [ExportTraceServiceRequest.FromString(payload.data) for payload in self.payloads]
@@ -152,32 +154,51 @@ async def test_a_span_larger_than_the_limit_travels_alone() -> None:
 
 
 async def test_flush_if_stale() -> None:
-    loop = asyncio.get_running_loop()
     sink = Sink(timeout="200ms")
-    sink.batcher.flush_if_stale(loop.time() + 10)
+    clock = sink.clock
+    sink.batcher.flush_if_stale(clock() + 10)
     assert sink.payloads == []  # nothing pending, nothing to send
-    before = loop.time()
+    before = clock()
     sink.batcher.add(_trace(2))
     sink.batcher.add(_trace(1))
     sink.batcher.flush_if_stale(before + 0.1)
     assert sink.payloads == []
-    sink.batcher.flush_if_stale(loop.time() + 0.2)
+    sink.batcher.flush_if_stale(clock() + 0.2)
     assert [p.span_count for p in sink.payloads] == [3]
     assert sink.flushes("timeout") == 1
-    sink.batcher.flush_if_stale(loop.time() + 10)
+    sink.batcher.flush_if_stale(clock() + 10)
     assert len(sink.payloads) == 1
 
 
 async def test_the_timeout_counts_from_the_first_trace_of_a_batch() -> None:
-    loop = asyncio.get_running_loop()
     sink = Sink(timeout="1s", send_batch_size=2)
+    clock = sink.clock
     sink.batcher.add(_trace(2))  # sent at once by size
-    start = loop.time()
+    clock.advance(0.3)
+    start = clock()
     sink.batcher.add(_trace(1))
     sink.batcher.flush_if_stale(start + 0.5)
     assert len(sink.payloads) == 1
-    sink.batcher.flush_if_stale(loop.time() + 1.0)
+    sink.batcher.flush_if_stale(clock() + 1.0)
     assert [p.span_count for p in sink.payloads] == [2, 1]
+
+
+async def test_the_timer_flushes_by_the_injected_clock() -> None:
+    sink = Sink(timeout="1h")
+    sink.batcher.add(_trace(2))
+    timer = asyncio.create_task(sink.batcher.run())
+    try:
+        sink.clock.advance(3600)  # an hour passes on the batcher's clock, none on the event loop's
+        await asyncio.wait_for(_until(lambda: bool(sink.payloads)), timeout=10)
+    finally:
+        timer.cancel()
+    assert [p.span_count for p in sink.payloads] == [2]
+    assert sink.flushes("timeout") == 1
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)
 
 
 async def test_flush_with_nothing_pending_sends_nothing() -> None:

@@ -20,13 +20,13 @@ import errno
 import fcntl
 import logging
 import os
-import time
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.disk_queue.format import (
@@ -85,8 +85,10 @@ class DiskQueue:
         metrics: Metrics,
         drop: Callable[[int, str, str], None],
         segment_bytes: int | None = None,
+        clock: Clock = monotonic,
     ) -> None:
         self.name = name
+        self._clock = clock
         self.directory = Path(config.directory) / quote(name, safe="")
         self.max_bytes = int(config.max_size_mib * _MIB)
         self.segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max(_MIN_SEGMENT_BYTES, self.max_bytes // 8))
@@ -113,7 +115,7 @@ class DiskQueue:
         self._closing = False
         self._closed = False
         self._unsynced = False
-        self._last_sync = time.monotonic()
+        self._last_sync = clock()
         self._last_error_log: dict[str, float] = {}
         metrics.exporter_disk_queue_bytes.labels(name).set_function(lambda: self._bytes)
         metrics.exporter_disk_queue_capacity.labels(name).set(self.max_bytes)
@@ -324,7 +326,7 @@ class DiskQueue:
 
     async def _write_loop(self) -> None:
         while True:
-            now = time.monotonic()
+            now = self._clock()
             sync_due = self._fsync == "always" or (
                 self._fsync == "interval" and now - self._last_sync >= self._fsync_interval
             )
@@ -354,7 +356,7 @@ class DiskQueue:
                 failure = OSError(errno.EIO, str(exc))
                 result = RoundResult([failure] * len(appends), [], self._unsynced)
             if sync:
-                self._last_sync = time.monotonic()
+                self._last_sync = self._clock()
             self._unsynced = result.unsynced
             self._publish(appends, result.placed)
             for operation, exc in result.errors:
@@ -403,7 +405,7 @@ class DiskQueue:
         self._log_error(operation, "exporter %s: queue file %s failed in %s: %s", operation, self.directory, exc)
 
     def _log_error(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_error_log.get(kind, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
             self._last_error_log[kind] = now
             log.error(message, self.name, *args)

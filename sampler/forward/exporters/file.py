@@ -7,6 +7,7 @@ from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from sampler.clock import Clock, monotonic
 from sampler.codecs import otlp_json
 from sampler.config.exporters import FileExporterConfig
 from sampler.forward.batcher import Payload
@@ -17,8 +18,8 @@ from sampler.telemetry.metrics import Metrics
 class FileExporter(Exporter):
     kind = "file"
 
-    def __init__(self, name: str, config: FileExporterConfig, metrics: Metrics) -> None:
-        super().__init__(name, metrics, config.sending_queue, retry=None)
+    def __init__(self, name: str, config: FileExporterConfig, metrics: Metrics, clock: Clock = monotonic) -> None:
+        super().__init__(name, metrics, config.sending_queue, retry=None, clock=clock)
         self.path = Path(config.path)
 
     async def open(self) -> None:

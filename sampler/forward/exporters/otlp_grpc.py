@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from sampler.clock import Clock, monotonic
 from sampler.config.exporters import OtlpExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
@@ -58,8 +59,8 @@ def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
 class OtlpGrpcExporter(Exporter):
     kind = "otlp"
 
-    def __init__(self, name: str, config: OtlpExporterConfig, metrics: Metrics) -> None:
-        super().__init__(name, metrics, config.sending_queue, config.retry_on_failure)
+    def __init__(self, name: str, config: OtlpExporterConfig, metrics: Metrics, clock: Clock = monotonic) -> None:
+        super().__init__(name, metrics, config.sending_queue, config.retry_on_failure, clock)
         self._config = config
         self._metadata = tuple((key.lower(), value) for key, value in config.headers.items())
         self._channel: grpc.aio.Channel | None = None

@@ -11,6 +11,7 @@ import aiohttp
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from sampler.clock import Clock, monotonic
 from sampler.config.exporters import HttpClientTlsConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.exporter import Exporter, PermanentError, RetryableError
@@ -63,8 +64,14 @@ class OtlpHttpExporter(Exporter):
     kind = "otlphttp"
     content_type = "application/x-protobuf"
 
-    def __init__(self, name: str, config: OtlpHttpExporterConfig | ZipkinExporterConfig, metrics: Metrics) -> None:
-        super().__init__(name, metrics, config.sending_queue, config.retry_on_failure)
+    def __init__(
+        self,
+        name: str,
+        config: OtlpHttpExporterConfig | ZipkinExporterConfig,
+        metrics: Metrics,
+        clock: Clock = monotonic,
+    ) -> None:
+        super().__init__(name, metrics, config.sending_queue, config.retry_on_failure, clock)
         self._config = config
         self._url = self._target_url()
         self._session: aiohttp.ClientSession | None = None

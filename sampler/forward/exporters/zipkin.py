@@ -11,6 +11,7 @@ import asyncio
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from sampler.clock import Clock, monotonic
 from sampler.codecs.zipkin import from_otlp, proto
 from sampler.config.exporters import ZipkinExporterConfig
 from sampler.forward.batcher import Payload
@@ -21,11 +22,11 @@ from sampler.telemetry.metrics import Metrics
 class ZipkinExporter(OtlpHttpExporter):
     kind = "zipkin"
 
-    def __init__(self, name: str, config: ZipkinExporterConfig, metrics: Metrics) -> None:
+    def __init__(self, name: str, config: ZipkinExporterConfig, metrics: Metrics, clock: Clock = monotonic) -> None:
         self._default_service_name = config.default_service_name
         self._proto = config.format == "proto"
         self.content_type = proto.CONTENT_TYPE if self._proto else "application/json"
-        super().__init__(name, config, metrics)
+        super().__init__(name, config, metrics, clock)
 
     def _target_url(self) -> str:
         return self._config.endpoint
