@@ -78,8 +78,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    from sampler.policies import build_policy
-
     sampling = config.tail_sampling
     print(f"{args.config}: valid")
     print(
@@ -90,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     print("policies (a trace is kept when any samples it):")
     for policy_config in sampling.policies:
-        policy = build_policy(policy_config, lambda: 0.0)
+        policy = policy_config.build(lambda: 0.0)
         print(f"  - {policy.name}: {policy.describe()}")
     protocols = config.receivers.otlp.protocols
     print("receivers:")

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -19,6 +19,10 @@ from pydantic import BaseModel, ValidationError
 from sampler.config.exporters import EXPORTER_TYPES, ExporterConfig, exporter_type
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
+
+if TYPE_CHECKING:
+    from sampler.policies.base import PolicyConfig
+    from sampler.policies.registry import PolicyRegistry
 
 SHIPPED_CONFIG = Path("config") / "sampler.yaml"
 
@@ -114,19 +118,16 @@ def _field_model(annotation: Any) -> Any:
             return annotation
 
 
-def _model_for(model: Any, node: Any) -> type[BaseModel] | None:
+def _model_for(model: Any, node: Any, policies: PolicyRegistry) -> type[BaseModel] | None:
     if isinstance(model, type) and issubclass(model, BaseModel):
         return model
     # Policies (and sub-policies) are untyped until their `type` key picks the model.
-    if isinstance(node, dict):
-        from sampler.policies import POLICY_TYPES, policy_model
-
-        if node.get("type") in POLICY_TYPES:
-            return policy_model(node["type"])
+    if isinstance(node, dict) and node.get("type") in policies.types:
+        return policies.entry_model(node["type"])
     return None
 
 
-def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...]) -> list[str]:
+def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...], policies: PolicyRegistry) -> list[str]:
     """The keys valid at `path`, found by walking the models alongside the data."""
     model: Any = Config
     node = data
@@ -139,21 +140,21 @@ def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...]) -> list[str]:
         if isinstance(part, int):
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
             continue
-        resolved = _model_for(model, node)
+        resolved = _model_for(model, node, policies)
         field = resolved.model_fields.get(part) if resolved is not None else None
         if field is None:
             return []
         model = _field_model(field.annotation)
         node = node.get(part) if isinstance(node, dict) else None
-    resolved = _model_for(model, node)
+    resolved = _model_for(model, node, policies)
     return sorted(resolved.model_fields) if resolved is not None else []
 
 
-def _describe_error(error: Mapping[str, Any], data: Any) -> tuple[tuple[Any, ...], str]:
+def _describe_error(error: Mapping[str, Any], data: Any, policies: PolicyRegistry) -> tuple[tuple[Any, ...], str]:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     message = error["msg"]
     if error["type"] == "extra_forbidden" and loc:
-        allowed = _allowed_keys_anywhere(data, loc[:-1])
+        allowed = _allowed_keys_anywhere(data, loc[:-1], policies)
         key = str(loc[-1])
         message = f"unknown key {key!r}"
         close = difflib.get_close_matches(key, allowed, n=1)
@@ -210,6 +211,10 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
 
 
 def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str) -> Config:
+    # Imported here, not at the top: the policy modules import this package's models, and importing
+    # any module of a package first runs the package's __init__, which imports this module.
+    from sampler.policies.registry import POLICIES
+
     errors: list[dict[str, Any]] = []
     config: Config | None = None
     try:
@@ -220,7 +225,9 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     raw_sampling = data.get("tail_sampling")
     raw_policies = raw_sampling.get("policies") if isinstance(raw_sampling, dict) else None
     raw_exporters = data.get("exporters")
-    policies, policy_errors = _validate_policies(raw_policies if isinstance(raw_policies, list) else [], lines)
+    policies, policy_errors = _validate_policies(
+        raw_policies if isinstance(raw_policies, list) else [], lines, POLICIES
+    )
     exporters, exporter_errors = _validate_exporters(raw_exporters if isinstance(raw_exporters, dict) else {})
     errors.extend(policy_errors + exporter_errors)
     if isinstance(raw_sampling, dict) and raw_sampling.get("sampling_strategy") == "span-ingest":
@@ -228,7 +235,7 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     if errors:
         described = []
         for error in errors:
-            loc, message = _describe_error(error, data)
+            loc, message = _describe_error(error, data, POLICIES)
             line = _line_of(loc, lines)
             described.append((line, f"{source}:{line}: {_format_path(loc)}: {message}"))
         described.sort(key=lambda item: item[0])
@@ -242,12 +249,10 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     )
 
 
-def _span_ingest_errors(policies: list[Any]) -> list[dict[str, Any]]:
-    from sampler.policies import stateful_reason
-
+def _span_ingest_errors(policies: list[PolicyConfig]) -> list[dict[str, Any]]:
     errors = []
     for index, policy in enumerate(policies):
-        reason = stateful_reason(policy)
+        reason = policy.stateful_reason()
         if reason:
             errors.append(
                 {
@@ -263,14 +268,14 @@ def _prefixed(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, A
     return [{**error, "loc": prefix + tuple(error["loc"])} for error in exc.errors()]
 
 
-def _validate_policies(raw: list[Any], lines: Mapping[tuple[Any, ...], int]) -> tuple[list[Any], list[dict[str, Any]]]:
-    from sampler.policies import validate_policy_config
-
-    policies: list[Any] = []
+def _validate_policies(
+    raw: list[Any], lines: Mapping[tuple[Any, ...], int], registry: PolicyRegistry
+) -> tuple[list[PolicyConfig], list[dict[str, Any]]]:
+    policies: list[PolicyConfig] = []
     errors: list[dict[str, Any]] = []
     for index, body in enumerate(raw):
         try:
-            policies.append(validate_policy_config(body))
+            policies.append(registry.validate(body))
         except ValidationError as exc:
             errors.extend(_prefixed(exc, ("tail_sampling", "policies", index)))
     first_index: dict[str, int] = {}

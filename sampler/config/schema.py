@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 from sampler.config.exporters import EXPORTER_TYPES
 from sampler.config.model import Config
 from sampler.config.types import DURATION_JSON_SCHEMA
-from sampler.policies import LEAF_TYPES, POLICY_TYPES, policy_model
+from sampler.policies.registry import POLICIES
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _SUB_POLICY_FIELDS = {
@@ -26,7 +26,7 @@ _SUB_POLICY_FIELDS = {
 
 
 def config_json_schema() -> dict[str, Any]:
-    entry_models = {name: policy_model(name) for name in POLICY_TYPES}
+    entry_models = {name: POLICIES.entry_model(name) for name in POLICIES.types}
     models = [Config, *EXPORTER_TYPES.values(), *entry_models.values()]
     refs, document = models_json_schema([(model, "validation") for model in models], ref_template="#/$defs/{model}")
     defs: dict[str, Any] = document["$defs"]
@@ -37,16 +37,16 @@ def config_json_schema() -> dict[str, Any]:
     def policy_choice(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
         return {"anyOf": [ref(entry_models[name]) for name in names]}
 
-    defs["Policy"] = policy_choice(list(POLICY_TYPES))
-    defs["LeafPolicy"] = policy_choice(LEAF_TYPES)
-    defs["CompositeMemberPolicy"] = policy_choice((*LEAF_TYPES, "and"))
+    defs["Policy"] = policy_choice(list(POLICIES.types))
+    defs["LeafPolicy"] = policy_choice(POLICIES.leaf_types)
+    defs["CompositeMemberPolicy"] = policy_choice(POLICIES.composite_member_types)
 
     sampling = defs["TailSamplingConfig"]
     sampling["properties"]["policies"]["items"] = {"$ref": "#/$defs/Policy"}
 
     # Sub-policies are validated by the registry at run time; give editors their shapes.
     for type_name, (field, kind) in _SUB_POLICY_FIELDS.items():
-        settings_name = POLICY_TYPES[type_name].settings_model.__name__  # type: ignore[union-attr]
+        settings_name = POLICIES.types[type_name].settings_model.__name__  # type: ignore[union-attr]
         properties = defs[settings_name]["properties"]
         target = {"$ref": "#/$defs/CompositeMemberPolicy" if kind == "composite_member" else "#/$defs/LeafPolicy"}
         if kind == "leaf_single":

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
-from sampler.policies import Decision, Policy, PolicyConfig, TraceView, build_policy
+from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
 from sampler.window.window import TraceWindow, memory_of
@@ -130,9 +130,11 @@ class TailSampler:
         self.set_policies(config.policies)
 
     def set_policies(self, configs: Sequence[PolicyConfig]) -> None:
-        # Drop policies run first: a drop vetoes everything, so nothing else need run after one.
-        ordered = [c for c in configs if c.type == "drop"] + [c for c in configs if c.type != "drop"]
-        self.policies = [build_policy(config, self._clock) for config in ordered]
+        # Types that run first (drop: its veto makes everything else moot) go ahead, each group in config order.
+        ordered = [c for c in configs if c.policy_type.runs_first] + [
+            c for c in configs if not c.policy_type.runs_first
+        ]
+        self.policies = [config.build(self._clock) for config in ordered]
         m = self._metrics
         self._policy_counters = [
             {decision: m.policy_decisions.labels(policy.name, decision.value) for decision in Decision}

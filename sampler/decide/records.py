@@ -30,14 +30,18 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
-from sampler.policies import Policy, TraceView
-from sampler.policies.composite import CompositePolicy
-from sampler.spans.framing import TAG_SCOPE_SPAN, add_scope_attributes, frame, varint
+from sampler.policies.base import Policy, TraceView
+from sampler.spans.framing import (
+    TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE,
+    TAG_SCOPE_SPAN,
+    add_scope_attributes,
+    frame,
+    varint,
+)
 from sampler.spans.trace import TraceSpans
 
-_TAG_SCOPE_ATTRIBUTE = b"\x1a"  # InstrumentationScope.attributes = 3
 _CACHED = frame(
-    _TAG_SCOPE_ATTRIBUTE,
+    TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE,
     KeyValue(key="tailsampling.cached_decision", value=AnyValue(bool_value=True)).SerializeToString(),
 )
 # Triggers of decisions made before a trace was due, because a bound of the window was reached.
@@ -118,7 +122,7 @@ def _attribute(key: str, value: Any) -> bytes:
         any_value = AnyValue(double_value=value)
     else:
         any_value = AnyValue(string_value=str(value))
-    return frame(_TAG_SCOPE_ATTRIBUTE, KeyValue(key=key, value=any_value).SerializeToString())
+    return frame(TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE, KeyValue(key=key, value=any_value).SerializeToString())
 
 
 class DecisionRecorder:
@@ -145,7 +149,7 @@ class DecisionRecorder:
         """The encoded scope attributes for a trace kept by `policy` at 1 in `rate`."""
         if not self.enabled:
             return b""
-        composite = policy.last_sampled_by if isinstance(policy, CompositePolicy) else None
+        composite = policy.credited_sub_policy() if policy is not None else None
         if rate is not None:
             rate = round(rate, 6)
             if float(rate).is_integer():

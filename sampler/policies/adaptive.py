@@ -14,6 +14,7 @@ every trace is kept at rate 1 (there is nothing to adapt to yet).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import Field
 
@@ -95,6 +96,10 @@ def sample_rates(ema: dict[str, float], goal_rate: float) -> dict[str, float]:
 
 class AdaptivePolicy(Policy):
     """Counts traces per key and samples each key at its current rate; subclasses set the goal rate."""
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        return f"{cls.type_name} keeps state across traces"
 
     def prepare(self) -> None:
         settings = self.settings

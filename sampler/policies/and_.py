@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView
-from sampler.policies.sub_policies import all_sample, build_sub_policies
+from sampler.policies.sub_policies import all_sample, build_sub_policies, stateful_sub_policy
 
 
 class AndSettings(PolicySettings):
@@ -20,6 +22,10 @@ class AndPolicy(Policy):
     type_name = "and"
     settings_model = AndSettings
     compound = True
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        return stateful_sub_policy(settings.and_sub_policy)
 
     def prepare(self) -> None:
         self.sub_policies = build_sub_policies(self.settings.and_sub_policy, self.clock)

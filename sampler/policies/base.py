@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol, cast
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
-from pydantic import BaseModel, ConfigDict, PlainValidator
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationInfo
 
 from sampler.clock import Clock
 from sampler.policies.attribute_lookup import AttributeIndex
@@ -72,38 +72,61 @@ class TraceView:
         return self._attributes.values(key)
 
 
-def _validate_leaf_policy(body: Any) -> Any:
-    from sampler.policies import LEAF_TYPES, validate_policy_config
+class SubPolicyValidator(Protocol):
+    """What validates the entries of sub-policies: the policy registry, which passes itself as the
+    validation context of every entry it validates (it knows the types; this module may not)."""
 
-    return validate_policy_config(body, allowed=LEAF_TYPES)
+    def validate_sub_policy(self, body: Any, composite_member: bool) -> PolicyConfig: ...
 
 
-def _validate_composite_member(body: Any) -> Any:
-    from sampler.policies import LEAF_TYPES, validate_policy_config
+def _registry_of(info: ValidationInfo) -> SubPolicyValidator:
+    if info.context is None:
+        raise TypeError("policy settings with sub-policies are validated through sampler.policies.registry")
+    return cast(SubPolicyValidator, info.context)
 
-    return validate_policy_config(body, allowed=(*LEAF_TYPES, "and"))
+
+def _validate_leaf_policy(body: Any, info: ValidationInfo) -> PolicyConfig:
+    return _registry_of(info).validate_sub_policy(body, composite_member=False)
+
+
+def _validate_composite_member(body: Any, info: ValidationInfo) -> PolicyConfig:
+    return _registry_of(info).validate_sub_policy(body, composite_member=True)
 
 
 # A sub-policy of `and`, `drop` and `not`: any policy type that has no sub-policies itself.
+# (Typed Any for pydantic: a field typed PolicyConfig would serialize only name and type.)
 LeafSubPolicy = Annotated[Any, PlainValidator(_validate_leaf_policy)]
 # A sub-policy of `composite`: a leaf policy or an `and` of leaf policies, as in the Collector.
 CompositeSubPolicy = Annotated[Any, PlainValidator(_validate_composite_member)]
 
 
 class Policy(ABC):
-    """Evaluates a finished trace and returns a decision. One instance per configured policy."""
+    """Evaluates a finished trace and returns a decision. One instance per configured policy.
+
+    Besides `evaluate`, a type states the facts the rest of the daemon asks of it: whether it may
+    decide traces span by span (stateful_reason), whether it runs before the others (runs_first)
+    and which of its sub-policies a kept trace is credited to (credited_sub_policy)."""
 
     type_name: ClassVar[str]
     # The settings model of the policy's own block; None for a type without settings.
     settings_model: ClassVar[type[PolicySettings] | None] = None
     # True for types made of sub-policies (and, drop, not, composite); they cannot nest freely.
     compound: ClassVar[bool] = False
+    # Evaluated before every other policy: a drop vetoes the trace, which makes the others moot.
+    runs_first: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Any, clock: Clock) -> None:
         self.name = name
         self.settings = settings
         self.clock = clock
         self.prepare()
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        """Why a policy of this type with these settings cannot decide a trace from the spans that
+        have arrived so far (sampling_strategy: span-ingest), or None if it can: its answer depends
+        on those spans alone and does not change as more arrive. Asked when the config is loaded."""
+        return None
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Precompute what evaluate needs from the settings; called once, at construction."""
@@ -115,11 +138,37 @@ class Policy(ABC):
         """The sample rate (1 in N) behind this policy's last sampled decision, if it has one."""
         return None
 
+    def credited_sub_policy(self) -> str | None:
+        """The sub-policy that made this policy's last sampled decision, as decision records
+        name it (tailsampling.composite_policy); None for a policy that credits none."""
+        return None
+
     def describe(self) -> str:
         if self.settings is None:
             return self.type_name
         fields = ", ".join(f"{key}={value!r}" for key, value in self.settings.model_dump(exclude_defaults=True).items())
         return f"{self.type_name}({fields})"
+
+
+class PolicyConfig(BaseModel):
+    """One configured policy (an entry of `tail_sampling.policies`, or a sub-policy): its name, its
+    type, and the settings block named after the type. The registry derives one model per type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    type: str
+    # The policy type the entry configures, set on each type's model by the registry.
+    policy_type: ClassVar[type[Policy]]
+
+    @property
+    def settings(self) -> Any:
+        return getattr(self, self.type, None)
+
+    def build(self, clock: Clock) -> Policy:
+        return self.policy_type(self.name, self.settings, clock)
+
+    def stateful_reason(self) -> str | None:
+        return self.policy_type.stateful_reason(self.settings)
 
 
 def decide(sampled: bool) -> Decision:

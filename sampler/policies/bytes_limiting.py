@@ -1,3 +1,5 @@
+from typing import Any
+
 from pydantic import Field
 
 from sampler.policies.base import Decision, Policy, PolicySettings, TraceView, decide
@@ -16,6 +18,10 @@ class BytesLimitingPolicy(Policy):
 
     type_name = "bytes_limiting"
     settings_model = BytesLimitingSettings
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        return f"{cls.type_name} keeps state across traces"
 
     def prepare(self) -> None:
         rate = self.settings.bytes_per_second

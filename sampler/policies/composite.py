@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -49,6 +50,10 @@ class CompositePolicy(Policy):
     settings_model = CompositeSettings
     compound = True
 
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        return f"{cls.type_name} keeps state across traces"
+
     def prepare(self) -> None:
         settings = self.settings
         self.sub_policies = build_sub_policies(settings.composite_sub_policy, self.clock)
@@ -80,6 +85,9 @@ class CompositePolicy(Policy):
                 return Decision.SAMPLED
             return Decision.NOT_SAMPLED
         return Decision.NOT_SAMPLED
+
+    def credited_sub_policy(self) -> str | None:
+        return self.last_sampled_by
 
     def describe(self) -> str:
         shares = zip(self.sub_policies, self._budgets, strict=True)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from sampler.policies.base import Decision, Policy, PolicySettings, TraceView, decide
@@ -21,6 +23,12 @@ class LatencyPolicy(Policy):
 
     type_name = "latency"
     settings_model = LatencySettings
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        if settings.upper_threshold_ms:
+            return "latency with upper_threshold_ms can change its answer as spans arrive"
+        return None
 
     def evaluate(self, trace: TraceView) -> Decision:
         duration_ms = trace.duration_ns // 1_000_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView
 from sampler.policies.sub_policies import build_sub_policies
 
@@ -16,6 +18,10 @@ class NotPolicy(Policy):
     type_name = "not"
     settings_model = NotSettings
     compound = True
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        return "not can change its answer as spans arrive"
 
     def prepare(self) -> None:
         (self.sub_policy,) = build_sub_policies([self.settings.not_sub_policy], self.clock)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from sampler.policies.base import Decision, Policy, PolicySettings, TraceView, decide
@@ -19,6 +21,12 @@ class SpanCountPolicy(Policy):
 
     type_name = "span_count"
     settings_model = SpanCountSettings
+
+    @classmethod
+    def stateful_reason(cls, settings: Any) -> str | None:
+        if settings.max_spans:
+            return "span_count with max_spans can change its answer as spans arrive"
+        return None
 
     def evaluate(self, trace: TraceView) -> Decision:
         count = trace.span_count

@@ -5,7 +5,10 @@ Sub-policies are leaf types; a `composite` may also hold `and` policies, as in t
 
 from __future__ import annotations
 
-from sampler.policies.base import Decision, Policy, TraceView
+from collections.abc import Iterable
+
+from sampler.clock import Clock
+from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
 
 
 def all_sample(policies: list[Policy], trace: TraceView) -> bool:
@@ -13,7 +16,14 @@ def all_sample(policies: list[Policy], trace: TraceView) -> bool:
     return all(policy.evaluate(trace) is Decision.SAMPLED for policy in policies)
 
 
-def build_sub_policies(configs: list, clock) -> list[Policy]:  # type: ignore[type-arg]
-    from sampler.policies import build_policy
+def build_sub_policies(configs: Iterable[PolicyConfig], clock: Clock) -> list[Policy]:
+    return [config.build(clock) for config in configs]
 
-    return [build_policy(config, clock) for config in configs]
+
+def stateful_sub_policy(configs: Iterable[PolicyConfig]) -> str | None:
+    """Why the first sub-policy that cannot decide span by span cannot, or None if all can."""
+    for sub in configs:
+        reason = sub.stateful_reason()
+        if reason:
+            return f"its sub-policy {sub.name!r}: {reason}"
+    return None

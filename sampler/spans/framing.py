@@ -18,6 +18,7 @@ TAG_RESOURCE_SCHEMA_URL = b"\x1a"  # ResourceSpans.schema_url = 3
 TAG_SCOPE = b"\x0a"  # ScopeSpans.scope = 1
 TAG_SCOPE_SPAN = b"\x12"  # ScopeSpans.spans = 2
 TAG_SCOPE_SCHEMA_URL = b"\x1a"  # ScopeSpans.schema_url = 3
+TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE = b"\x1a"  # InstrumentationScope.attributes = 3 (decision records)
 
 
 def encode_varint(value: int) -> bytes:

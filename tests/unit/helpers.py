@@ -11,7 +11,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import ValidationError
 
-from sampler.policies import Decision, Policy, TraceView, build_policy, validate_policy_config
+from sampler.policies.base import Decision, Policy, TraceView
+from sampler.policies.registry import POLICIES
 from sampler.receive.split import RequestSplitter
 from sampler.spans.trace import TraceSpans
 from tests.support import make_request
@@ -55,7 +56,7 @@ def make_policy(
     body: dict[str, Any] = {"name": name, "type": type_name}
     if settings is not None:
         body[type_name] = settings
-    return build_policy(validate_policy_config(body), clock or FakeClock())
+    return POLICIES.validate(body).build(clock or FakeClock())
 
 
 def decide(policy: Policy, spans: Iterable[Span], **request: Any) -> Decision:
@@ -64,7 +65,7 @@ def decide(policy: Policy, spans: Iterable[Span], **request: Any) -> Decision:
 
 
 def config_errors(body: Any) -> list[tuple[tuple[Any, ...], str, str]]:
-    """(location, error type, message) of every error validate_policy_config reports for `body`."""
+    """(location, error type, message) of every error the policy registry reports for `body`."""
     with pytest.raises(ValidationError) as caught:
-        validate_policy_config(body)
+        POLICIES.validate(body)
     return [(tuple(error["loc"]), error["type"], error["msg"]) for error in caught.value.errors()]

@@ -12,7 +12,7 @@ import pytest
 from sampler.config import Config, ConfigError, default_config_path, load_config, parse_config
 from sampler.config.exporters import FileExporterConfig, OtlpExporterConfig
 from sampler.config.types import parse_duration
-from sampler.policies import POLICY_TYPES
+from sampler.policies.registry import POLICIES
 
 MINIMAL_TAIL = """\
 tail_sampling:
@@ -269,7 +269,7 @@ def test_unknown_policy_type_lists_the_valid_types() -> None:
     )
     assert line == (
         "test.yaml:5: tail_sampling.policies[1].type: unknown policy type 'latncy'; valid types: "
-        + ", ".join(POLICY_TYPES)
+        + ", ".join(POLICIES.types)
     )
     assert "span_count" in line and "probabilistic" in line
 

@@ -10,7 +10,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.engine import DecisionCache, ForwardRoom, TailSampler, combine
-from sampler.policies import Decision, validate_policy_config
+from sampler.policies.base import Decision
+from sampler.policies.registry import POLICIES
 from sampler.receive.split import RequestSplitter
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
@@ -79,7 +80,7 @@ class Harness:
             "decision_wait": f"{WAIT:g}s",
             "num_traces": 1000,
             "num_shards": 1,
-            "policies": [validate_policy_config(policy) for policy in policies],
+            "policies": [POLICIES.validate(policy) for policy in policies],
         }
         body.update(sampling)
         self.sampler = TailSampler(
@@ -310,7 +311,7 @@ def test_first_sampling_policy_gets_the_credit() -> None:
 
 def test_set_policies_replaces_the_policies() -> None:
     h = Harness([KEEP_ALL])
-    h.sampler.set_policies([validate_policy_config(KEEP_ERRORS)])
+    h.sampler.set_policies([POLICIES.validate(KEEP_ERRORS)])
     _, spans = make_trace(spans=1)
     h.ingest(spans)
     h.clock.advance(WAIT)

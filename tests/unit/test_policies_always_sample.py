@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.policies import Decision, Policy
 from sampler.policies.always_sample import AlwaysSamplePolicy
+from sampler.policies.base import Decision, Policy
 from tests.support import make_trace
 from tests.unit.helpers import config_errors, decide, make_policy
 

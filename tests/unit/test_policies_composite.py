@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sampler.policies import Decision
+from sampler.policies.base import Decision
 from tests.support import make_span
 from tests.unit.helpers import FakeClock, config_errors, decide, make_policy
 

@@ -7,8 +7,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sampler.policies import Decision
 from sampler.policies.adaptive import sample_rates
+from sampler.policies.base import Decision
 from tests.support import make_span
 from tests.unit.helpers import FakeClock, config_errors, decide, make_policy
 

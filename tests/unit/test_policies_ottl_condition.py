@@ -6,7 +6,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.ottl.compile import OttlError, compile_condition
-from sampler.policies import Decision
+from sampler.policies.base import Decision
 from tests.support import kv, make_span
 from tests.unit.helpers import config_errors, decide, make_policy
 

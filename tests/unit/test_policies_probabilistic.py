@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.policies import Decision, Policy, TraceView
+from sampler.policies.base import Decision, Policy, TraceView
 from sampler.policies.probabilistic import ProbabilisticPolicy, fnv1a_64
 from sampler.receive.split import RequestSplitter
 from tests.peers import unavailable

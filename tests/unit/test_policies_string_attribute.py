@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.policies import Decision
+from sampler.policies.base import Decision
 from tests.support import make_span
 from tests.unit.helpers import config_errors, decide, make_policy
 

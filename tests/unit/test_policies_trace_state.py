@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sampler.policies import Decision
+from sampler.policies.base import Decision
 from sampler.policies.trace_state import trace_state_value
 from tests.support import make_span
 from tests.unit.helpers import decide, make_policy

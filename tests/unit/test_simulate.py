@@ -21,7 +21,7 @@ from sampler.codecs.otlp_json import request_from_json as parse_request
 from sampler.codecs.otlp_json import request_from_json_exact as request_from_json
 from sampler.codecs.otlp_json import request_to_json
 from sampler.config.tail_sampling import TailSamplingConfig
-from sampler.policies import validate_policy_config
+from sampler.policies.registry import POLICIES
 from sampler.tools.simulate import read, report, run
 from sampler.tools.simulate.read import InputError, read_traces
 from tests.support import MS, T0, make_request, make_span, make_trace
@@ -31,7 +31,7 @@ SLOW = {"name": "slow", "type": "latency", "latency": {"threshold_ms": 500}}
 
 
 def sampling(policies: list[dict[str, Any]], **options: Any) -> TailSamplingConfig:
-    body = {"policies": [validate_policy_config(policy) for policy in policies], **options}
+    body = {"policies": [POLICIES.validate(policy) for policy in policies], **options}
     return TailSamplingConfig.model_validate(body)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.engine import TailSampler
-from sampler.policies import Decision
+from sampler.policies.base import Decision
 from sampler.spans.trace import TraceSpans
 from sampler.telemetry.metrics import Metrics
 
