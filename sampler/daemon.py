@@ -12,22 +12,12 @@ from pathlib import Path
 
 from sampler import __version__
 from sampler.clock import Clock, monotonic
-from sampler.config.exporters import (
-    FileExporterConfig,
-    OtlpExporterConfig,
-    OtlpHttpExporterConfig,
-    ZipkinExporterConfig,
-)
 from sampler.config.model import Config
 from sampler.decide import cache as decision_file
 from sampler.decide.engine import TailSampler
 from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
-from sampler.forward.exporter import Exporter
-from sampler.forward.exporters.file import FileExporter
-from sampler.forward.exporters.otlp_grpc import OtlpGrpcExporter
-from sampler.forward.exporters.otlp_http import OtlpHttpExporter
-from sampler.forward.exporters.zipkin import ZipkinExporter
+from sampler.forward.exporters.registry import build_exporter
 from sampler.forward.fanout import Fanout
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
@@ -43,18 +33,6 @@ log = logging.getLogger("sampler")
 # Due traces are looked for this often; it bounds how late past its wait a trace is decided.
 TICK_SECONDS = 0.05
 _RECEIVER_GRACE_SECONDS = 2.0
-
-
-def build_exporter(name: str, config: object, metrics: Metrics, clock: Clock) -> Exporter:
-    if isinstance(config, OtlpExporterConfig):
-        return OtlpGrpcExporter(name, config, metrics, clock)
-    if isinstance(config, OtlpHttpExporterConfig):
-        return OtlpHttpExporter(name, config, metrics, clock)
-    if isinstance(config, FileExporterConfig):
-        return FileExporter(name, config, metrics, clock)
-    if isinstance(config, ZipkinExporterConfig):
-        return ZipkinExporter(name, config, metrics, clock)
-    raise TypeError(f"no exporter for {type(config).__name__}")
 
 
 class Daemon:

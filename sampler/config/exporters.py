@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -115,15 +114,9 @@ class ZipkinExporterConfig(_NetworkExporterConfig):
     timeout: Duration = Field(5.0, gt=0)
 
 
-EXPORTER_TYPES: Mapping[str, type[Model]] = {
-    "otlp": OtlpExporterConfig,
-    "otlphttp": OtlpHttpExporterConfig,
-    "file": FileExporterConfig,
-    "zipkin": ZipkinExporterConfig,
-}
-
 ExporterConfig = OtlpExporterConfig | OtlpHttpExporterConfig | FileExporterConfig | ZipkinExporterConfig
 
 
 def exporter_type(name: str) -> str:
+    """The type of the exporter a config key names: `otlp` for both `otlp` and `otlp/backend`."""
     return name.split("/", 1)[0]

@@ -11,18 +11,27 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sampler.config.exporters import EXPORTER_TYPES, ExporterConfig, exporter_type
+from sampler.config.exporters import ExporterConfig, exporter_type
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
 
 if TYPE_CHECKING:
+    from sampler.forward.exporters.registry import ExporterType
     from sampler.policies.base import PolicyConfig
     from sampler.policies.registry import PolicyRegistry
+
+
+class _Registries(NamedTuple):
+    """What picks the models of policies (by their `type`) and exporters (by their key's prefix)."""
+
+    policies: PolicyRegistry
+    exporters: Mapping[str, ExporterType]
+
 
 SHIPPED_CONFIG = Path("config") / "sampler.yaml"
 
@@ -127,34 +136,35 @@ def _model_for(model: Any, node: Any, policies: PolicyRegistry) -> type[BaseMode
     return None
 
 
-def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...], policies: PolicyRegistry) -> list[str]:
+def _allowed_keys_anywhere(data: Any, path: tuple[Any, ...], registries: _Registries) -> list[str]:
     """The keys valid at `path`, found by walking the models alongside the data."""
     model: Any = Config
     node = data
     if len(path) >= 2 and path[0] == "exporters":
         # An exporter's model is picked by the type in its key (otlp/name).
-        model = EXPORTER_TYPES.get(exporter_type(str(path[1])))
+        kind = registries.exporters.get(exporter_type(str(path[1])))
+        model = kind.config_model if kind is not None else None
         node = data.get("exporters", {}).get(path[1]) if isinstance(data.get("exporters"), dict) else None
         path = path[2:]
     for part in path:
         if isinstance(part, int):
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
             continue
-        resolved = _model_for(model, node, policies)
+        resolved = _model_for(model, node, registries.policies)
         field = resolved.model_fields.get(part) if resolved is not None else None
         if field is None:
             return []
         model = _field_model(field.annotation)
         node = node.get(part) if isinstance(node, dict) else None
-    resolved = _model_for(model, node, policies)
+    resolved = _model_for(model, node, registries.policies)
     return sorted(resolved.model_fields) if resolved is not None else []
 
 
-def _describe_error(error: Mapping[str, Any], data: Any, policies: PolicyRegistry) -> tuple[tuple[Any, ...], str]:
+def _describe_error(error: Mapping[str, Any], data: Any, registries: _Registries) -> tuple[tuple[Any, ...], str]:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     message = error["msg"]
     if error["type"] == "extra_forbidden" and loc:
-        allowed = _allowed_keys_anywhere(data, loc[:-1], policies)
+        allowed = _allowed_keys_anywhere(data, loc[:-1], registries)
         key = str(loc[-1])
         message = f"unknown key {key!r}"
         close = difflib.get_close_matches(key, allowed, n=1)
@@ -211,9 +221,12 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
 
 
 def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str) -> Config:
-    # Imported here, not at the top: the policy modules import this package's models, and importing
-    # any module of a package first runs the package's __init__, which imports this module.
+    # Imported here, not at the top: the policy and exporter modules import this package's models,
+    # and importing any module of a package first runs the package's __init__, which imports this one.
+    from sampler.forward.exporters.registry import EXPORTERS
     from sampler.policies.registry import POLICIES
+
+    registries = _Registries(POLICIES, EXPORTERS)
 
     errors: list[dict[str, Any]] = []
     config: Config | None = None
@@ -228,14 +241,16 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     policies, policy_errors = _validate_policies(
         raw_policies if isinstance(raw_policies, list) else [], lines, POLICIES
     )
-    exporters, exporter_errors = _validate_exporters(raw_exporters if isinstance(raw_exporters, dict) else {})
+    exporters, exporter_errors = _validate_exporters(
+        raw_exporters if isinstance(raw_exporters, dict) else {}, EXPORTERS
+    )
     errors.extend(policy_errors + exporter_errors)
     if isinstance(raw_sampling, dict) and raw_sampling.get("sampling_strategy") == "span-ingest":
         errors.extend(_span_ingest_errors(policies))
     if errors:
         described = []
         for error in errors:
-            loc, message = _describe_error(error, data, POLICIES)
+            loc, message = _describe_error(error, data, registries)
             line = _line_of(loc, lines)
             described.append((line, f"{source}:{line}: {_format_path(loc)}: {message}"))
         described.sort(key=lambda item: item[0])
@@ -299,23 +314,25 @@ def _validate_policies(
     return policies, errors
 
 
-def _validate_exporters(raw: dict[str, Any]) -> tuple[dict[str, ExporterConfig], list[dict[str, Any]]]:
+def _validate_exporters(
+    raw: dict[str, Any], registry: Mapping[str, ExporterType]
+) -> tuple[dict[str, ExporterConfig], list[dict[str, Any]]]:
     exporters: dict[str, ExporterConfig] = {}
     errors: list[dict[str, Any]] = []
     for name, body in raw.items():
         kind = exporter_type(str(name))
-        model = EXPORTER_TYPES.get(kind)
-        if model is None:
+        exporter = registry.get(kind)
+        if exporter is None:
             errors.append(
                 {
                     "loc": ("exporters", name),
-                    "msg": f"unknown exporter type {kind!r}; valid types: {', '.join(EXPORTER_TYPES)}",
+                    "msg": f"unknown exporter type {kind!r}; valid types: {', '.join(registry)}",
                     "type": "value_error",
                 }
             )
             continue
         try:
-            exporters[name] = model.model_validate({} if body is None else body)  # type: ignore[assignment]
+            exporters[name] = exporter.config_model.model_validate({} if body is None else body)  # type: ignore[assignment]
         except ValidationError as exc:
             errors.extend(_prefixed(exc, ("exporters", name)))
     return exporters, errors

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from sampler.config.exporters import EXPORTER_TYPES
 from sampler.config.model import Config
 from sampler.config.types import DURATION_JSON_SCHEMA
+from sampler.forward.exporters.registry import EXPORTERS
 from sampler.policies.registry import POLICIES
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -27,7 +27,7 @@ _SUB_POLICY_FIELDS = {
 
 def config_json_schema() -> dict[str, Any]:
     entry_models = {name: POLICIES.entry_model(name) for name in POLICIES.types}
-    models = [Config, *EXPORTER_TYPES.values(), *entry_models.values()]
+    models = [Config, *(kind.config_model for kind in EXPORTERS.values()), *entry_models.values()]
     refs, document = models_json_schema([(model, "validation") for model in models], ref_template="#/$defs/{model}")
     defs: dict[str, Any] = document["$defs"]
 
@@ -54,7 +54,7 @@ def config_json_schema() -> dict[str, Any]:
         else:
             properties[field]["items"] = target
 
-    exporters = {f"^{kind}(/.+)?$": ref(model) for kind, model in EXPORTER_TYPES.items()}
+    exporters = {f"^{kind}(/.+)?$": ref(exporter.config_model) for kind, exporter in EXPORTERS.items()}
     for definition in defs.values():
         for prop in definition.get("properties", {}).values():
             # Defaults of durations are stored in seconds; show them as the user writes them.
@@ -68,6 +68,6 @@ def config_json_schema() -> dict[str, Any]:
         "minProperties": 1,
         "patternProperties": exporters,
         "additionalProperties": False,
-        "description": "one or more exporters, keyed `type` or `type/name`: " + ", ".join(EXPORTER_TYPES),
+        "description": "one or more exporters, keyed `type` or `type/name`: " + ", ".join(EXPORTERS),
     }
     return {"$schema": SCHEMA_DIALECT, **root, "title": "tail-sampler configuration", "$defs": defs}

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from sampler.config import Config, ConfigError, default_config_path, load_config, parse_config
-from sampler.config.exporters import FileExporterConfig, OtlpExporterConfig
+from sampler.config.exporters import FileExporterConfig, OtlpExporterConfig, exporter_type
 from sampler.config.types import parse_duration
+from sampler.forward.exporters.registry import EXPORTERS, build_exporter
 from sampler.policies.registry import POLICIES
+from sampler.telemetry.metrics import Metrics
+from tests.unit.helpers import FakeClock
 
 MINIMAL_TAIL = """\
 tail_sampling:
@@ -308,6 +311,23 @@ def test_unknown_exporter_type_lists_the_valid_types() -> None:
 def test_named_exporters_of_one_type() -> None:
     config = _parse(MINIMAL_TAIL + "exporters:\n  file/a: {path: a}\n  file/b: {path: b}\n")
     assert (_file_path(config, "file/a"), _file_path(config, "file/b")) == ("a", "b")
+
+
+def test_validation_and_the_daemon_read_one_exporter_table() -> None:
+    config = _parse(
+        MINIMAL_TAIL
+        + "exporters:\n"
+        + "  otlp/a: {endpoint: 127.0.0.1:4317}\n"
+        + "  otlphttp/b: {endpoint: http://127.0.0.1:4318}\n"
+        + "  file/c: {path: c.jsonl}\n"
+        + "  zipkin/d: {endpoint: http://127.0.0.1:9411/api/v2/spans}\n"
+    )
+    assert sorted(exporter_type(name) for name in config.exporters) == sorted(EXPORTERS)
+    for name, block in config.exporters.items():
+        kind = exporter_type(name)
+        assert type(block) is EXPORTERS[kind].config_model
+        exporter = build_exporter(name, block, Metrics(), FakeClock())
+        assert (exporter.name, exporter.kind) == (name, kind)
 
 
 def test_duplicate_policy_names_are_rejected() -> None:
