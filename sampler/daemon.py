@@ -8,12 +8,11 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from sampler import __version__
 from sampler.clock import Clock, monotonic
 from sampler.config.model import Config
-from sampler.decide import cache as decision_file
+from sampler.decide.cache import DecisionFile
 from sampler.decide.engine import TailSampler
 from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
@@ -56,6 +55,9 @@ class Daemon:
         self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow, clock=clock)
         self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock)
         self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, clock, forward=self.fanout)
+        self.decisions = DecisionFile(
+            config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
+        )
         ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
@@ -67,7 +69,6 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._stopping = False
-        self._decisions_loaded = False
         self.metrics.build_info.labels(__version__).set(1)
 
     def _deliver(self, payload: Payload) -> None:
@@ -81,7 +82,7 @@ class Daemon:
         return True, f"ready: {len(listening)} receiver(s) listening, {len(self.exporters)} exporter(s) running"
 
     async def start(self) -> None:
-        await self._load_decisions()
+        await self.decisions.load()
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()
@@ -196,44 +197,12 @@ class Daemon:
         decided = self.sampler.decide_all()
         self.batcher.flush()
         await self.fanout.drain(deadline)
-        await self._save_decisions()
+        await self.decisions.save()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
         log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
-
-    async def _load_decisions(self) -> None:
-        path = self.config.tail_sampling.decision_cache.persist_path
-        if not path:
-            return
-        try:
-            kept, dropped = await asyncio.to_thread(decision_file.load, Path(path))
-        except FileNotFoundError:
-            log.info("no saved trace decisions in %s yet", path)
-        except (OSError, decision_file.DecisionFileError) as exc:
-            log.error("ignoring saved trace decisions in %s: %s", path, exc)
-        else:
-            for trace_id, record, forwarded in kept:
-                self.sampler.sampled_cache.add(trace_id, (record, forwarded))
-            for trace_id in dropped:
-                self.sampler.not_sampled_cache.add(trace_id)
-            log.info("loaded %d kept and %d dropped trace decisions from %s", len(kept), len(dropped), path)
-        # Saved on stop only once loaded, so a failed start never overwrites the file with less.
-        self._decisions_loaded = True
-
-    async def _save_decisions(self) -> None:
-        path = self.config.tail_sampling.decision_cache.persist_path
-        if not path or not self._decisions_loaded:
-            return
-        kept = [(trace_id, record, forwarded) for trace_id, (record, forwarded) in self.sampler.sampled_cache.items()]
-        dropped = [trace_id for trace_id, _ in self.sampler.not_sampled_cache.items()]
-        try:
-            await asyncio.to_thread(decision_file.save, Path(path), kept, dropped)
-        except (OSError, ValueError) as exc:  # ValueError: an entry the format cannot hold
-            log.error("cannot save trace decisions to %s: %s", path, exc)
-            return
-        log.info("saved %d kept and %d dropped trace decisions to %s", len(kept), len(dropped), path)
 
     async def run_until_signalled(
         self,

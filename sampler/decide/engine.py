@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter as TallyCounter
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
+from sampler.decide.cache import SAMPLED_ENTRY_BYTES, DecisionCache
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
 from sampler.spans.trace import DecodedBatch, TraceSpans
@@ -19,47 +19,6 @@ from sampler.telemetry.metrics import Metrics
 from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
-
-
-# What one remembered trace ID costs (ID, slot, linked-list node; for kept traces also the
-# (record, bytes forwarded) pair, records being shared), measured with tracemalloc, rounded up.
-SAMPLED_ENTRY_BYTES = 256
-NOT_SAMPLED_ENTRY_BYTES = 160
-
-
-class DecisionCache:
-    """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (for kept traces: the decision record late spans carry, and the bytes forwarded so far).
-    Bounded by count; `entry_bytes` estimates what one entry holds in memory."""
-
-    def __init__(self, capacity: int, entry_bytes: int = NOT_SAMPLED_ENTRY_BYTES) -> None:
-        self.capacity = capacity
-        self.entry_bytes = entry_bytes
-        self._ids: OrderedDict[bytes, Any] = OrderedDict()
-
-    def add(self, trace_id: bytes, value: Any = b"") -> None:
-        if not self.capacity:
-            return
-        self._ids[trace_id] = value
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-
-    def get(self, trace_id: bytes) -> Any:
-        return self._ids.get(trace_id)
-
-    def __contains__(self, trace_id: bytes) -> bool:
-        return trace_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def items(self) -> list[tuple[bytes, Any]]:
-        """Every (trace ID, value), oldest first."""
-        return list(self._ids.items())
-
-    @property
-    def memory_bytes(self) -> int:
-        return len(self._ids) * self.entry_bytes
 
 
 class ForwardRoom(Protocol):

@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 import bench  # noqa: E402  (the load generator, sink and scrape helpers of the benchmark)
 
-from sampler.decide.engine import NOT_SAMPLED_ENTRY_BYTES, SAMPLED_ENTRY_BYTES  # noqa: E402
+from sampler.decide.cache import NOT_SAMPLED_ENTRY_BYTES, SAMPLED_ENTRY_BYTES  # noqa: E402
 
 MIB = 1024 * 1024
 # A request in flight is held as its bytes, its parsed message and its per-trace split.

@@ -310,7 +310,7 @@ def test_a_bad_decision_file_is_reported_and_ignored(tmp_path, grpc_sink, caplog
         daemon.stop()
     assert f"ignoring saved trace decisions in {saved}: format version 7" in caplog.text
     # Replaced on shutdown by a file this version reads.
-    from sampler.decide import cache as decision_file
+    from sampler.decide.cache import load
 
-    kept, _ = decision_file.load(saved)
+    kept, _ = load(saved)
     assert len(kept) == 1

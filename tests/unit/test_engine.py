@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.config.tail_sampling import TailSamplingConfig
-from sampler.decide.engine import DecisionCache, ForwardRoom, TailSampler, combine
+from sampler.decide.engine import ForwardRoom, TailSampler, combine
 from sampler.policies.base import Decision
 from sampler.policies.registry import POLICIES
 from sampler.receive.split import RequestSplitter
@@ -44,25 +44,6 @@ def test_combine_examples() -> None:
     assert combine([Decision.NOT_SAMPLED, Decision.SAMPLED]) is Decision.SAMPLED
     assert combine([Decision.SAMPLED, Decision.DROPPED, Decision.SAMPLED]) is Decision.DROPPED
     assert combine([Decision.NOT_SAMPLED] * 3) is Decision.NOT_SAMPLED
-
-
-# --- decision cache ----------------------------------------------------------------
-
-
-def test_decision_cache_keeps_the_most_recent_ids() -> None:
-    cache = DecisionCache(2)
-    for trace_id in (b"a", b"b", b"c"):
-        cache.add(trace_id)
-    assert b"a" not in cache
-    assert b"b" in cache and b"c" in cache
-    assert len(cache) == 2
-
-
-def test_decision_cache_of_size_zero_remembers_nothing() -> None:
-    cache = DecisionCache(0)
-    cache.add(b"a")
-    assert b"a" not in cache
-    assert len(cache) == 0
 
 
 # --- the sampler ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The decision cache file: versioned, checksummed, written atomically."""
+"""The decision caches, bounded by count with the oldest out first, and their file: versioned,
+checksummed, written atomically."""
 
 from __future__ import annotations
 
@@ -8,8 +9,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sampler.decide import cache as decision_file
-from sampler.decide.cache import DecisionFileError, decode, encode
+from sampler.decide.cache import DecisionCache, DecisionFileError, decode, encode, load, save
+
+
+def test_decision_cache_keeps_the_most_recent_ids() -> None:
+    cache = DecisionCache(2)
+    for trace_id in (b"a", b"b", b"c"):
+        cache.add(trace_id)
+    assert b"a" not in cache
+    assert b"b" in cache and b"c" in cache
+    assert len(cache) == 2
+
+
+def test_decision_cache_of_size_zero_remembers_nothing() -> None:
+    cache = DecisionCache(0)
+    cache.add(b"a")
+    assert b"a" not in cache
+    assert len(cache) == 0
+
 
 trace_ids = st.binary(min_size=16, max_size=16)
 kept_entries = st.lists(st.tuples(trace_ids, st.binary(max_size=200), st.integers(min_value=0, max_value=2**63)))
@@ -30,8 +47,8 @@ def test_property_a_truncated_file_is_refused_never_misread(kept, dropped, cut):
 def test_save_then_load_through_a_real_file(tmp_path):
     path = tmp_path / "state" / "decisions.bin"
     kept = [(b"\x01" * 16, b"record", 1234)]
-    decision_file.save(path, kept, [b"\x02" * 16])
-    assert decision_file.load(path) == (kept, [b"\x02" * 16])
+    save(path, kept, [b"\x02" * 16])
+    assert load(path) == (kept, [b"\x02" * 16])
     assert [p.name for p in path.parent.iterdir()] == ["decisions.bin"]  # no partial file left
 
 
