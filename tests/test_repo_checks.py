@@ -1,4 +1,4 @@
-"""Checks on the repository itself that CI must enforce: Dockerfile lint and Python lint."""
+"""Checks on the repository itself that CI must enforce: Dockerfile lint, Python lint and types."""
 
 from __future__ import annotations
 
@@ -28,3 +28,14 @@ def test_ruff_finds_nothing():
         [_tool("ruff"), "check", "sampler", "tests"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_nothing():
+    # The settings (strictness, the pydantic plugin, files = sampler) are in pyproject.toml.
+    result = subprocess.run([_tool("mypy")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_says_it_is_typed():
+    # PEP 561: without the marker, type checkers of projects that import sampler ignore its hints.
+    assert (REPO / "sampler" / "py.typed").is_file()

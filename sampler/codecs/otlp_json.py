@@ -28,7 +28,7 @@ def _child_list(obj: dict[str, Any], camel: str, snake: str) -> list[Any]:
     return value
 
 
-def _convert_ids(request: Any, convert: Callable[[str, str], str]) -> None:
+def _convert_ids(request: Any, convert: Callable[[str, str], str | bytes]) -> None:
     if not isinstance(request, dict):
         raise ValueError("the request must be a JSON object")
     for resource_spans in _child_list(request, "resourceSpans", "resource_spans"):
@@ -46,7 +46,7 @@ def _convert_ids(request: Any, convert: Callable[[str, str], str]) -> None:
                         _convert_fields(link, convert)
 
 
-def _convert_fields(obj: dict[str, Any], convert: Callable[[str, str], str]) -> None:
+def _convert_fields(obj: dict[str, Any], convert: Callable[[str, str], str | bytes]) -> None:
     for name in _ID_FIELDS:
         value = obj.get(name)
         if value is not None:
@@ -213,7 +213,7 @@ _PLAIN: dict[int, type] = {
 def _is_repeated(descriptor: FieldDescriptor) -> bool:
     repeated = getattr(descriptor, "is_repeated", None)
     if repeated is None:  # protobuf < 5
-        return bool(descriptor.label == FieldDescriptor.LABEL_REPEATED)
+        return bool(getattr(descriptor, "label") == FieldDescriptor.LABEL_REPEATED)  # noqa: B009 - gone from newer stubs
     return bool(repeated)
 
 
@@ -222,6 +222,7 @@ def _field_converter(descriptor: FieldDescriptor, registry: dict[str, _Convert])
     cpp_type = descriptor.cpp_type
     plain: type = _PLAIN.get(cpp_type, _Never)
     if cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+        assert descriptor.message_type is not None  # set on every message field
         single = _message_converter(descriptor.message_type, registry)
     elif cpp_type == FieldDescriptor.CPPTYPE_ENUM:
         single = _enum(descriptor.enum_type)

@@ -233,7 +233,7 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        errors.extend(exc.errors())
+        errors.extend(dict(error) for error in exc.errors())
     # Policies and exporters are checked even when other sections have errors, so one run reports all.
     raw_sampling = data.get("tail_sampling")
     raw_policies = raw_sampling.get("policies") if isinstance(raw_sampling, dict) else None

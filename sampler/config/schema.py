@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from sampler.config.model import Config
@@ -27,7 +28,11 @@ _SUB_POLICY_FIELDS = {
 
 def config_json_schema() -> dict[str, Any]:
     entry_models = {name: POLICIES.entry_model(name) for name in POLICIES.types}
-    models = [Config, *(kind.config_model for kind in EXPORTERS.values()), *entry_models.values()]
+    models: list[type[BaseModel]] = [
+        Config,
+        *(kind.config_model for kind in EXPORTERS.values()),
+        *entry_models.values(),
+    ]
     refs, document = models_json_schema([(model, "validation") for model in models], ref_template="#/$defs/{model}")
     defs: dict[str, Any] = document["$defs"]
 

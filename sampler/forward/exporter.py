@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode, Tracer
+from opentelemetry.util.types import Attributes
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -20,6 +21,7 @@ from tenacity import (
     stop_never,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueConfig, RetryConfig
@@ -51,6 +53,19 @@ class RetryableError(ExportError):
 
 class PermanentError(ExportError):
     """Sending the same request again cannot succeed."""
+
+
+class _stop_past_shutdown_deadline(stop_base):  # noqa: N801 - named like tenacity's stop conditions
+    """While shutting down, retries stop rather than sleep past the deadline."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self._exporter = exporter
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        deadline = self._exporter._closing_deadline
+        if deadline is None:
+            return False
+        return self._exporter._clock() + (retry_state.upcoming_sleep or 0.0) >= deadline
 
 
 class Exporter(ABC):
@@ -211,7 +226,7 @@ class Exporter(ABC):
     def _batch_span(self, payload: Payload) -> contextlib.AbstractContextManager[object]:
         if self.tracer is None:
             return contextlib.nullcontext()
-        attributes = {"tail_sampler.exporter": self.name, "tail_sampler.spans": payload.span_count}
+        attributes: Attributes = {"tail_sampler.exporter": self.name, "tail_sampler.spans": payload.span_count}
         return self.tracer.start_as_current_span("export", attributes=attributes)
 
     def _retrying(self) -> AsyncRetrying:
@@ -229,15 +244,9 @@ class Exporter(ABC):
             hinted = getattr(exc, "retry_after", None)
             return max(delay, hinted) if hinted else delay
 
-        def closing(state: RetryCallState) -> bool:
-            # While shutting down, do not sleep past the deadline.
-            if self._closing_deadline is None:
-                return False
-            return self._clock() + (state.upcoming_sleep or 0.0) >= self._closing_deadline
-
         stop = stop_before_delay(retry.max_elapsed_time) if retry.max_elapsed_time else stop_never
         return AsyncRetrying(
-            stop=stop | closing,
+            stop=stop | _stop_past_shutdown_deadline(self),
             wait=wait,
             retry=retry_if_exception_type(RetryableError),
             before_sleep=lambda state: self._retries.inc(),

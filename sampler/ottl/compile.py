@@ -296,8 +296,9 @@ def _unquote(token: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
 
 
-def _key(tree: lark.Tree) -> Any:
+def _key(tree: lark.Tree[lark.Token]) -> Any:
     token = tree.children[0]
+    assert isinstance(token, lark.Token)  # the grammar's key is one STRING or INT token
     return _unquote(str(token)) if token.type == "STRING" else int(token)
 
 

@@ -56,7 +56,7 @@ INT: /[0-9]+/
 _PARSER = lark.Lark(_GRAMMAR, parser="lalr", maybe_placeholders=False)
 
 
-def parse(text: str) -> lark.Tree:
+def parse(text: str) -> lark.Tree[lark.Token]:
     """The syntax tree of one condition; ValueError pointing at the column of a syntax error."""
     try:
         return _PARSER.parse(text)

@@ -44,7 +44,7 @@ def _trace_key(trace: TraceView, fields: list[str], use_trace_length: bool) -> s
     root = next((r for r in records if not r.span.parent_span_id), records[0])
     values = []
     for name in fields:
-        value = None
+        value: object = None
         if name in ("root.name", "name"):
             value = root.span.name
         elif name == "status.code":

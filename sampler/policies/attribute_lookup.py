@@ -28,7 +28,7 @@ from sampler.spans.trace import TraceSpans
 _PACKAGE = "tail_sampler.projection"
 
 
-def _projection_classes() -> tuple[type, type]:
+def _projection_classes() -> tuple[Any, Any]:
     """ResourceSpans and ScopeSpans look-alikes that parse only resource and span attributes."""
     pool = descriptor_pool.DescriptorPool()
     common = descriptor_pb2.FileDescriptorProto()
@@ -76,6 +76,7 @@ def _projection_classes() -> tuple[type, type]:
     )
 
 
+# Declared at run time from descriptors, so their fields are unknown to the type checker.
 _RESOURCE_SPANS_ATTRIBUTES, _SCOPE_SPANS_ATTRIBUTES = _projection_classes()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -158,7 +159,7 @@ class PolicyConfig(BaseModel):
     name: str
     type: str
     # The policy type the entry configures, set on each type's model by the registry.
-    policy_type: ClassVar[type[Policy]]
+    policy_type: ClassVar[builtins.type[Policy]]  # `type` alone would be the field above
 
     @property
     def settings(self) -> Any:

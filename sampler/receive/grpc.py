@@ -37,7 +37,10 @@ def _server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
         return configuration(material)
 
     return grpc.dynamic_ssl_server_credentials(
-        configuration(tls.material), fetch, require_client_authentication=tls.client_auth
+        # gRPC documents None from the fetcher as "keep the current certificates"; the stubs do not.
+        configuration(tls.material),
+        fetch,  # type: ignore[arg-type]
+        require_client_authentication=tls.client_auth,
     )
 
 
@@ -49,7 +52,7 @@ class GrpcReceiver:
         self._auth: TokenAuth | None = None
         self.port = 0
 
-    async def _export(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _export(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         if self._auth is not None:
             header = self._auth.header
             value = next((v for k, v in context.invocation_metadata() or () if k == header), None)

@@ -11,8 +11,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -147,7 +149,7 @@ class CheckoutTraffic:
         return root.get_span_context().trace_id.to_bytes(16, "big")
 
     def _child(
-        self, service: str, name: str, parent: object, start: int, duration_ms: int, attributes: dict
+        self, service: str, name: str, parent: Context, start: int, duration_ms: int, attributes: dict[str, Any]
     ) -> trace.Span:
         span = self.tracers[service].start_span(
             name,

@@ -12,13 +12,13 @@ import ipaddress
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 CONTENT_TYPE = "application/x-protobuf"
 _KINDS = ("CLIENT", "SERVER", "PRODUCER", "CONSUMER")  # enum values 1 to 4; 0 is absent
 
 
-def _declare() -> type[Message]:
+def _declare() -> Any:
     field = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(name="sampler/zipkin.proto", package="zipkin.proto3", syntax="proto3")
 
@@ -65,7 +65,8 @@ def _declare() -> type[Message]:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("zipkin.proto3.ListOfSpans"))
 
 
-ListOfSpans = _declare()
+# Declared at run time from a descriptor, so its fields are unknown to the type checker.
+ListOfSpans: Any = _declare()
 
 
 def _endpoint_fields(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def _id(value: bytes, field: str, sizes: tuple[int, ...]) -> str:
     return value.hex()
 
 
-def _endpoint_json(endpoint: Message, field: str) -> dict[str, Any]:
+def _endpoint_json(endpoint: Any, field: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if endpoint.service_name:
         fields["serviceName"] = endpoint.service_name

@@ -359,8 +359,8 @@ class DiskQueue:
                 self._last_sync = self._clock()
             self._unsynced = result.unsynced
             self._publish(appends, result.placed)
-            for operation, exc in result.errors:
-                self._io_error(operation, exc)
+            for operation, error in result.errors:
+                self._io_error(operation, error)
         finally:
             for waiter in waiters:
                 if not waiter.done():

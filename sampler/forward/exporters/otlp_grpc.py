@@ -64,7 +64,7 @@ class OtlpGrpcExporter(Exporter):
         self._config = config
         self._metadata = tuple((key.lower(), value) for key, value in config.headers.items())
         self._channel: grpc.aio.Channel | None = None
-        self._export: grpc.aio.UnaryUnaryMultiCallable | None = None
+        self._export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
 
     async def open(self) -> None:
         config = self._config
