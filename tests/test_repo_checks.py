@@ -1,4 +1,4 @@
-"""Checks on the repository itself that CI must enforce: Dockerfile lint, Python lint and types."""
+"""Checks on the repository itself that CI must enforce: Dockerfile lint, Python lint, types and layering."""
 
 from __future__ import annotations
 
@@ -39,3 +39,10 @@ def test_mypy_finds_nothing():
 def test_the_package_says_it_is_typed():
     # PEP 561: without the marker, type checkers of projects that import sampler ignore its hints.
     assert (REPO / "sampler" / "py.typed").is_file()
+
+
+def test_imports_follow_the_layers_and_make_no_cycles():
+    # The contracts (pyproject.toml, [tool.importlinter]): the stages import only downward, and the
+    # modules of each package import each other without a cycle.
+    result = subprocess.run([_tool("lint-imports")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
