@@ -330,6 +330,26 @@ class DaemonThread:
             self.thread.join(10)
 
 
+def wait_until_exported(daemon: DaemonThread, spans: int, timeout: float = 10.0) -> Metrics:
+    """Wait until the daemon has kept at least `spans` spans (of traces kept when decided, and late
+    spans of kept traces) and its exporters have settled every span it kept: sent, or counted as
+    dropped. Then nothing more reaches a sink until more spans come in, so a test may assert what
+    did not arrive. Call it once the decisions it depends on are counted
+    (tail_sampler_traces_decided_total); it returns the scrape that showed the settled state."""
+
+    def settled() -> Metrics | None:
+        metrics = daemon.scrape()
+        kept = metrics.value("tail_sampler_spans_decided_total", decision="kept") + metrics.value(
+            "tail_sampler_late_spans_total", decision="kept"
+        )
+        done = metrics.value("tail_sampler_exporter_sent_spans_total") + metrics.value(
+            "tail_sampler_exporter_dropped_spans_total"
+        )
+        return metrics if kept >= spans and done == kept else None
+
+    return wait_until(settled, timeout, what=f"at least {spans} kept spans, all of them exported")
+
+
 @dataclass
 class Metrics:
     """A Prometheus scrape, parsed with prometheus-client's own text parser."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
-from tests.support import config_dict, fast_retry, grpc_export, make_request, make_span, make_trace, wait_until
+from tests.support import (
+    config_dict,
+    fast_retry,
+    grpc_export,
+    make_request,
+    make_span,
+    make_trace,
+    wait_until,
+    wait_until_exported,
+)
 
 
 def scope_attributes(grpc_sink, trace_id: bytes) -> list[dict]:
@@ -84,7 +91,7 @@ def test_records_can_be_turned_off(start_daemon, grpc_sink):
     assert scope_attributes(grpc_sink, trace_id) == [("test", {})]
     grpc_export(daemon.grpc_endpoint, make_request([make_span(trace_id, name="late")]))
     wait_until(lambda: grpc_sink.span_count() == 3)
-    time.sleep(0.1)
+    wait_until_exported(daemon, spans=3)  # 2 kept, 1 late
     assert all(attributes == {} for _, attributes in scope_attributes(grpc_sink, trace_id))
 
 

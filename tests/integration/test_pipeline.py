@@ -18,6 +18,7 @@ from tests.support import (
     make_trace,
     sdk_tracer,
     wait_until,
+    wait_until_exported,
 )
 
 
@@ -72,7 +73,7 @@ def test_policies_keep_only_matching_traces(start_daemon, grpc_sink):
 
     wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == 4, what="4 decisions")
     grpc_sink.wait_for_spans(9)
-    time.sleep(0.3)  # anything wrongly kept would have arrived by now
+    wait_until_exported(daemon, spans=9)  # anything wrongly kept has reached the sink too by now
     assert grpc_sink.trace_ids() == {error_trace, slow_trace, vip_trace}
     metrics = daemon.scrape()
     assert metrics.value("tail_sampler_traces_kept_by_policy_total", policy="errors") == 1
@@ -96,7 +97,7 @@ def test_late_spans_follow_the_cached_decision(start_daemon, grpc_sink):
     late_dropped = make_span(dropped, name="late-dropped")
     grpc_export(daemon.grpc_endpoint, make_request([late_kept, late_dropped]))
     wait_until(lambda: any(s.name == "late-kept" for s in grpc_sink.spans()), what="the late span of the kept trace")
-    time.sleep(0.3)
+    wait_until_exported(daemon, spans=4)  # 3 kept, 1 late
     assert not any(s.trace_id == dropped for s in grpc_sink.spans())
     metrics = daemon.scrape()
     assert metrics.value("tail_sampler_late_spans_total", decision="kept") == 1
@@ -134,11 +135,17 @@ def test_root_arriving_in_a_later_request_also_triggers(start_daemon, grpc_sink)
     )
     trace_id, spans = make_trace(spans=3, root=True)
     grpc_export(daemon.grpc_endpoint, make_request(spans[1:]))  # children first
-    time.sleep(0.3)
-    assert daemon.scrape().value("tail_sampler_traces_decided_total") == 0
+    # A trace sent later with its root is due 100ms after it: once the daemon has decided that one,
+    # the children alone would have been decided too, had they made their trace due.
+    control, control_spans = make_trace(spans=2, root=True)
+    grpc_export(daemon.grpc_endpoint, make_request(control_spans))
+    wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total", trigger="root") == 1)
+    metrics = daemon.scrape()
+    assert metrics.value("tail_sampler_traces_decided_total") == 1  # the control trace only
+    assert metrics.value("tail_sampler_window_traces") == 1  # the children keep waiting
     grpc_export(daemon.grpc_endpoint, make_request(spans[:1]))
-    grpc_sink.wait_for_spans(3, timeout=5)
-    assert grpc_sink.trace_ids() == {trace_id}
+    grpc_sink.wait_for_spans(5, timeout=5)
+    assert grpc_sink.trace_ids() == {trace_id, control}
 
 
 def test_full_window_decides_the_oldest_traces_early(start_daemon, grpc_sink):
@@ -416,7 +423,7 @@ def test_maximum_trace_size_bytes_holds_before_and_after_the_decision(start_daem
     grpc_sink.wait_for_spans(3)
     grpc_export(daemon.grpc_endpoint, make_request(blob_spans(kept, 4)))  # late, past the cap: not forwarded
     wait_until(lambda: daemon.scrape().value("tail_sampler_late_spans_total", decision="too_large") == 4)
-    time.sleep(0.3)
+    wait_until_exported(daemon, spans=3)
     assert grpc_sink.trace_ids() == {kept}
     assert grpc_sink.span_count() == 3
     assert daemon.scrape().value("tail_sampler_traces_dropped_too_large_total") == 1

@@ -6,7 +6,15 @@ import time
 
 import pytest
 
-from tests.support import config_dict, fast_retry, grpc_export, make_request, make_trace, wait_until
+from tests.support import (
+    config_dict,
+    fast_retry,
+    grpc_export,
+    make_request,
+    make_trace,
+    wait_until,
+    wait_until_exported,
+)
 
 # (policy, kwargs of make_trace for a trace it keeps, kwargs for one it does not)
 CASES = {
@@ -107,6 +115,7 @@ def test_policy_type_through_the_daemon(case, start_daemon, grpc_sink):
     policy, kept_kwargs, dropped_kwargs = CASES[case]
     daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, [{"name": case, **policy}]))
     expected = set()
+    expected_spans = 0
     sent = 0
     for kwargs, keep in ((kept_kwargs, True), (dropped_kwargs, False)):
         if kwargs is None:
@@ -116,10 +125,11 @@ def test_policy_type_through_the_daemon(case, start_daemon, grpc_sink):
         sent += 1
         if keep:
             expected.add(trace_id)
+            expected_spans += len(spans)
     wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == sent, what=f"{sent} decisions")
     if expected:
         wait_until(lambda: grpc_sink.trace_ids() == expected, what="the kept trace at the sink")
-    time.sleep(0.2)  # a wrongly kept trace would arrive within the batch timeout
+    wait_until_exported(daemon, spans=expected_spans)  # a wrongly kept trace has reached the sink too
     assert grpc_sink.trace_ids() == expected
     metrics = daemon.scrape()
     assert metrics.value("tail_sampler_policy_decisions_total", policy=case, decision="sampled") == len(expected)
@@ -148,7 +158,7 @@ def test_drop_policy_vetoes_always_sample_through_the_daemon(start_daemon, grpc_
     grpc_export(daemon.grpc_endpoint, make_request(kept_spans + health_spans))
     wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == 2)
     wait_until(lambda: grpc_sink.trace_ids() == {kept})
-    time.sleep(0.2)
+    wait_until_exported(daemon, spans=len(kept_spans))
     assert grpc_sink.trace_ids() == {kept}
     metrics = daemon.scrape()
     assert metrics.value("tail_sampler_policy_decisions_total", policy="no-health", decision="dropped") == 1
@@ -169,7 +179,7 @@ def test_w3c_policies_through_the_daemon(start_daemon, grpc_sink):
     grpc_export(daemon.grpc_endpoint, make_request(gold_spans + flagged_spans + plain_spans))
     wait_until(lambda: daemon.scrape().value("tail_sampler_traces_decided_total") == 3)
     wait_until(lambda: grpc_sink.trace_ids() == {gold, flagged})
-    time.sleep(0.2)
+    wait_until_exported(daemon, spans=len(gold_spans) + len(flagged_spans))
     assert grpc_sink.trace_ids() == {gold, flagged}
 
 
