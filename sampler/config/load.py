@@ -1,4 +1,5 @@
-"""Configuration: YAML with `${env:NAME}` substitution, validated by typed models.
+"""Loading the configuration: YAML with `${env:NAME}` substitution, validated by the typed models
+of the other modules here, policies and exporters by the models their registries give.
 
 Every validation error is reported with the file, the line, the key path and,
 where there is a fixed set, the valid choices.

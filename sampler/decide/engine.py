@@ -1,5 +1,6 @@
-"""Decisions: runs the policies on due traces, combines their results, and
-remembers decisions so late spans follow the decision already made."""
+"""Decisions: takes each request's traces into the window, runs the policies on due traces,
+combines their results, hands kept traces on, and remembers every decision in the decision
+caches (cache.py) so late spans follow the decision already made."""
 
 from __future__ import annotations
 
