@@ -1,4 +1,4 @@
-"""sampler/logs.py: text and JSON log lines, and the masked effective config."""
+"""sampler/telemetry/logs.py: text and JSON log lines, and the masked effective config."""
 
 from __future__ import annotations
 

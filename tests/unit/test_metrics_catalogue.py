@@ -1,4 +1,4 @@
-"""The README's metrics catalogue and the registry in sampler/metrics.py cannot drift apart,
+"""The README's metrics catalogue and the registry in sampler/telemetry/metrics.py cannot drift apart,
 and every metric follows the Prometheus naming conventions."""
 
 from __future__ import annotations
