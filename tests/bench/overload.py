@@ -21,7 +21,7 @@ high-water mark VmHWM) against the ceiling
 
     idle RSS + memory limit + decision caches when full + requests in flight + batches forwarded
 
-(the sizing rule in README.md, "Memory sizing"), spans offered, accepted and refused, early
+(the sizing rule in docs/operations/memory.md), spans offered, accepted and refused, early
 decisions, and whether the daemon stayed up and exited cleanly. Exit status 1 if any run went
 over its ceiling, lost an accepted span, or crashed.
 """

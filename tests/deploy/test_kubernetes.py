@@ -34,7 +34,7 @@ OLDEST_SUPPORTED = "1.30.0"
 SCHEMA_VERSIONS = [OLDEST_SUPPORTED, kubernetes_validate.utils.latest_version()]
 CUSTOM_KINDS = {"ServiceMonitor"}
 
-# The sizing rule of the README's "Memory sizing and backpressure": the process's baseline
+# The sizing rule of docs/operations/memory.md ("What the daemon holds"): the process's baseline
 # (about 70 MiB idle, measured; rounded up), bytes per remembered decision (measured), and
 # room for requests in flight (up to the clients; 16 of 4 MiB, as SDK batches are far smaller).
 BASELINE_MIB = 100

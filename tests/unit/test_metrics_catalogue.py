@@ -1,5 +1,5 @@
-"""The README's metrics catalogue and the registry in sampler/telemetry/metrics.py cannot drift apart,
-and every metric follows the Prometheus naming conventions."""
+"""The docs' metrics catalogue (docs/operations/metrics.md) and the metrics registry cannot drift
+apart, and every metric follows the Prometheus naming conventions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from sampler.telemetry.metrics import PREFIX, Metrics
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "operations" / "metrics.md"
 CATALOGUE_HEADER = "| metric | type | labels | meaning |"
 
 # Labels whose values come from a small fixed set or from names in the config; a new label
@@ -53,7 +53,7 @@ def registry_entries() -> dict[str, Entry]:
 
 
 def catalogue_entries() -> dict[str, Entry]:
-    lines = README.read_text(encoding="utf-8").splitlines()
+    lines = CATALOGUE.read_text(encoding="utf-8").splitlines()
     start = lines.index(CATALOGUE_HEADER)
     entries: dict[str, Entry] = {}
     for line in lines[start + 2 :]:
@@ -61,23 +61,23 @@ def catalogue_entries() -> dict[str, Entry]:
             break
         name_cell, kind_cell, labels_cell, _ = (cell.strip() for cell in line.strip("|").split("|", 3))
         name = name_cell.strip("`")
-        assert name not in entries, f"{name} is listed twice in the README's metrics catalogue"
+        assert name not in entries, f"{name} is listed twice in the metrics catalogue"
         entries[name] = Entry(kind_cell, frozenset(re.findall(r"`([a-z_]+)`", labels_cell)))
     return entries
 
 
-def test_every_registered_metric_is_in_the_readme_catalogue_and_vice_versa():
+def test_every_registered_metric_is_in_the_docs_catalogue_and_vice_versa():
     registered = registry_entries()
     documented = catalogue_entries()
-    assert sorted(set(registered) - set(documented)) == [], "metrics missing from the README's catalogue"
-    assert sorted(set(documented) - set(registered)) == [], "README catalogue rows for metrics that do not exist"
+    assert sorted(set(registered) - set(documented)) == [], "metrics missing from the docs' catalogue"
+    assert sorted(set(documented) - set(registered)) == [], "catalogue rows for metrics that do not exist"
 
 
 def test_the_catalogue_gives_each_metric_its_type_and_labels():
     registered = registry_entries()
     documented = catalogue_entries()
     wrong = {name: (documented.get(name), entry) for name, entry in registered.items() if documented.get(name) != entry}
-    assert wrong == {}, "README (type, labels) differ from sampler/metrics.py: {name: (README, registry)}"
+    assert wrong == {}, "catalogue (type, labels) differ from the registry: {name: (catalogue, registry)}"
 
 
 def test_the_registry_holds_only_the_metrics_defined_in_the_metrics_class():
