@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sampler import __version__, decision_file
 from sampler.admin import AdminServer
@@ -34,7 +35,9 @@ from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
 from sampler.reload import ConfigReloader
-from sampler.selftrace import SelfTracing
+
+if TYPE_CHECKING:
+    from sampler.selftrace import SelfTracing
 
 log = logging.getLogger("sampler")
 
@@ -62,7 +65,12 @@ class Daemon:
         self.config = config
         self.metrics = metrics or Metrics()
         self.exporters = [build_exporter(name, body, self.metrics) for name, body in config.exporters.items()]
-        self.self_tracing = SelfTracing(config.telemetry.traces) if config.telemetry.traces else None
+        self.self_tracing: SelfTracing | None = None
+        if config.telemetry.traces is not None:
+            # Imported only when configured: the SDK comes with the `demo` extra (checked at load).
+            from sampler.selftrace import SelfTracing
+
+            self.self_tracing = SelfTracing(config.telemetry.traces)
         if self.self_tracing is not None:
             for exporter in self.exporters:
                 exporter.tracer = self.self_tracing.tracer

@@ -26,6 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+from sampler.endpoints import split_endpoint
+from sampler.extras import demo_extra_missing
+
 SHIPPED_CONFIG = Path("config") / "sampler.yaml"
 
 
@@ -406,6 +409,14 @@ class SelfTracesConfig(Model):
     protocol: Literal["grpc", "http"] = "grpc"
     sample_ratio: float = Field(1.0, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _sdk_installed(self) -> SelfTracesConfig:
+        # At load (check, run, reload), not when the first span is due: the SDK is an extra.
+        missing = demo_extra_missing(self.protocol)
+        if missing:
+            raise ValueError(f"self-tracing {missing}")
+        return self
+
 
 class TelemetryConfig(Model):
     traces: SelfTracesConfig | None = None
@@ -602,9 +613,27 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
             f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)"
         )
     try:
-        return _validate(data, lines, source)
+        config = _validate(data, lines, source)
     except RecursionError:
         raise ConfigError(f"{source}: invalid configuration: a YAML alias refers to itself") from None
+    return _admin_endpoint_from_environment(config, environ)
+
+
+# Set, this variable is the admin endpoint whatever the file's admin.endpoint says (and `run
+# --admin-endpoint` sets it): the image sets it to all interfaces, so that its published port and
+# its HEALTHCHECK work with a user's own config file too.
+ADMIN_ENDPOINT_ENV = "TAIL_SAMPLER_ADMIN_ENDPOINT"
+
+
+def _admin_endpoint_from_environment(config: Config, environ: Mapping[str, str]) -> Config:
+    endpoint = environ.get(ADMIN_ENDPOINT_ENV)
+    if not endpoint:
+        return config
+    try:
+        split_endpoint(endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"{ADMIN_ENDPOINT_ENV}: {exc}, e.g. 0.0.0.0:8888") from None
+    return config.model_copy(update={"admin": AdminConfig(endpoint=endpoint)})
 
 
 def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str) -> Config:
