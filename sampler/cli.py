@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from sampler import __version__
-from sampler.config.load import default_config_path, load_config
+from sampler.config.load import ADMIN_ENDPOINT_ENV, default_config_path, load_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
+from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
 
@@ -28,15 +29,32 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _apply_admin_endpoint_flag(args: argparse.Namespace) -> None:
+    """`--admin-endpoint` wins over the environment, which wins over the file: the flag sets the
+    variable for this process, so that config reloads see the same endpoint."""
+    if args.admin_endpoint:
+        os.environ[ADMIN_ENDPOINT_ENV] = args.admin_endpoint
+
+
+def _admin_source() -> str:
+    return f" (from {ADMIN_ENDPOINT_ENV} or --admin-endpoint)" if os.environ.get(ADMIN_ENDPOINT_ENV) else ""
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sampler.daemon import Daemon
 
+    if args.demo:
+        missing = demo_extra_missing("grpc")
+        if missing:
+            print(f"error: --demo {missing}", file=sys.stderr)
+            return 2
+    _apply_admin_endpoint_flag(args)
     config = _load(args.config)
     if config is None:
         return 2
     configure_logging(args.log_level or config.logging.level, config.logging.format)
     log = logging.getLogger("sampler")
-    log.info("loaded config %s", args.config)
+    log.info("loaded config %s; admin endpoint %s%s", args.config, config.admin.endpoint, _admin_source())
     daemon = Daemon(config, config_path=args.config)
     demo: subprocess.Popen[bytes] | None = None
 
@@ -75,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    _apply_admin_endpoint_flag(args)
     config = _load(args.config)
     if config is None:
         return 2
@@ -102,6 +121,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
         print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
+    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}")
     return 0
 
 
@@ -130,6 +150,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:
+    missing = demo_extra_missing(args.protocol)
+    if missing:
+        print(f"error: loadgen {missing}", file=sys.stderr)
+        return 2
     from sampler.tools.loadgen import LoadSettings, run_load
 
     configure_logging("warning")
@@ -153,6 +177,11 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     return 0
 
 
+_ADMIN_ENDPOINT_HELP = (
+    f"where /metrics, /healthz and /readyz listen; overrides ${ADMIN_ENDPOINT_ENV}, which overrides admin.endpoint"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tail-sampler", description="Tail-based sampling proxy for OpenTelemetry traces."
@@ -164,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides logging.level")
+    run.add_argument("--admin-endpoint", metavar="HOST:PORT", help=_ADMIN_ENDPOINT_HELP)
     run.add_argument("--demo", action="store_true", help="also start a load generator that sends traces to this daemon")
     run.add_argument(
         "--demo-rate", type=float, default=20.0, help="traces per second for --demo (default: %(default)s)"
@@ -172,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a config and print what it would run")
     check.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
+    check.add_argument("--admin-endpoint", metavar="HOST:PORT", help=_ADMIN_ENDPOINT_HELP)
     check.set_defaults(handler=cmd_check)
 
     schema = commands.add_parser("schema", help="print a JSON Schema of the config file, for editors")

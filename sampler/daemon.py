@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from sampler import __version__
 from sampler.clock import Clock, monotonic
@@ -25,7 +26,9 @@ from sampler.receive.zipkin import ZipkinReceiver
 from sampler.telemetry.admin import AdminServer
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
-from sampler.telemetry.selftrace import SelfTracing
+
+if TYPE_CHECKING:
+    from sampler.telemetry.selftrace import SelfTracing
 
 log = logging.getLogger("sampler")
 
@@ -48,7 +51,12 @@ class Daemon:
         self._clock = clock
         self.metrics = metrics or Metrics()
         self.exporters = [build_exporter(name, body, self.metrics, clock) for name, body in config.exporters.items()]
-        self.self_tracing = SelfTracing(config.telemetry.traces) if config.telemetry.traces else None
+        self.self_tracing: SelfTracing | None = None
+        if config.telemetry.traces is not None:
+            # Imported only when configured: the SDK comes with the `demo` extra (checked at load).
+            from sampler.telemetry.selftrace import SelfTracing
+
+            self.self_tracing = SelfTracing(config.telemetry.traces)
         if self.self_tracing is not None:
             for exporter in self.exporters:
                 exporter.tracer = self.self_tracing.tracer

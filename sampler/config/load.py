@@ -18,8 +18,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sampler.config.exporters import ExporterConfig, exporter_type
-from sampler.config.model import Config
+from sampler.config.model import AdminConfig, Config
 from sampler.config.types import ConfigError
+from sampler.telemetry.endpoints import split_endpoint
 
 if TYPE_CHECKING:
     from sampler.forward.exporters.registry import ExporterType
@@ -216,9 +217,27 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
             f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)"
         )
     try:
-        return _validate(data, lines, source)
+        config = _validate(data, lines, source)
     except RecursionError:
         raise ConfigError(f"{source}: invalid configuration: a YAML alias refers to itself") from None
+    return _admin_endpoint_from_environment(config, environ)
+
+
+# Set, this variable is the admin endpoint whatever the file's admin.endpoint says (and `run
+# --admin-endpoint` sets it): the image sets it to all interfaces, so that its published port and
+# its HEALTHCHECK work with a user's own config file too.
+ADMIN_ENDPOINT_ENV = "TAIL_SAMPLER_ADMIN_ENDPOINT"
+
+
+def _admin_endpoint_from_environment(config: Config, environ: Mapping[str, str]) -> Config:
+    endpoint = environ.get(ADMIN_ENDPOINT_ENV)
+    if not endpoint:
+        return config
+    try:
+        split_endpoint(endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"{ADMIN_ENDPOINT_ENV}: {exc}, e.g. 0.0.0.0:8888") from None
+    return config.model_copy(update={"admin": AdminConfig(endpoint=endpoint)})
 
 
 def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str) -> Config:

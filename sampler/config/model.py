@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sampler.config.exporters import BatchConfig
 from sampler.config.receivers import ReceiversConfig
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.config.types import Duration, Model
+from sampler.extras import demo_extra_missing
 
 
 class AdminConfig(Model):
@@ -40,6 +41,14 @@ class SelfTracesConfig(Model):
     endpoint: str
     protocol: Literal["grpc", "http"] = "grpc"
     sample_ratio: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sdk_installed(self) -> SelfTracesConfig:
+        # At load (check, run, reload), not when the first span is due: the SDK is an extra.
+        missing = demo_extra_missing(self.protocol)
+        if missing:
+            raise ValueError(f"self-tracing {missing}")
+        return self
 
 
 class TelemetryConfig(Model):

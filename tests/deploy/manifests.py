@@ -54,3 +54,34 @@ def sampler_config() -> Config:
     """The ConfigMap's sampler.yaml, through the daemon's own validation, with the Deployment's env."""
     text = one("ConfigMap", "tail-sampler-config")["data"]["sampler.yaml"]
     return parse_config(text, "deploy/kubernetes/sampler-config.yaml", container_env(one("Deployment", "tail-sampler")))
+
+
+# The sizing rule of docs/operations/memory.md ("What the daemon holds"): the process's baseline
+# (about 70 MiB idle, measured; rounded up), bytes per remembered decision (measured), and
+# room for requests in flight (up to the clients; 16 of 4 MiB, as SDK batches are far smaller).
+BASELINE_MIB = 100
+SAMPLED_DECISION_BYTES = 256
+NOT_SAMPLED_DECISION_BYTES = 160
+REQUESTS_IN_FLIGHT_MIB = 64
+
+
+def memory_needed_mib(config: Config) -> float:
+    """What the rule says a daemon with this config may hold: the window, the decision caches, the
+    requests in flight, and per exporter the batches being forwarded plus, for an in-memory queue,
+    the queue (a persistent queue waits on disk)."""
+    sampling = config.tail_sampling
+    caches = sampling.decision_cache
+    batch = config.batch.send_batch_max_bytes
+    forwarding = 0
+    for exporter in config.exporters.values():
+        queue = exporter.sending_queue
+        batches = 1 + 2 * queue.num_consumers + (queue.queue_size if queue.storage is None else 0)
+        forwarding += batches * batch
+    return (
+        BASELINE_MIB
+        + sampling.memory_limit_mib
+        + caches.sampled_cache_size * SAMPLED_DECISION_BYTES / 2**20
+        + caches.non_sampled_cache_size * NOT_SAMPLED_DECISION_BYTES / 2**20
+        + REQUESTS_IN_FLIGHT_MIB
+        + forwarding / 2**20
+    )

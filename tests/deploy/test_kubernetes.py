@@ -7,7 +7,6 @@ validation; and the references between the objects (labels, ports, paths, sizes)
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,25 +21,18 @@ from tests.deploy.manifests import (
     container,
     container_env,
     kustomization,
+    memory_needed_mib,
     objects,
     one,
     sampler_config,
     selects,
 )
-from tests.peers import peer_dir, run_provisioning, unavailable
 
 # The preStop `sleep` action is on by default from 1.30.
 OLDEST_SUPPORTED = "1.30.0"
 SCHEMA_VERSIONS = [OLDEST_SUPPORTED, kubernetes_validate.utils.latest_version()]
 CUSTOM_KINDS = {"ServiceMonitor"}
 
-# The sizing rule of docs/operations/memory.md ("What the daemon holds"): the process's baseline
-# (about 70 MiB idle, measured; rounded up), bytes per remembered decision (measured), and
-# room for requests in flight (up to the clients; 16 of 4 MiB, as SDK batches are far smaller).
-BASELINE_MIB = 100
-SAMPLED_DECISION_BYTES = 256
-NOT_SAMPLED_DECISION_BYTES = 160
-REQUESTS_IN_FLIGHT_MIB = 64
 SPANS_PER_TRACE = 20
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi)?$")
@@ -83,18 +75,6 @@ def test_the_schemas_catch_a_misspelt_field():
     broken = {**deployment, "spec": {**deployment["spec"], "replica": 3}}
     with pytest.raises(kubernetes_validate.ValidationError, match="replica"):
         kubernetes_validate.validate(broken, OLDEST_SUPPORTED, strict=True)
-
-
-@pytest.fixture(scope="module")
-def servicemonitor_checker() -> Path:
-    """tests/deploy/servicemonitor built with Go, from the Go module proxy's prometheus-operator types."""
-    go = shutil.which("go")
-    if go is None:
-        unavailable("servicemonitor-check", "`go` is not on PATH")
-    binary = peer_dir("servicemonitor-check") / "servicemonitor-check"
-    build = ["env", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOTOOLCHAIN=local", go, "build", "-o", str(binary), "."]
-    run_provisioning("servicemonitor-check", build, cwd=REPO / "tests" / "deploy" / "servicemonitor")
-    return binary
 
 
 def test_servicemonitor_decodes_strictly_into_the_operators_types(servicemonitor_checker, tmp_path):
@@ -171,25 +151,8 @@ def test_memory_limit_holds_the_configured_window():
     resources = container(one("Deployment", "tail-sampler"))["resources"]
     limit = mebibytes(resources["limits"]["memory"])
     assert mebibytes(resources["requests"]["memory"]) == limit  # no eviction of a pod holding traces
-    sampling = config.tail_sampling
-    assert sampling.memory_limit_mib, "the window must be bounded in bytes, not only in traces"
-    caches = sampling.decision_cache
-    batch = config.batch.send_batch_max_bytes
-    forwarding = sum(
-        (1 + 2 * exporter.sending_queue.num_consumers + exporter.sending_queue.queue_size) * batch
-        for exporter in config.exporters.values()
-    )
-    needed = (
-        BASELINE_MIB
-        + sampling.memory_limit_mib
-        + (
-            caches.sampled_cache_size * SAMPLED_DECISION_BYTES
-            + caches.non_sampled_cache_size * NOT_SAMPLED_DECISION_BYTES
-        )
-        / 2**20
-        + REQUESTS_IN_FLIGHT_MIB
-        + forwarding / 2**20
-    )
+    assert config.tail_sampling.memory_limit_mib, "the window must be bounded in bytes, not only in traces"
+    needed = memory_needed_mib(config)
     assert needed <= limit, f"the window needs about {needed:.0f} MiB; the limit is {limit:.0f} MiB"
     assert (
         f"num_traces traces of {SPANS_PER_TRACE} spans"

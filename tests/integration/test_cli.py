@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -246,3 +247,120 @@ def test_python_dash_m_and_console_script_agree():
     script = Path(sys.executable).with_name("tail-sampler")
     if script.exists():
         assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout == result.stdout
+
+
+def test_admin_endpoint_flag_beats_the_environment_which_beats_the_file(tmp_path):
+    data = config_dict({"file": {"path": str(tmp_path / "out.jsonl")}})
+    path, ports = write_config(tmp_path, data)
+    from_env, from_flag = free_port(), free_port()
+    environ = {**os.environ, "TAIL_SAMPLER_ADMIN_ENDPOINT": f"127.0.0.1:{from_env}"}
+
+    plain = {key: value for key, value in os.environ.items() if key != "TAIL_SAMPLER_ADMIN_ENDPOINT"}
+    result = cli("check", "--config", str(path), env=plain)
+    assert f"admin: /metrics, /healthz, /readyz on 127.0.0.1:{ports['admin']}\n" in result.stdout, result.stdout
+    result = cli("check", "--config", str(path), env=environ)
+    assert f"on 127.0.0.1:{from_env} (from TAIL_SAMPLER_ADMIN_ENDPOINT" in result.stdout, result.stdout
+    result = cli("check", "--config", str(path), "--admin-endpoint", f"127.0.0.1:{from_flag}", env=environ)
+    assert f"on 127.0.0.1:{from_flag} (from " in result.stdout, result.stdout
+
+    # The running daemon listens where `check` said, whatever the file says.
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "sampler", "run", "--config", str(path), "--admin-endpoint", f"127.0.0.1:{from_flag}"],
+        cwd=REPO,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def healthy() -> bool:
+            assert daemon.poll() is None, daemon.stdout.read()
+            try:
+                return requests.get(f"http://127.0.0.1:{from_flag}/healthz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(healthy, timeout=30, what="/healthz on the --admin-endpoint port")
+        for port in (from_env, ports["admin"]):
+            with socket.socket() as probe:
+                assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something listens on {port}"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert f"admin endpoint 127.0.0.1:{from_flag} (from TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint)" in output
+
+
+def test_an_admin_endpoint_that_is_not_host_port_is_a_config_error(tmp_path):
+    result = cli("check", env={**os.environ, "TAIL_SAMPLER_ADMIN_ENDPOINT": "localhost"})
+    assert result.returncode == 2
+    assert "TAIL_SAMPLER_ADMIN_ENDPOINT: endpoint 'localhost' must be host:port" in result.stderr
+    result = cli("run", "--admin-endpoint", "8888")
+    assert result.returncode == 2
+    assert "TAIL_SAMPLER_ADMIN_ENDPOINT: endpoint '8888' must be host:port" in result.stderr
+
+
+# Runs the command as it runs where the `demo` extra (the OpenTelemetry SDK and its exporters) is not
+# installed: the import system finds neither package.
+_WITHOUT_DEMO_EXTRA = (
+    "import sys; sys.modules['opentelemetry.sdk'] = sys.modules['opentelemetry.exporter'] = None; "
+    "from sampler.cli import main; sys.argv[0] = 'tail-sampler'; sys.exit(main())"
+)
+
+
+def cli_without_demo_extra(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_DEMO_EXTRA, *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+
+
+def test_without_the_demo_extra_loadgen_demo_and_self_tracing_name_it(tmp_path):
+    result = cli_without_demo_extra("loadgen", "--traces", "1")
+    assert result.returncode == 2
+    assert "error: loadgen needs the OpenTelemetry SDK and its OTLP/grpc exporter" in result.stderr
+    assert "pip install 'tail-sampler[demo]'" in result.stderr
+
+    result = cli_without_demo_extra("run", "--demo")
+    assert result.returncode == 2 and "error: --demo needs the OpenTelemetry SDK" in result.stderr
+
+    data = config_dict({"file": {"path": str(tmp_path / "out.jsonl")}})
+    data["telemetry"] = {"traces": {"endpoint": "127.0.0.1:4317", "protocol": "http"}}
+    path = tmp_path / "traced.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    line = path.read_text().splitlines().index("  traces:") + 1
+    result = cli_without_demo_extra("check", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}:{line}: telemetry.traces: self-tracing needs the OpenTelemetry SDK and its OTLP/http" in (
+        result.stderr
+    )
+    assert "install the `demo` extra" in result.stderr
+
+
+def test_without_the_demo_extra_the_daemon_runs(tmp_path):
+    data = config_dict({"file": {"path": str(tmp_path / "out.jsonl")}})
+    path, ports = write_config(tmp_path, data)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", _WITHOUT_DEMO_EXTRA, "run", "--config", str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def ready() -> bool:
+            assert daemon.poll() is None, daemon.stdout.read()
+            try:
+                return requests.get(f"http://127.0.0.1:{ports['admin']}/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(ready, timeout=30, what="/readyz of a daemon without the SDK")
+        _, spans = make_trace(error=True)
+        grpc_export(f"127.0.0.1:{ports['grpc']}", make_request(spans))
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert (tmp_path / "out.jsonl").read_text().strip(), output

@@ -1,7 +1,7 @@
-// Decodes ServiceMonitor manifests strictly into prometheus-operator's own Go types:
-// an unknown field or a value of the wrong type is an error, as the API server's
-// structural schema would make it. Reads YAML documents from the files given as
-// arguments; prints one line per ServiceMonitor checked.
+// Decodes ServiceMonitor and PrometheusRule manifests strictly into prometheus-operator's own
+// Go types: an unknown field or a value of the wrong type is an error, as the API server's
+// structural schema would make it. Reads YAML documents from the files given as arguments;
+// prints one line per object checked.
 package main
 
 import (
@@ -25,7 +25,24 @@ func main() {
 			var kind struct {
 				Kind string `json:"kind"`
 			}
-			if err := yaml.Unmarshal(document, &kind); err != nil || kind.Kind != monitoringv1.ServiceMonitorsKind {
+			if err := yaml.Unmarshal(document, &kind); err != nil {
+				continue
+			}
+			if kind.Kind == monitoringv1.PrometheusRuleKind {
+				var rule monitoringv1.PrometheusRule
+				if err := yaml.UnmarshalStrict(document, &rule); err != nil {
+					fmt.Printf("%s[%d]: invalid PrometheusRule: %v\n", path, index, err)
+					failed = true
+					continue
+				}
+				rules := 0
+				for _, group := range rule.Spec.Groups {
+					rules += len(group.Rules)
+				}
+				fmt.Printf("%s[%d]: PrometheusRule %s: %d group(s), %d rule(s) valid\n", path, index, rule.Name, len(rule.Spec.Groups), rules)
+				continue
+			}
+			if kind.Kind != monitoringv1.ServiceMonitorsKind {
 				continue
 			}
 			var monitor monitoringv1.ServiceMonitor
