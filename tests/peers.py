@@ -10,6 +10,7 @@ test fails instead, so CI can never go green on a quiet skip.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -49,3 +50,24 @@ def run_provisioning(peer: str, command: list[str], cwd: Path | None = None, tim
         tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
         unavailable(peer, f"`{' '.join(command)}` exited {done.returncode}:\n" + "\n".join(tail))
     return done.stdout
+
+
+# The Collector built from tests/collector (main.go, go.mod, go.sum) with the Go toolchain and
+# the Go module proxy: used by tests/integration/test_scale_out.py and tests/bench/cpu_bench.py.
+COLLECTOR_SOURCES = REPO_ROOT / "tests" / "collector"
+COLLECTOR_SOURCE_FILES = ("main.go", "go.mod", "go.sum")
+
+
+def collector_binary_path() -> Path:
+    """Where the Collector of the current sources lives: the directory name carries their digest,
+    so a change to the sources means a new build."""
+    digest = hashlib.sha256()
+    for name in COLLECTOR_SOURCE_FILES:
+        digest.update((COLLECTOR_SOURCES / name).read_bytes())
+    return PEER_DIR / f"otelcol-{digest.hexdigest()[:16]}" / "otelcol"
+
+
+def collector_build_command(go: str, binary: Path) -> list[str]:
+    """go build writes the binary only once it is complete, so a failed build leaves none."""
+    build = ["env", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOTOOLCHAIN=local", go, "build"]
+    return build + ["-trimpath", "-buildvcs=false", "-o", str(binary), "."]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -33,7 +34,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[2]
@@ -58,8 +61,21 @@ def rss_bytes(pid: int) -> int:
 # --- load ---------------------------------------------------------------------
 
 
-def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
-    """Serialized requests and, for each, the offsets of every trace ID's first 4 bytes."""
+class PoolRequest(NamedTuple):
+    """One serialized request, and where its trace IDs are, so each send can make them new."""
+
+    data: bytearray
+    offsets: list[int]  # where every occurrence of every trace ID starts
+    error_offsets: list[int]  # one occurrence of each trace ID that carries an error status
+    spans: int
+
+
+def build_pool(
+    size: int, seed: int, traces_per_request: int = TRACES_PER_REQUEST, error_every: int = 0
+) -> list[PoolRequest]:
+    """`size` serialized requests of `traces_per_request` traces. With `error_every` N, every Nth
+    trace of a request (and no other) has one span with an error status; without it, each span
+    has a 2% chance of one."""
     import random
 
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -84,9 +100,13 @@ def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
             ss.scope.name = f"io.opentelemetry.{service}"
             by_service[service] = ss
         now = time.time_ns()
-        for _ in range(TRACES_PER_REQUEST):
+        error_ids = []
+        for trace_index in range(traces_per_request):
             trace_id = rng.randbytes(16)
             trace_ids.append(trace_id)
+            failed = bool(error_every) and trace_index % error_every == 0
+            if failed:
+                error_ids.append(trace_id)
             root_id = rng.randbytes(8)
             for index in range(SPANS_PER_TRACE):
                 span = by_service[services[index % len(services)]].spans.add()
@@ -97,7 +117,7 @@ def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
                 span.kind = 2
                 span.start_time_unix_nano = now + index * 1000
                 span.end_time_unix_nano = now + index * 1000 + rng.randint(1, 900) * 1_000_000
-                if rng.random() < 0.02:
+                if (not error_every and rng.random() < 0.02) or (failed and index == SPANS_PER_TRACE - 1):
                     span.status.code = 2
                 for attr in range(10):
                     span.attributes.append(
@@ -112,66 +132,115 @@ def build_pool(size: int, seed: int) -> list[tuple[bytearray, list[int]]]:
             while (found := data.find(trace_id, start)) >= 0:
                 offsets.append(found)
                 start = found + 16
-        pool.append((data, offsets))
+        error_offsets = [data.find(trace_id) for trace_id in error_ids]
+        pool.append(PoolRequest(data, offsets, error_offsets, SPANS_PER_TRACE * traces_per_request))
     return pool
 
 
-async def run_load(target: str, duration: float, concurrency: int, seed: int, rate: float = 0.0) -> dict:
-    """Send for `duration` seconds with `concurrency` requests in flight; with `rate` (spans/s),
-    paced to at most that, else as fast as answers come. Refusals (RESOURCE_EXHAUSTED, the
-    daemon's backpressure) are counted apart from other errors."""
+async def run_load(
+    target: str,
+    duration: float,
+    concurrency: int,
+    seed: int,
+    rate: float = 0.0,
+    *,
+    pool: list[PoolRequest] | None = None,
+    max_requests: int = 0,
+    on_accepted: Callable[[PoolRequest, bytes], None] | None = None,
+    probe: Callable[[], dict[str, float]] | None = None,
+    warmup: float = 0.0,
+) -> dict:
+    """Send for `duration` seconds (and at most `max_requests` requests, if given) with
+    `concurrency` requests in flight; with `rate` (spans/s), paced to at most that, else as fast
+    as answers come. Refusals (RESOURCE_EXHAUSTED, the daemon's backpressure) are counted apart
+    from other errors. `on_accepted` sees every request the target accepted, as sent.
+
+    With `probe`, its readings `warmup` seconds in and when sending stops are returned as
+    "window", with the spans accepted between the two: the steady part of the run."""
     import grpc
 
-    pool = build_pool(40, seed)
-    spans_per_request = SPANS_PER_TRACE * TRACES_PER_REQUEST
+    pool = pool or build_pool(40, seed)
     counter = seed << 24
     sent_spans = 0
     requests_ok = 0
+    requests_started = 0
     errors = 0
     refused = 0
+    refused_spans = 0
+    spans_per_request = pool[0].spans
     interval = concurrency * spans_per_request / rate if rate else 0.0
+    stopping = asyncio.Event()
+    marks: dict[str, dict[str, float]] = {}
+
+    def mark(name: str) -> None:
+        assert probe is not None
+        marks[name] = {"t": time.monotonic(), "spans": sent_spans, **probe()}
+
     async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         export = channel.unary_unary(EXPORT)
         await channel.channel_ready()
         stop_at = time.monotonic() + duration
 
         async def sender(index: int) -> None:
-            nonlocal counter, sent_spans, requests_ok, errors, refused
+            nonlocal counter, sent_spans, requests_ok, requests_started, errors, refused, refused_spans
             turn = index
             next_send = time.monotonic() + interval * index / concurrency
-            while time.monotonic() < stop_at:
+            while time.monotonic() < stop_at and not (max_requests and requests_started >= max_requests):
                 if interval:
                     await asyncio.sleep(max(0.0, next_send - time.monotonic()))
                     # A sender that fell behind does not catch up in a burst: the rate is a ceiling.
                     next_send = max(next_send + interval, time.monotonic())
-                data, offsets = pool[turn % len(pool)]
+                request = pool[turn % len(pool)]
+                data = request.data
                 turn += concurrency
                 counter += 1
+                requests_started += 1
                 stamp = (counter & 0xFFFFFFFF).to_bytes(4, "big")
-                # A fresh prefix for every trace ID in this request: all traces are new.
-                for offset in offsets:
+                # Fresh bytes in both halves of every trace ID in this request: all traces are new,
+                # also to a cache keyed on one half (the Collector's decision cache uses the right).
+                for offset in request.offsets:
                     data[offset : offset + 4] = stamp
+                    data[offset + 8 : offset + 12] = stamp
+                body = bytes(data)
                 try:
-                    await export(bytes(data), timeout=30)
+                    await export(body, timeout=30)
                     requests_ok += 1
-                    sent_spans += spans_per_request
+                    sent_spans += request.spans
+                    if on_accepted is not None:
+                        on_accepted(request, body)
                 except grpc.aio.AioRpcError as error:
                     if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
                         refused += 1
+                        refused_spans += request.spans
                     else:
                         errors += 1
+            stopping.set()
+
+        async def watch_window() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), warmup)
+            mark("start")
+            await stopping.wait()
+            mark("end")
 
         started = time.monotonic()
-        await asyncio.gather(*(sender(i) for i in range(concurrency)))
+        tasks = [sender(i) for i in range(concurrency)]
+        if probe is not None:
+            tasks.append(watch_window())
+        await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
-    return {
+    result = {
         "spans": sent_spans,
         "requests": requests_ok,
         "errors": errors,
         "refused": refused,
-        "refused_spans": refused * spans_per_request,
+        "refused_spans": refused_spans,
         "seconds": elapsed,
     }
+    if marks:
+        start, end = marks["start"], marks["end"]
+        result["window"] = {key: end[key] - start[key] for key in start}
+    return result
 
 
 # --- sink and null proxy ------------------------------------------------------------
@@ -192,27 +261,81 @@ async def start_export_server(port: int, export) -> object:
     return server
 
 
-async def serve_sink(port: int, count_file: str) -> None:
-    """Acks every export and counts spans; writes the count to count_file on SIGTERM."""
+class TracesSeen:
+    """Every span a checking sink received, by trace. Requests are kept as they arrived and
+    parsed only when asked, so checking costs the sink nothing while the load runs."""
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self.spans = 0
+        self.duplicate_spans = 0
+        self.span_ids: dict[bytes, set[bytes]] = {}
+        self.error_traces: set[bytes] = set()
+
+    def add(self, data: bytes) -> None:
+        self._pending.append(data)
+
+    def _parse_pending(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        pending, self._pending = self._pending, []
+        for data in pending:
+            for rs in ExportTraceServiceRequest.FromString(data).resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        self.spans += 1
+                        ids = self.span_ids.setdefault(span.trace_id, set())
+                        if span.span_id in ids:
+                            self.duplicate_spans += 1
+                        ids.add(span.span_id)
+                        if span.status.code == 2:
+                            self.error_traces.add(span.trace_id)
+
+    def counts(self) -> dict:
+        self._parse_pending()
+        return {"spans": self.spans, "traces": len(self.span_ids), "duplicate_spans": self.duplicate_spans}
+
+    def report(self) -> dict:
+        """The counts, and for each trace (hex ID): [distinct spans, has an error span]."""
+        counts = self.counts()
+        counts["by_trace"] = {
+            trace_id.hex(): [len(ids), trace_id in self.error_traces] for trace_id, ids in self.span_ids.items()
+        }
+        return counts
+
+
+async def serve_sink(port: int, count_file: str, check: bool = False) -> None:
+    """Acks every export and counts spans; writes the counts to count_file on SIGUSR1 and SIGTERM.
+    With `check`, it also keeps what it received (see TracesSeen) and its last report lists every
+    trace it saw."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     counts = {"spans": 0, "requests": 0, "bytes": 0}
+    seen = TracesSeen()
 
     async def export(data: bytes, context) -> bytes:
         counts["requests"] += 1
         counts["bytes"] += len(data)
-        request = ExportTraceServiceRequest.FromString(data)
-        counts["spans"] += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        if check:
+            seen.add(data)
+        else:
+            request = ExportTraceServiceRequest.FromString(data)
+            counts["spans"] += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         return b""
+
+    def write(final: bool) -> None:
+        if check:
+            counts.update(seen.report() if final else seen.counts())
+        Path(count_file).write_text(json.dumps(counts))
 
     server = await start_export_server(port, export)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: Path(count_file).write_text(json.dumps(counts)))
+    loop.add_signal_handler(signal.SIGUSR1, lambda: write(final=False))
     await stop.wait()
-    Path(count_file).write_text(json.dumps(counts))
     await server.stop(0)
+    write(final=True)
 
 
 async def serve_null_proxy(port: int, upstream: str) -> None:
@@ -488,6 +611,7 @@ def main() -> None:
     sk = sub.add_parser("sink")
     sk.add_argument("--port", type=int, required=True)
     sk.add_argument("--count-file", required=True)
+    sk.add_argument("--check", action="store_true", help="keep every trace seen, for a whole-trace check")
     npx = sub.add_parser("null-proxy")
     npx.add_argument("--port", type=int, required=True)
     npx.add_argument("--upstream", required=True)
@@ -500,7 +624,7 @@ def main() -> None:
         print(json.dumps(load(args.port, args.duration, args.concurrency, args.processes)))
         return
     if args.command == "sink":
-        asyncio.run(serve_sink(args.port, args.count_file))
+        asyncio.run(serve_sink(args.port, args.count_file, args.check))
         return
     if args.command == "null-proxy":
         asyncio.run(serve_null_proxy(args.port, args.upstream))

@@ -63,7 +63,7 @@ def request_profile() -> tuple[int, int, int]:
     from sampler.receive.split import RequestSplitter
     from sampler.window.window import memory_of
 
-    data, _ = bench.build_pool(1, seed=99)[0]
+    data = bench.build_pool(1, seed=99)[0].data
     batch = RequestSplitter().split(ExportTraceServiceRequest.FromString(bytes(data)))
     return len(data), batch.span_count, sum(memory_of(trace) for trace in batch.traces.values())
 

@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per setting and repeat")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    bodies = [bytes(data) for data, _ in build_pool(20, seed=1)]
+    bodies = [bytes(request.data) for request in build_pool(20, seed=1)]
     print(f"{SPANS_PER_TRACE} spans/trace, {TRACES_PER_REQUEST} traces/request, 10 attributes/span; parse + split")
     results: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for _ in range(args.repeats):

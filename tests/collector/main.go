@@ -1,5 +1,7 @@
-// A minimal OpenTelemetry Collector for tests/integration/test_scale_out.py: exactly
-// the components that deploy/collector/loadbalancer*.yaml use, and nothing else.
+// A minimal OpenTelemetry Collector for the tests: the components that
+// deploy/collector/loadbalancer*.yaml use (tests/integration/test_scale_out.py), plus
+// tail_sampling and batch for tests/bench/cpu_bench.py, which measures the tail-sampler
+// against the Collector doing the same job; nothing else.
 package main
 
 import (
@@ -7,6 +9,7 @@ import (
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/envprovider"
@@ -16,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/batchprocessor"
 	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
@@ -32,7 +36,11 @@ func components() (otelcol.Factories, error) {
 	if factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory()); err != nil {
 		return factories, err
 	}
-	if factories.Processors, err = otelcol.MakeFactoryMap[processor.Factory](memorylimiterprocessor.NewFactory()); err != nil {
+	if factories.Processors, err = otelcol.MakeFactoryMap[processor.Factory](
+		memorylimiterprocessor.NewFactory(),
+		batchprocessor.NewFactory(),
+		tailsamplingprocessor.NewFactory(),
+	); err != nil {
 		return factories, err
 	}
 	factories.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
@@ -46,7 +54,7 @@ func main() {
 	settings := otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{
 			Command:     "otelcol-loadbalancer",
-			Description: "OpenTelemetry Collector with the load-balancing exporter, for the tail-sampler tests",
+			Description: "OpenTelemetry Collector with the load-balancing exporter and tail sampling, for the tail-sampler tests",
 			Version:     "0.161.0", // the contrib release in go.mod
 		},
 		Factories: components,

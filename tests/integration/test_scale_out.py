@@ -3,7 +3,8 @@ deploy/collector/loadbalancer-dns.yaml in front of two sampler replicas.
 
 The Collector is built from tests/collector (main.go, go.mod, go.sum: the otlp receiver,
 the memory_limiter processor, the health_check extension, the load_balancing and otlp
-exporters, at the release pinned in go.mod) into .peers/ with the Go module proxy.
+exporters, at the release pinned in go.mod; also the tail_sampling and batch processors,
+which tests/bench/cpu_bench.py uses) into .peers/ with the Go module proxy.
 
 The test loads the shipped YAML and changes only what cannot run here: the `dns`
 resolver becomes a `static` one listing the two replicas, and every listening endpoint
@@ -15,7 +16,6 @@ exactly one replica."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -27,7 +27,14 @@ import requests
 import yaml
 
 from tests.integration.test_cli import free_port
-from tests.peers import REPO_ROOT, peer_dir, run_provisioning, unavailable
+from tests.peers import (
+    COLLECTOR_SOURCES,
+    REPO_ROOT,
+    collector_binary_path,
+    collector_build_command,
+    run_provisioning,
+    unavailable,
+)
 from tests.support import (
     DaemonThread,
     GrpcSink,
@@ -41,8 +48,6 @@ from tests.support import (
     wait_until,
 )
 
-COLLECTOR_SOURCES = REPO_ROOT / "tests" / "collector"
-SOURCE_FILES = ("main.go", "go.mod", "go.sum")
 SHIPPED_CONFIG = REPO_ROOT / "deploy" / "collector" / "loadbalancer-dns.yaml"
 # 30 traces of 4 spans; span i of every trace travels in round i, so each trace is spread
 # over 4 requests and each request carries parts of 10 traces.
@@ -56,19 +61,14 @@ KEEP_ERRORS = [{"name": "errors", "type": "status_code", "status_code": {"status
 
 @pytest.fixture(scope="module")
 def collector_binary() -> Path:
-    """tests/collector built once per version of its sources: the directory name carries their digest."""
+    """tests/collector built once per version of its sources."""
     go = shutil.which("go")
     if go is None:
         unavailable("otelcol", "`go` is not on PATH")
-    digest = hashlib.sha256()
-    for name in SOURCE_FILES:
-        digest.update((COLLECTOR_SOURCES / name).read_bytes())
-    binary = peer_dir(f"otelcol-{digest.hexdigest()[:16]}") / "otelcol"
+    binary = collector_binary_path()
     if not binary.exists():
-        # go build writes the binary only once it is complete, so a failed build leaves none.
-        build = ["env", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOTOOLCHAIN=local", go, "build"]
-        build += ["-trimpath", "-buildvcs=false", "-o", str(binary), "."]
-        run_provisioning("otelcol", build, cwd=COLLECTOR_SOURCES, timeout=1500)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        run_provisioning("otelcol", collector_build_command(go, binary), cwd=COLLECTOR_SOURCES, timeout=1500)
     return binary
 
 
