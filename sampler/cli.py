@@ -202,6 +202,13 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sent = run_load(settings, stop)
     print(json.dumps(sent), flush=True)
+    if sent["traces"] and not sent["delivered_spans"]:
+        print(
+            f"error: none of the {sent['traces']} traces' spans reached {args.endpoint} ({args.protocol}): "
+            "is a receiver listening there? The SDK's log lines above say why",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -266,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from sampler.tools.simulate import progress
     from sampler.tools.simulate.read import InputError, read_traces
     from sampler.tools.simulate.report import format_report, report_dict
     from sampler.tools.simulate.run import simulate
@@ -274,15 +282,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     configs = [config for config in (_load(path) for path in paths) if config is not None]
     if len(configs) != len(paths):
         return 2
+    show = progress.wanted(args.input, sys.stderr, args.json)
     try:
-        traces = read_traces(args.input)
+        with progress.reading(args.input, sys.stderr, show) as bar:
+            traces = read_traces(args.input, progress=bar.update)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = [
-        simulate(config.tail_sampling, traces.traces.values(), path)
-        for config, path in zip(configs, paths, strict=True)
-    ]
+    results = []
+    for config, path in zip(configs, paths, strict=True):
+        with progress.deciding(traces.traces.values(), path, sys.stderr, show) as deciding:
+            results.append(simulate(config.tail_sampling, deciding, path))
     if args.json:
         print(json.dumps(report_dict(traces, results), indent=2))
     else:

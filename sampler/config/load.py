@@ -243,6 +243,12 @@ def read_config_text(text: str, source: str = "<config>", environ: Mapping[str, 
     except RecursionError:
         raise ConfigError(f"{source}: invalid configuration: a YAML alias refers to itself") from None
     config = _admin_endpoint_from_environment(config, environ)
+    traces = config.telemetry.traces
+    if traces is not None and traces.endpoint is None and not any(name in environ for name in _OTLP_ENDPOINT_VARIABLES):
+        raise ConfigError(
+            f"{source}:{_line_of(('telemetry', 'traces'), lines)}: telemetry.traces.endpoint: not set, and neither "
+            f"is {' nor '.join(_OTLP_ENDPOINT_VARIABLES)}: set one of them"
+        )
     if translation is None:
         return LoadedConfig(config)
     in_line_order = sorted(translation.notes, key=lambda finding: _line_of(finding.path, lines))
@@ -275,6 +281,9 @@ def _translated_yaml(text: str, source: str, notes: tuple[str, ...]) -> str:
     body = yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return "\n".join(header) + "\n" + body
 
+
+# Where self-tracing sends without telemetry.traces.endpoint, as the OpenTelemetry SDK reads them.
+_OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 # Set, this variable is the admin endpoint whatever the file's admin.endpoint says (and `run
 # --admin-endpoint` sets it): the image sets it to all interfaces, so that its published port and

@@ -211,6 +211,7 @@ def test_loadgen_against_the_daemon_writes_kept_traces_to_the_file(tmp_path):
         assert result.returncode == 0, result.stderr
         sent = json.loads(result.stdout.strip().splitlines()[-1])
         assert sent["traces"] == 200
+        assert sent["delivered_spans"] == 9 * 200  # the receiver accepted every span
 
         def decided() -> float:
             text = requests.get(daemon.admin + "/metrics", timeout=5).text
@@ -238,6 +239,19 @@ def test_loadgen_against_the_daemon_writes_kept_traces_to_the_file(tmp_path):
     for trace_id in kept_traces:
         assert sum(1 for s in spans if s.trace_id == trace_id) == 9
     assert len(kept_traces) <= sent["errors"] + sent["slow"]
+
+
+def test_loadgen_exits_non_zero_when_nothing_was_delivered():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        result = cli("loadgen", "--endpoint", f"127.0.0.1:{port}", "--traces", "3", "--rate", "50")
+    assert result.returncode == 1, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["traces"], summary["delivered_spans"]) == (3, 0)
+    assert f"error: none of the 3 traces' spans reached 127.0.0.1:{port} (grpc): is a receiver listening there?" in (
+        result.stderr
+    )
 
 
 def test_python_dash_m_and_console_script_agree():
