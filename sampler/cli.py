@@ -18,6 +18,7 @@ from sampler.config.model import Config
 from sampler.config.types import ConfigError
 from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
+from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
 
 
@@ -81,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
             [sys.executable, "-m", "sampler", "loadgen", "--endpoint", endpoint, "--rate", str(args.demo_rate)],
             start_new_session=True,
+            # Its summary line is for a user of loadgen itself; here it would be a stray line on exit.
+            stdout=subprocess.DEVNULL,
         )
 
     async def stop_demo() -> None:
@@ -93,6 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("%s", exc)
         return 1
