@@ -136,3 +136,21 @@ def test_the_example_runs_end_to_end_keeping_the_error_traces(tmp_path: Path):
     assert code == 0, output
     assert "is an OpenTelemetry Collector config, translated" in output
     assert "extensions.health_check: not served on a port of its own" in output
+
+
+def test_the_migration_guide_shows_the_example_and_what_check_prints_for_it():
+    from tests.docs.markdown import DOCS, code_blocks
+
+    guide = list(code_blocks(DOCS / "migrating-from-the-collector.md"))
+    example = "".join(line for line in EXAMPLE.read_text().splitlines(keepends=True) if not line.startswith("#"))
+    assert example.lstrip("\n") in [block.text for block in guide], "the guide's example is not the file"
+
+    shown = {block.text.splitlines()[0]: block.text for block in guide if block.text.startswith("$ ")}
+    relative = EXAMPLE.relative_to(REPO)
+    check = cli("check", "--config", str(relative), env=environ(BACKEND_ENDPOINT="tempo:4317"))
+    assert check.returncode == 0, check.stderr
+    assert shown[f"$ BACKEND_ENDPOINT=tempo:4317 tail-sampler check --config {relative}"].split("\n", 1)[1] == (
+        check.stdout
+    )
+    translated = cli("check", "--config", str(relative), "--translate", env=environ(BACKEND_ENDPOINT="tempo:4317"))
+    assert translated.stdout in [block.text for block in guide], "the guide's translation is not what check prints"
