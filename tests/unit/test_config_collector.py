@@ -230,7 +230,21 @@ def test_what_would_change_the_data_is_an_error_at_its_line_with_what_to_do_inst
         "otel.yaml:16: service.pipelines.traces.exporters[1]: exporter type 'kafka' is not in the tail-sampler, "
         "which exports otlp, otlphttp, file, zipkin; export OTLP to a Collector that has it",
         "otel.yaml:17: service.pipelines.traces/other: the tail-sampler runs one traces pipeline and 'traces' is "
-        "that one; run the other pipelines in a Collector",
+        "that one; run this pipeline in a Collector",
+    ]
+
+
+def test_a_connector_in_the_traces_pipeline_is_named_as_one():
+    text = (
+        RECEIVERS
+        + PROCESSORS
+        + EXPORTERS
+        + "connectors:\n  spanmetrics:\n"
+        + PIPELINE.replace("exporters: [otlp]", "exporters: [otlp, spanmetrics]")
+    )
+    assert errors(text) == [
+        "otel.yaml:22: service.pipelines.traces.exporters[1]: 'spanmetrics' is a connector; the tail-sampler has "
+        "none: run the pipelines it joins in a Collector"
     ]
 
 

@@ -36,7 +36,7 @@ config_keys = st.sampled_from(
         "not", "not_sub_policy", "drop", "drop_sub_policy", "latency", "threshold_ms", "string_attribute", "key",
         "values", "ottl_condition", "span", "exporters", "otlp/x", "file", "path", "batch", "admin", "logging",
         "level", "reload", "shutdown", "timeout", "sampling_strategy", "headers", "tls",
-        # an OpenTelemetry Collector config (translated by sampler/config/collector.py)
+        # an OpenTelemetry Collector config (translated by sampler/config/collector/)
         "service", "processors", "pipelines", "traces", "logs", "extensions", "health_check", "telemetry",
         "metrics", "readers", "pull", "exporter", "prometheus", "host", "port", "address", "sending_queue",
         "storage", "file_storage/q", "directory", "zipkin", "debug", "memory_limiter", "otlp_grpc", "encoding",
