@@ -187,11 +187,15 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        # A daemon that never got ready (a start-up error) stops what it started without a word:
+        # the error is the news.
+        was_serving = self._ready
         started = self._clock()
         deadline = started + self.config.shutdown.timeout
         self._ready = False
         self.metrics.ready.set(0)
-        log.info("shutting down: no longer accepting spans")
+        if was_serving:
+            log.info("shutting down: no longer accepting spans")
         if self.grpc_receiver:
             await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
         if self.http_receiver:
@@ -210,7 +214,8 @@ class Daemon:
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
-        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
+        if was_serving:
+            log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def run_until_signalled(
         self,

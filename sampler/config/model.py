@@ -36,9 +36,10 @@ class ShutdownConfig(Model):
 
 
 class SelfTracesConfig(Model):
-    # Where the daemon sends traces of its own decision and export batches: host:port for
-    # OTLP/gRPC (plaintext), a URL for OTLP/HTTP.
-    endpoint: str
+    # Where the daemon sends traces of its own decision and export batches: host:port (plaintext)
+    # or an http:// or https:// URL for OTLP/gRPC, a URL for OTLP/HTTP. Unset: the
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT variable (see telemetry/selftrace.py).
+    endpoint: str | None = None
     protocol: Literal["grpc", "http"] = "grpc"
     sample_ratio: float = Field(1.0, ge=0, le=1)
 

@@ -12,6 +12,7 @@ from sampler.config.receivers import GrpcProtocolConfig
 from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_protobuf
+from sampler.telemetry.endpoints import ListenError
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,8 @@ class GrpcReceiver:
                 self.port = server.add_insecure_port(self._config.endpoint)
             else:
                 self.port = server.add_secure_port(self._config.endpoint, _server_credentials(tls))
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
+        except RuntimeError:
+            raise ListenError("OTLP/gRPC", self._config.endpoint, "receivers.otlp.protocols.grpc.endpoint") from None
         await server.start()
         self._server = server
         if tls is not None or self._auth is not None:

@@ -17,7 +17,7 @@ from sampler.receive.connections import LimitedTCPSite
 from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_json, parse_protobuf
-from sampler.telemetry.endpoints import split_endpoint
+from sampler.telemetry.endpoints import ListenError, split_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ def _status_response(http_status: int, code: int, message: str, content_type: st
 class HttpReceiver:
     """OTLP/HTTP; subclasses serve other formats over HTTP (Zipkin) through `_add_routes`."""
 
-    # Named when the endpoint cannot be listened on.
+    # Named when the endpoint cannot be listened on, with the config key that moves it.
     listener_name = "OTLP/HTTP"
+    endpoint_key = "receivers.otlp.protocols.http.endpoint"
     # The protocol label of metrics.
     protocol = "http"
 
@@ -194,9 +195,7 @@ class HttpReceiver:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(
-                f"cannot listen for {self.listener_name} on {self._config.endpoint}: {exc.strerror}"
-            ) from None
+            raise ListenError(self.listener_name, self._config.endpoint, self.endpoint_key, exc) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
         self._ingest.watch_open_connections(self.protocol, lambda: site.open_connections)

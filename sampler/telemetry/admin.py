@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sampler.config.model import AdminConfig
-from sampler.telemetry.endpoints import split_endpoint
+from sampler.telemetry.endpoints import ListenError, split_endpoint
 from sampler.telemetry.metrics import Metrics
 
 
@@ -43,7 +43,8 @@ class AdminServer:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(f"cannot listen for the admin endpoint on {self._config.endpoint}: {exc.strerror}") from None
+            key = "admin.endpoint, TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint"
+            raise ListenError("the admin endpoint", self._config.endpoint, key, exc) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
 

@@ -6,7 +6,9 @@ reason words; never trace IDs or attribute values.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
 
 PREFIX = "tail_sampler"
 
@@ -21,6 +23,11 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # What every Prometheus client exports by default: process_* (resident memory, CPU, open
+        # files), python_info and python_gc_*, here in the daemon's own registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
         # receive
         self.received_spans = Counter(
