@@ -95,7 +95,7 @@ def test_records_can_be_turned_off(start_daemon, grpc_sink):
     assert all(attributes == {} for _, attributes in scope_attributes(grpc_sink, trace_id))
 
 
-def test_upstream_sampling_rates_are_multiplied_not_lost(start_daemon, grpc_sink):
+def test_an_upstream_threshold_is_kept_never_lowered(start_daemon, grpc_sink):
     daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, [HALF]))
     trace_id, spans = make_trace(spans=2)
     for span in spans:

@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.config.tail_sampling import TailSamplingConfig
-from sampler.decide.engine import ForwardRoom, TailSampler, combine
-from sampler.policies.base import Decision
+from sampler.decide.engine import ForwardRoom, TailSampler, combine, combine_weights
+from sampler.policies.base import Decision, TraceView, Weight
 from sampler.policies.registry import POLICIES
 from sampler.receive.split import RequestSplitter
 from sampler.spans.trace import DecodedBatch, TraceSpans
+from sampler.spans.tracestate import ot_fields, probability_to_threshold
 from sampler.telemetry.metrics import Metrics
 from sampler.window.window import memory_of
 from tests.support import make_request, make_span, make_trace
@@ -44,6 +45,14 @@ def test_combine_examples() -> None:
     assert combine([Decision.NOT_SAMPLED, Decision.SAMPLED]) is Decision.SAMPLED
     assert combine([Decision.SAMPLED, Decision.DROPPED, Decision.SAMPLED]) is Decision.DROPPED
     assert combine([Decision.NOT_SAMPLED] * 3) is Decision.NOT_SAMPLED
+
+
+def test_combine_weights() -> None:
+    five, ten = Weight.of_threshold(probability_to_threshold(0.05)), Weight.of_threshold(probability_to_threshold(0.1))
+    assert combine_weights([]) is None
+    assert combine_weights([five, None]) is None  # one sampled for what it is: kept for certain
+    assert combine_weights([five, ten]) == ten  # both share the randomness: it passed the lower threshold
+    assert combine_weights([Weight(None, 4.0), ten]) == Weight(None, 4.0)
 
 
 # --- the sampler ---------------------------------------------------------------------
@@ -279,7 +288,7 @@ def test_first_sampling_policy_gets_the_credit() -> None:
     small_id, small = make_trace(spans=1)
     h.ingest(error + big_trace + small)
 
-    final, first = h.sampler.evaluate(h.sampler.window.get(error_id))  # type: ignore[arg-type]
+    final, first, _ = h.sampler.evaluate(h.sampler.window.get(error_id))  # type: ignore[arg-type]
     assert final is Decision.SAMPLED and first is not None and first.name == "errors"
     h.clock.advance(WAIT)
     h.sampler.decide_due()
@@ -612,3 +621,20 @@ def test_decision_cache_memory_is_estimated_per_entry_and_bounded_by_capacity() 
     not_sampled = h.value("tail_sampler_decision_cache_memory_bytes", decision="not_sampled")
     assert sampled == 2 * h.sampler.sampled_cache.entry_bytes > 0
     assert not_sampled == 3 * h.sampler.not_sampled_cache.entry_bytes > 0
+
+
+def test_a_trace_also_kept_for_certain_counts_once_and_keeps_its_tracestate() -> None:
+    """Errors are kept whatever the randomness says: an error trace the probabilistic policy also
+    sampled must not count as 1/p traces, or estimates from adjusted counts are biased."""
+    percent = {"name": "percent", "type": "probabilistic", "probabilistic": {"sampling_percentage": 50}}
+    h = Harness([percent, KEEP_ERRORS])
+    high = (0x01).to_bytes(9, "big") + (0xFFFFFFFFFFFFFF).to_bytes(7, "big")  # passes any threshold
+    spans = [make_span(high, error=True), make_span(high[:-1] + b"\xfe")]
+    h.ingest(spans)
+    h.clock.advance(WAIT + 1)
+    h.sampler.decide_due()
+    by_id = {trace.trace_id: trace for trace in h.kept}
+    error_states = {record.span.trace_state for record in TraceView(by_id[high]).spans()}
+    plain_states = {record.span.trace_state for record in TraceView(by_id[high[:-1] + b"\xfe"]).spans()}
+    assert error_states == {""}  # kept for certain: no threshold written
+    assert {ot_fields(state).threshold for state in plain_states} == {probability_to_threshold(0.5)}
