@@ -66,7 +66,8 @@ class Daemon:
         self.decisions = DecisionFile(
             config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
         )
-        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
+        untraced = self.batcher.add_logs if config.tail_sampling.untraced_logs == "pass_through" else None
+        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
@@ -111,6 +112,8 @@ class Daemon:
             )
         if self.config.logging.summary_interval:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
+        if not any(exporter.sends_logs for exporter in self.exporters):
+            log.info("no exporter sends log records (Zipkin has none): log records received are dropped")
         self._ready = True
         self.metrics.ready.set(1)
         log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})

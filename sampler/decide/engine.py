@@ -21,6 +21,10 @@ from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
 
+# What becomes of log records (tail_sampler_log_records_total): the engine counts those naming a
+# trace, the receivers those naming none.
+LOG_OUTCOMES = ("kept", "dropped", "late_kept", "late_dropped", "passed_through", "untraced_dropped")
+
 
 class ForwardRoom(Protocol):
     """What block_on_overflow asks of the forwarding side (see sampler/forward/fanout.py)."""
@@ -128,6 +132,7 @@ class TailSampler:
         m.window_traces.set_function(lambda: window.trace_count)
         m.window_spans.set_function(lambda: window.span_count)
         m.window_bytes.set_function(lambda: window.nbytes)
+        m.window_log_records.set_function(lambda: window.log_count)
         m.window_capacity.set(window.capacity)
         m.window_memory_bytes.set_function(lambda: window.memory_bytes)
         m.window_memory_limit.set(self._memory_limit)
@@ -142,6 +147,7 @@ class TailSampler:
         self._early = {reason: m.early_decisions.labels(reason) for reason in EARLY_DECISION_REASONS}
         self._spans_kept = m.spans_decided.labels("kept")
         self._spans_dropped = m.spans_decided.labels("dropped")
+        self._logs = {outcome: m.log_records.labels(outcome) for outcome in LOG_OUTCOMES}
         self._decided = {
             (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
             for kept in (True, False)
@@ -248,13 +254,19 @@ class TailSampler:
                 if max_size and forwarded > max_size:
                     # The size cap holds for a kept trace's late spans too.
                     tally[self._late_too_large] += fragment.span_count
+                    if fragment.log_count:
+                        tally[self._logs["late_dropped"]] += fragment.log_count
                     continue
                 self.sampled_cache.add(trace_id, (record, forwarded, threshold))
                 tally[self._late_kept] += fragment.span_count
+                if fragment.log_count:
+                    tally[self._logs["late_kept"]] += fragment.log_count
                 self._recorder.apply_late(fragment, record, threshold)
                 self._keep(fragment)
             elif trace_id in self.not_sampled_cache:
                 tally[self._late_dropped] += fragment.span_count
+                if fragment.log_count:
+                    tally[self._logs["late_dropped"]] += fragment.log_count
             else:
                 new_traces += 1
                 if max_size and fragment.nbytes > max_size:
@@ -383,9 +395,13 @@ class TailSampler:
             threshold = weight.threshold if weight is not None else None
             self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, threshold))
             tally[self._spans_kept] += trace.span_count
+            if trace.log_count:
+                tally[self._logs["kept"]] += trace.log_count
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id)
             tally[self._spans_dropped] += trace.span_count
+            if trace.log_count:
+                tally[self._logs["dropped"]] += trace.log_count
             if trigger == "too_large":
                 tally[self._too_large] += 1

@@ -144,7 +144,8 @@ class DecisionRecorder:
         return encoded
 
     def apply(self, trace: TraceSpans, record: bytes, cached: bool = False) -> None:
-        """Add the record (and, for late spans, cached_decision) to every scope of the trace."""
+        """Add the record (and, for late spans, cached_decision) to every scope of the trace,
+        its log records' scopes included."""
         if not self.enabled:
             return
         attributes = record + _CACHED if cached else record
@@ -153,6 +154,12 @@ class DecisionRecorder:
                 (resource, self._scope_with(scope, attributes)): spans
                 for (resource, scope), spans in trace.groups.items()
             }
+            if trace.logs:
+                # A ScopeLogs prefix is framed as a ScopeSpans one: its records say the same.
+                trace.logs = {
+                    (resource, self._scope_with(scope, attributes)): records
+                    for (resource, scope), records in trace.logs.items()
+                }
 
     def _scope_with(self, scope: bytes, attributes: bytes) -> bytes:
         # Kept traces of one service share scopes; rewrite each (scope, record) pair once.
