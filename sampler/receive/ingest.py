@@ -23,6 +23,7 @@ from sampler.receive.split import RequestSplitter
 from sampler.receive.split_logs import LogSplitter
 from sampler.spans.trace import ScopeKey
 from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.span_metrics import SpanMetrics
 
 # Where log records that name no trace go (the batcher), or None to drop them.
 PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
@@ -44,9 +45,11 @@ class Ingest:
         metrics: Metrics,
         config: OtlpReceiverConfig | None = None,
         untraced_logs: PassThrough | None = None,
+        span_metrics: SpanMetrics | None = None,
     ) -> None:
         self._sampler = sampler
         self.metrics = metrics
+        self._span_metrics = span_metrics
         config = config or OtlpReceiverConfig()
         self._splitter = RequestSplitter(config.max_spans_per_request, config.span_limits)
         self._log_splitter = LogSplitter()
@@ -93,6 +96,8 @@ class Ingest:
             self._requests.labels(protocol, "backpressure").inc()
             raise WindowFull(_REFUSAL)
         new_traces = self._sampler.ingest(batch)
+        if self._span_metrics is not None:
+            self._span_metrics.count_request(request, check_ids=batch.rejected_spans > batch.over_limit_spans)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
         response = ExportTraceServiceResponse()

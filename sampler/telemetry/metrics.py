@@ -100,6 +100,19 @@ class Metrics:
             registry=r,
         )
 
+        # span metrics (sampler/telemetry/span_metrics.py: traces_span_metrics_*)
+        self.span_metrics_series = Gauge(
+            f"{PREFIX}_span_metrics_series",
+            "Series of the span metrics (service, span name, kind, status); at most "
+            "span_metrics.aggregation_cardinality_limit.",
+            registry=r,
+        )
+        self.span_metrics_overflow_spans = Counter(
+            f"{PREFIX}_span_metrics_overflow_spans",
+            "Spans counted in the span metrics' overflow series because the series limit was reached.",
+            registry=r,
+        )
+
         # buffer
         self.window_traces = Gauge(f"{PREFIX}_window_traces", "Traces waiting for a decision.", registry=r)
         self.window_spans = Gauge(f"{PREFIX}_window_spans", "Spans of traces waiting for a decision.", registry=r)

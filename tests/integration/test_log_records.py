@@ -1,5 +1,6 @@
 """Log records follow their trace's decision, end to end: the OpenTelemetry SDK's log and trace
-exporters (gRPC and HTTP) into the daemon, real OTLP sinks (gRPC and HTTP) behind it."""
+exporters (gRPC and HTTP) into the daemon, real OTLP sinks (gRPC and HTTP) behind it. The same
+traffic checks the span metrics: counted from every span, exemplars naming kept traces only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+import requests
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
@@ -20,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
 from tests.support import (
     DaemonThread,
@@ -146,6 +149,34 @@ def test_log_records_follow_their_traces_decision(start_daemon, grpc_sink, http_
         assert all(record.scope_attributes.get("tailsampling.policy") == "errors" for record in on_time)
         # The kept traces' spans went the same way.
         assert {span.trace_id for span in sink.spans()} == kept_ids
+
+    # Span metrics count every span sent, kept or not; exemplars name kept traces only.
+    calls, exemplars = span_metrics_scrape(daemon)
+    assert sum(calls.values()) == TRACES * 2
+    errors = sum(value for labels, value in calls.items() if dict(labels)["status_code"] == "STATUS_CODE_ERROR")
+    assert errors == len(kept_ids)  # one failed "charge" span per error trace
+    assert {dict(labels)["service_name"] for labels in calls} == {"shop-grpc", "shop-http"}
+    assert exemplars, "no exemplar in the OpenMetrics scrape"
+    received = {span.trace_id.hex() for span in grpc_sink.spans()}
+    assert {exemplar["trace_id"] for exemplar in exemplars} <= received
+
+
+def span_metrics_scrape(daemon: DaemonThread) -> tuple[dict[tuple[tuple[str, str], ...], float], list[dict[str, str]]]:
+    """traces_span_metrics_calls_total per series, and every exemplar's labels, from the
+    OpenMetrics exposition (the one that carries exemplars), read by prometheus-client's parser."""
+    reply = requests.get(
+        daemon.admin_url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=5
+    )
+    assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+    calls: dict[tuple[tuple[str, str], ...], float] = {}
+    exemplars = []
+    for family in openmetrics_families(reply.text):
+        for sample in family.samples:
+            if sample.name == "traces_span_metrics_calls_total":
+                calls[tuple(sorted(sample.labels.items()))] = sample.value
+            if sample.name.startswith("traces_span_metrics_") and sample.exemplar is not None:
+                exemplars.append(dict(sample.exemplar.labels))
+    return calls, exemplars
 
 
 @pytest.mark.parametrize("content_type", ["application/x-protobuf", "application/json"])
