@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ScopeLogs
 
 from sampler.config.exporters import BatchConfig
 from sampler.forward.batcher import Batcher, Payload
-from sampler.receive.split_logs import LogSplitter
+from sampler.receive.split import BadRequest
+from sampler.receive.split_logs import LogSplitter, parse_logs_json, parse_logs_protobuf
 from sampler.telemetry.metrics import Metrics
 from tests.support import kv
 
@@ -68,3 +72,20 @@ def test_the_batcher_rebuilds_a_logs_request_byte_for_byte() -> None:
     (payload,) = payloads
     assert payload.signal == "logs" and payload.span_count == 2
     assert ExportLogsServiceRequest.FromString(payload.data) == request
+
+
+@settings(max_examples=200, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.binary(max_size=2000) | st.builds(lambda r: logs_request([r]).SerializeToString(), st.builds(record, st.text()))
+)
+def test_any_bytes_give_a_request_or_a_clear_refusal(data: bytes) -> None:
+    for parse in (parse_logs_protobuf, parse_logs_json):
+        try:
+            request = parse(data)
+        except BadRequest as exc:
+            assert str(exc)
+            continue
+        batch = LogSplitter().split(request)
+        assert batch.log_records + batch.untraced_log_count + batch.rejected_spans == sum(
+            len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs
+        )

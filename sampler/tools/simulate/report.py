@@ -35,7 +35,8 @@ def _input_line(traces: TraceSet) -> str:
 _LEGEND = [
     "kept: traces the policy was the first to sample (how the daemon attributes kept traces);",
     "matched: traces it sampled (a drop policy: dropped) where it was evaluated. Rates are of all traces.",
-    "Adjusted counts: a trace kept with probability p stands for 1/p traces (tailsampling.sample_rate).",
+    "Adjusted counts: a trace kept with probability p stands for 1/p traces (tailsampling.sample_rate);",
+    "the estimate's ± is one standard error, estimated from the kept traces.",
 ]
 
 
@@ -59,7 +60,7 @@ def _notes(results: list[SimulationResult]) -> list[str]:
 def _estimate_line(result: SimulationResult) -> str:
     return (
         f"spans estimated from the kept spans' adjusted counts: {result.estimated_spans:.0f} "
-        f"(true: {result.spans}, {100 * result.estimate_error:+.2f}%)"
+        f"± {result.estimate_standard_error:.0f} (true: {result.spans}, {100 * result.estimate_error:+.2f}%)"
     )
 
 
@@ -156,6 +157,7 @@ def report_dict(traces: TraceSet, results: list[SimulationResult]) -> dict[str, 
                 "span_keep_rate": result.span_keep_rate,
                 "dropped_traces": result.dropped_traces,
                 "estimated_spans": result.estimated_spans,
+                "estimated_spans_standard_error": result.estimate_standard_error,
                 "policies": [asdict(count) for count in result.policies],
                 "notes": result.notes,
             }

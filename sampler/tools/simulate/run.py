@@ -48,6 +48,9 @@ class SimulationResult:
     # The input's spans as estimated from the kept ones: each counts as its trace's adjusted count
     # at this stage (1 for a trace kept for what it is).
     estimated_spans: float = 0.0
+    # Its variance, estimated from the kept traces (Horvitz-Thompson, independent decisions):
+    # each trace of n spans kept with probability 1/w adds n^2 w (w - 1).
+    estimate_variance: float = 0.0
     policies: list[PolicyCount] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # where the daemon would decide differently
     kept_ids: set[bytes] = field(default_factory=set, repr=False)
@@ -59,6 +62,10 @@ class SimulationResult:
     @property
     def span_keep_rate(self) -> float:
         return self.kept_spans / self.spans if self.spans else 0.0
+
+    @property
+    def estimate_standard_error(self) -> float:
+        return float(self.estimate_variance**0.5)
 
     @property
     def estimate_error(self) -> float:
@@ -117,6 +124,7 @@ def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str
                     upstream = TraceView(trace).sampling().threshold
                     stands_for = weight.rate / adjusted_count(upstream) if upstream is not None else weight.rate
                 result.estimated_spans += span_count * stands_for
+                result.estimate_variance += span_count * span_count * stands_for * (stands_for - 1)
                 kept_ids.add(trace.trace_id)
                 if first is not None:
                     count = counts[first.name]
