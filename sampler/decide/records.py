@@ -30,13 +30,14 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.policies.base import Policy, Weight
 from sampler.spans.framing import (
     TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE,
     TAG_SCOPE_SPAN,
     add_scope_attributes,
+    decode_varint,
     frame,
     varint,
 )
@@ -54,23 +55,26 @@ _RECORD_CACHE_LIMIT = 1024
 
 
 def rewrite_threshold(trace: TraceSpans, threshold: int) -> None:
-    """Set every span's `ot=th:` to `threshold`, or keep its own where that is higher and its
-    randomness agrees (a threshold is never lowered). Spans whose tracestate does not change
-    keep their bytes."""
+    """Set every span's `ot=th:` to `threshold`, or keep its own where that is as high and its
+    randomness agrees (a threshold is never lowered). A span whose tracestate stays as it is
+    keeps the bytes it arrived in; only the others are encoded again."""
     groups = {}
     nbytes = 0
     default_randomness = trace_id_randomness(trace.trace_id)
-    for key, spans in trace.groups.items():
-        scope_spans = ScopeSpans.FromString(key[1] + bytes(spans))
+    for key, framed in trace.groups.items():
         rewritten = bytearray()
-        for span in scope_spans.spans:
-            before = span.trace_state
-            own, randomness = ot_fields(before)
+        position, end = 0, len(framed)
+        while position < end:
+            length, body = decode_varint(framed, position + 1)
+            data = bytes(framed[body : body + length])
+            position = body + length
+            span = Span.FromString(data)
+            own, randomness = ot_fields(span.trace_state)
             if randomness is None:
                 randomness = default_randomness
             if own is None or not threshold <= own <= randomness:
-                span.trace_state = with_threshold(before, threshold)
-            data = span.SerializeToString()
+                span.trace_state = with_threshold(span.trace_state, threshold)
+                data = span.SerializeToString()
             rewritten += TAG_SCOPE_SPAN + varint(len(data)) + data
             nbytes += len(data)
         groups[key] = rewritten

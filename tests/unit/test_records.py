@@ -57,7 +57,9 @@ def test_a_kept_trace_gets_the_threshold_of_its_decision_on_every_span():
 def test_equalizing_never_lowers_a_higher_upstream_threshold():
     # Kept upstream at 5 % (th f333...), which R passes; 10 % here cannot raise the probability.
     trace = with_randomness(0xF4000000000000, "rojo=1,ot=th:f3333333333333")
+    before = [bytes(framed) for framed in trace.groups.values()]
     record, spans = kept_by({"sampling_percentage": 10}, trace)
+    assert [bytes(framed) for framed in trace.groups.values()] == before  # the bytes they arrived in
     assert {span.trace_state for span in spans} == {"rojo=1,ot=th:f3333333333333"}  # untouched
 
 
