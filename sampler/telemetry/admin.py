@@ -1,11 +1,12 @@
-"""Admin HTTP endpoint: /metrics, /healthz, /readyz."""
+"""Admin HTTP endpoint: /metrics (Prometheus text, or OpenMetrics with exemplars when the scraper
+asks for it), /healthz, /readyz."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from sampler.config.model import AdminConfig
 from sampler.telemetry.endpoints import ListenError, split_endpoint
@@ -21,8 +22,9 @@ class AdminServer:
         self.port = 0
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Accept: application/openmetrics-text (as Prometheus sends it) gets OpenMetrics, exemplars included.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self._metrics.registry), headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -27,6 +27,7 @@ BOUNDED_LABELS = {
     "version",
     "credential",
     "operation",
+    "outcome",
 }
 
 # Base units, as Prometheus names them; a metric measuring one of these quantities ends with its unit.
