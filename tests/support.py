@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sampler.config import Config, parse_config
 from sampler.daemon import Daemon
+from sampler.spans.framing import frame
 
 T0 = 1_700_000_000_000_000_000  # a fixed epoch in ns for hand-built spans
 MS = 1_000_000
@@ -507,12 +508,28 @@ def make_trace(
     return trace_id, result
 
 
-def grpc_export(endpoint: str, request: ExportTraceServiceRequest | bytes, **kwargs: Any) -> ExportTraceServiceResponse:
+def minimal_spans_body(size: int) -> tuple[bytes, int]:
+    """A serialized ExportTraceServiceRequest of at most `size` bytes, all of it minimal spans (a
+    trace ID and a span ID, nothing else), each of a trace of its own: (body, spans)."""
+    span_bytes = 2 + 18 + 10  # frame, trace_id, span_id
+    spans = (size - 16) // span_bytes
+    ids = os.urandom(24 * spans)
+    scope_spans = bytearray()
+    for index in range(spans):
+        at = 24 * index
+        scope_spans += b"\x12\x1c\x0a\x10" + ids[at : at + 16] + b"\x12\x08" + ids[at + 16 : at + 24]
+    resource_spans = frame(b"\x12", bytes(scope_spans))
+    return frame(b"\x0a", resource_spans), spans
+
+
+def grpc_export(
+    endpoint: str, request: ExportTraceServiceRequest | bytes, timeout: float = 10, **kwargs: Any
+) -> ExportTraceServiceResponse:
     """One OTLP/gRPC Export call over a real channel; the body may be raw bytes."""
     with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
         data = request if isinstance(request, bytes) else request.SerializeToString()
-        return ExportTraceServiceResponse.FromString(call(data, timeout=10, **kwargs))
+        return ExportTraceServiceResponse.FromString(call(data, timeout=timeout, **kwargs))
 
 
 def http_export(

@@ -105,8 +105,10 @@ class SpanLimitsConfig(Model):
 
 class OtlpReceiverConfig(Model):
     protocols: OtlpProtocolsConfig = OtlpProtocolsConfig(grpc=GrpcProtocolConfig(), http=HttpProtocolConfig())
-    # 0: no limit. Spans past the limit are refused through OTLP partial success.
-    max_spans_per_request: int = Field(0, ge=0)
+    # Spans past the limit are refused through OTLP partial success; 0: no limit. The default bounds
+    # what one request may cost (docs/operations/input-limits.md), far above what SDKs and
+    # Collectors send in one request.
+    max_spans_per_request: int = Field(100_000, ge=0)
     span_limits: SpanLimitsConfig = SpanLimitsConfig()
 
     @field_validator("protocols", mode="before")

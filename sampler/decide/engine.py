@@ -165,6 +165,11 @@ class TailSampler:
         ]
 
     @property
+    def memory_limit(self) -> int:
+        """memory_limit_mib in bytes; 0 when off."""
+        return self._memory_limit
+
+    @property
     def blocking(self) -> bool:
         return self._block_on_overflow
 

@@ -18,7 +18,7 @@ from sampler.config.receivers import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.receive.connections import LimitedTCPSite
 from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
-from sampler.receive.split import BadRequest, parse_json, parse_protobuf
+from sampler.receive.split import BadRequest, parse_json
 from sampler.receive.split_logs import parse_logs_json, parse_logs_protobuf
 from sampler.telemetry.endpoints import ListenError, split_endpoint
 
@@ -129,7 +129,8 @@ class HttpReceiver:
         return reply
 
     async def _export(self, request: web.Request) -> web.Response:
-        return await self._export_signal(request, parse_json, parse_protobuf, self._ingest.accept)
+        # A protobuf body goes to the splitter as it is (receive/bounds.py).
+        return await self._export_signal(request, parse_json, None, self._ingest.accept)
 
     async def _export_logs(self, request: web.Request) -> web.Response:
         return await self._export_signal(request, parse_logs_json, parse_logs_protobuf, self._ingest.accept_logs)
@@ -138,7 +139,7 @@ class HttpReceiver:
         self,
         request: web.Request,
         from_json: Callable[[bytes], Any],
-        from_protobuf: Callable[[bytes], Any],
+        from_protobuf: Callable[[bytes], Any] | None,
         accept: Callable[[Any, str, float | None], Awaitable[Message]],
     ) -> web.Response:
         content_type = request.content_type
@@ -165,13 +166,14 @@ class HttpReceiver:
         except Exception as exc:  # corrupt gzip stream and the like
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, f"cannot read request body: {exc}", content_type)
+        parse = from_json if content_type == JSON else from_protobuf
         try:
-            parsed = from_json(data) if content_type == JSON else from_protobuf(data)
+            parsed = data if parse is None else await self._ingest.decode(parse, data)
+            del data  # a large body need not outlive its parsing
+            response = await accept(parsed, "http", left)
         except BadRequest as exc:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)
-        try:
-            response = await accept(parsed, "http", left)
         except WindowFull as exc:
             return self._window_full(request, exc)
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)

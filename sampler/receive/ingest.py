@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
@@ -19,14 +20,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
-from sampler.receive.split import RequestSplitter
+from sampler.receive.bounds import OFFLOAD_SPANS, TraceDecoder, ingest_in_slices
 from sampler.receive.split_logs import LogSplitter
+from sampler.spans.fields import SpanFields
 from sampler.spans.trace import ScopeKey
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
 
 # Where log records that name no trace go (the batcher), or None to drop them.
 PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
+
+Parsed = TypeVar("Parsed")
 
 PROTOCOLS = ("grpc", "http", "zipkin")
 # When a client refused for a full window should retry.
@@ -51,7 +55,7 @@ class Ingest:
         self.metrics = metrics
         self._span_metrics = span_metrics
         config = config or OtlpReceiverConfig()
-        self._splitter = RequestSplitter(config.max_spans_per_request, config.span_limits)
+        self.decoder = TraceDecoder(config, sampler.memory_limit)
         self._log_splitter = LogSplitter()
         self._untraced_logs = untraced_logs
         self._log_records = {p: metrics.received_log_records.labels(p) for p in PROTOCOLS}
@@ -61,7 +65,11 @@ class Ingest:
         self._spans = {p: metrics.received_spans.labels(p) for p in PROTOCOLS}
         self._traces = {p: metrics.received_traces.labels(p) for p in PROTOCOLS}
         self._invalid_ids = {p: metrics.rejected_spans.labels(p, "invalid_id") for p in PROTOCOLS}
-        self._over_limit = {p: metrics.rejected_spans.labels(p, "max_spans_per_request") for p in PROTOCOLS}
+        self._over_limit = {
+            (p, reason): metrics.rejected_spans.labels(p, reason)
+            for p in PROTOCOLS
+            for reason in ("max_spans_per_request", "memory_limit")
+        }
         self._dropped_attributes = {p: metrics.limited_attributes.labels(p, "attribute_count_limit") for p in PROTOCOLS}
         self._truncated_values = {
             p: metrics.limited_attributes.labels(p, "attribute_value_length_limit") for p in PROTOCOLS
@@ -85,19 +93,25 @@ class Ingest:
             raise WindowFull(_REFUSAL)
         return sampler.wait_budget(timeout) - (loop.time() - started)
 
+    async def decode(self, parse: Callable[[bytes], Parsed], data: bytes) -> Parsed:
+        """parse(data), off the event loop if the body is large (see receive/bounds.py)."""
+        return await self.decoder.offload(parse, data)
+
     async def accept(
-        self, request: ExportTraceServiceRequest, protocol: str, deadline: float | None = None
+        self, request: ExportTraceServiceRequest | bytes, protocol: str, deadline: float | None = None
     ) -> ExportTraceServiceResponse:
-        """Ingest a request. With block_on_overflow, first wait for room in the window until
-        `deadline` seconds pass (block_on_overflow_timeout when None); raises WindowFull if
-        there is none by then (the client should retry)."""
-        batch = self._splitter.split(request)
+        """Ingest a request: a serialized protobuf one, or one parsed from another format. With
+        block_on_overflow, first wait for room in the window until `deadline` seconds pass
+        (block_on_overflow_timeout when None); raises WindowFull if there is none by then (the
+        client should retry), BadRequest if a protobuf body is malformed."""
+        fields = SpanFields() if self._span_metrics is not None else None
+        batch = await self.decoder.split(request, fields)
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()
             raise WindowFull(_REFUSAL)
-        new_traces = self._sampler.ingest(batch)
-        if self._span_metrics is not None:
-            self._span_metrics.count_request(request, check_ids=batch.rejected_spans > batch.over_limit_spans)
+        new_traces = await ingest_in_slices(self._sampler, batch)
+        if self._span_metrics is not None and fields is not None:
+            self._span_metrics.count(fields)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
         response = ExportTraceServiceResponse()
@@ -107,7 +121,7 @@ class Ingest:
             self._truncated_values[protocol].inc(batch.truncated_values)
         if batch.rejected_spans:
             if batch.over_limit_spans:
-                self._over_limit[protocol].inc(batch.over_limit_spans)
+                self._over_limit[(protocol, batch.over_limit_reason)].inc(batch.over_limit_spans)
             if batch.rejected_spans > batch.over_limit_spans:
                 self._invalid_ids[protocol].inc(batch.rejected_spans - batch.over_limit_spans)
             self._requests.labels(protocol, "partial").inc()
@@ -123,12 +137,13 @@ class Ingest:
     ) -> ExportLogsServiceResponse:
         """Ingest a logs request: records naming a trace join it in the window (or follow its
         decision), the others pass through or are dropped. Raises WindowFull as accept() does."""
-        batch = self._log_splitter.split(request)
+        records = sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
+        batch = await self.decoder.run(self._log_splitter.split, request, records >= OFFLOAD_SPANS)
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()
             raise WindowFull(_REFUSAL)
         if batch.traces:
-            self._sampler.ingest(batch)
+            await ingest_in_slices(self._sampler, batch)
         untraced = batch.untraced_log_count
         if untraced:
             if self._untraced_logs is not None:

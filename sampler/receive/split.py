@@ -1,8 +1,10 @@
-"""Decode OTLP export requests into per-trace batches of serialized spans."""
+"""Decode OTLP export requests into per-trace batches of serialized spans: the protobuf-object
+path (every format), and what the wire-level splitter (wire_split.py) shares with it."""
 
 from __future__ import annotations
 
 import sys
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -11,15 +13,18 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.codecs import otlp_json
 from sampler.config.receivers import SpanLimitsConfig
+from sampler.spans.fields import SpanFields
 from sampler.spans.framing import TAG_SCOPE_SPAN, resource_prefix, scope_prefix, varint
 from sampler.spans.trace import DecodedBatch, ScopeKey, TraceSpans
+from sampler.telemetry.span_metrics import service_name
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _STATUS_CODE_ERROR = 2
 # Resource and scope prefixes repeat across requests from the same service;
 # interning them lets every buffered trace share one copy.
-_INTERN_LIMIT = 4096
+INTERN_LIMIT = 4096
+INVALID_IDS = "trace_id must be 16 bytes and span_id 8 bytes, not all zero"
 
 
 class BadRequest(ValueError):
@@ -40,55 +45,129 @@ def parse_json(data: bytes) -> ExportTraceServiceRequest:
         raise BadRequest(f"malformed OTLP JSON request: {exc}") from None
 
 
-class RequestSplitter:
-    """Splits requests per trace; owns the intern table for resource/scope prefixes.
+def intern_key(interned: dict[ScopeKey, ScopeKey], key: ScopeKey) -> ScopeKey:
+    """The one copy of `key` in `interned` (a splitter's table, emptied when it grows past
+    INTERN_LIMIT): spans and log records under the same resource and scope share it."""
+    found = interned.get(key)
+    if found is None:
+        if len(interned) >= INTERN_LIMIT:
+            interned.clear()
+        interned[key] = found = key
+    return found
 
-    Applies the receiver's input limits: spans past `max_spans_per_request` are
-    refused, and spans over the span limits are trimmed and re-encoded."""
+
+class SpanCap(NamedTuple):
+    """The most spans one request may bring; the others are refused (partial success) for
+    `reason` (the rejected_spans metric's label), with `advice` in the message."""
+
+    spans: int
+    reason: str
+    advice: str
+
+
+def max_spans_cap(max_spans_per_request: int) -> SpanCap | None:
+    if not max_spans_per_request:
+        return None
+    return SpanCap(
+        max_spans_per_request,
+        "max_spans_per_request",
+        f"the request holds more than max_spans_per_request ({max_spans_per_request}) spans; send smaller batches",
+    )
+
+
+class ReceiveLimits:
+    """A receiver's input limits, as both splitters apply them: spans past `cap` are refused,
+    and spans over the span limits are trimmed and re-encoded."""
+
+    __slots__ = ("cap", "limited", "count_limit", "length_limit")
 
     def __init__(self, max_spans_per_request: int = 0, span_limits: SpanLimitsConfig | None = None) -> None:
-        self._interned: dict[ScopeKey, ScopeKey] = {}
-        self._max_spans = max_spans_per_request
+        self.cap = max_spans_cap(max_spans_per_request)
         limits = span_limits or SpanLimitsConfig()
-        self._limited = limits.attribute_count_limit is not None or limits.attribute_value_length_limit is not None
+        self.limited = limits.attribute_count_limit is not None or limits.attribute_value_length_limit is not None
         # Off means a bound no span reaches, so one comparison per span decides.
-        self._count_limit = sys.maxsize if limits.attribute_count_limit is None else limits.attribute_count_limit
-        self._length_limit = (
+        self.count_limit = sys.maxsize if limits.attribute_count_limit is None else limits.attribute_count_limit
+        self.length_limit = (
             sys.maxsize if limits.attribute_value_length_limit is None else limits.attribute_value_length_limit
         )
 
-    def _intern(self, key: ScopeKey) -> ScopeKey:
-        interned = self._interned.get(key)
-        if interned is None:
-            if len(self._interned) >= _INTERN_LIMIT:
-                self._interned.clear()
-            self._interned[key] = interned = key
-        return interned
 
-    def split(self, request: ExportTraceServiceRequest) -> DecodedBatch:
+def apply_span_limits(span: Span, data: bytes, batch: DecodedBatch, limits: ReceiveLimits) -> bytes:
+    """The span's bytes after the span limits; re-encoded only if a limit changed it."""
+    changed = False
+    excess = len(span.attributes) - limits.count_limit
+    if excess > 0:
+        del span.attributes[limits.count_limit :]
+        span.dropped_attributes_count += excess
+        batch.dropped_attributes += excess
+        changed = True
+    if len(data) > limits.length_limit:
+        truncated = _truncate_values(span, limits.length_limit)
+        if truncated:
+            batch.truncated_values += truncated
+            changed = True
+    return span.SerializeToString() if changed else data
+
+
+def finish_batch(batch: DecodedBatch, accepted: int, rejected: int, over_cap: int, cap: SpanCap | None) -> None:
+    """A split batch's counts and rejection message: `rejected` spans with invalid IDs (their
+    traces, left empty, removed), `over_cap` spans past the request's cap."""
+    batch.span_count = accepted
+    if rejected:
+        traces = batch.traces
+        for trace_id in [tid for tid, trace in traces.items() if not trace.span_count]:
+            del traces[trace_id]
+        batch.rejected_spans = rejected
+        batch.rejection_message = f"{rejected} span(s) rejected: {INVALID_IDS}"
+    if over_cap and cap is not None:
+        batch.over_limit_spans = over_cap
+        batch.over_limit_reason = cap.reason
+        batch.rejected_spans += over_cap
+        over = f"{over_cap} span(s) rejected: {cap.advice}"
+        batch.rejection_message = f"{batch.rejection_message}; {over}" if batch.rejection_message else over
+
+
+class RequestSplitter:
+    """Splits parsed requests per trace; owns the intern table for resource/scope prefixes,
+    and applies the receiver's input limits (ReceiveLimits)."""
+
+    def __init__(self, max_spans_per_request: int = 0, span_limits: SpanLimitsConfig | None = None) -> None:
+        self.scope_keys: dict[ScopeKey, ScopeKey] = {}
+        self.limits = ReceiveLimits(max_spans_per_request, span_limits)
+
+    def split(
+        self, request: ExportTraceServiceRequest, cap: SpanCap | None = None, fields: SpanFields | None = None
+    ) -> DecodedBatch:
+        """The request split per trace (`cap` in place of max_spans_per_request's); with `fields`,
+        what the span metrics count by is gathered from every accepted span."""
         batch = DecodedBatch()
         traces = batch.traces
         rejected = 0
         accepted = 0
-        if self._max_spans:
-            batch.over_limit_spans = _drop_spans_past(request, self._max_spans)
-        limited = self._limited
-        count_limit = self._count_limit
-        length_limit = self._length_limit
+        limits = self.limits
+        if cap is None:
+            cap = limits.cap
+        over_cap = _drop_spans_past(request, cap.spans) if cap is not None else 0
+        scope_keys = self.scope_keys
+        limited = limits.limited
+        count_limit = limits.count_limit
+        length_limit = limits.length_limit
         for resource_spans in request.resource_spans:
             resource = resource_prefix(
                 resource_spans.resource.SerializeToString() if resource_spans.HasField("resource") else b"",
                 resource_spans.schema_url,
             )
+            service = b"" if fields is None else service_name(resource_spans.resource).encode()
             for scope_spans in resource_spans.scope_spans:
-                key = self._intern(
+                key = intern_key(
+                    scope_keys,
                     (
                         resource,
                         scope_prefix(
                             scope_spans.scope.SerializeToString() if scope_spans.HasField("scope") else b"",
                             scope_spans.schema_url,
                         ),
-                    )
+                    ),
                 )
                 for span in scope_spans.spans:
                     trace_id = span.trace_id
@@ -103,10 +182,19 @@ class RequestSplitter:
                     if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
                         rejected += 1
                         continue
+                    if fields is not None:
+                        fields.add(
+                            service,
+                            span.name.encode(),
+                            span.kind,
+                            span.status.code,
+                            span.start_time_unix_nano,
+                            span.end_time_unix_nano,
+                        )
                     data = span.SerializeToString()
                     # A span no longer than the length limit cannot hold a longer value.
                     if limited and (len(data) > length_limit or len(span.attributes) > count_limit):
-                        data = self._apply_span_limits(span, data, batch)
+                        data = apply_span_limits(span, data, batch, limits)
                     spans = trace.groups.get(key)
                     if spans is None:
                         trace.groups[key] = spans = bytearray()
@@ -127,38 +215,8 @@ class RequestSplitter:
                     if span.status.code == _STATUS_CODE_ERROR:
                         trace.error_seen = True
                     accepted += 1
-        batch.span_count = accepted
-        if rejected:
-            for trace_id in [tid for tid, trace in traces.items() if not trace.span_count]:
-                del traces[trace_id]
-            batch.rejected_spans = rejected
-            batch.rejection_message = (
-                f"{rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes, not all zero"
-            )
-        if batch.over_limit_spans:
-            batch.rejected_spans += batch.over_limit_spans
-            over = (
-                f"{batch.over_limit_spans} span(s) rejected: the request holds more than "
-                f"max_spans_per_request ({self._max_spans}) spans; send smaller batches"
-            )
-            batch.rejection_message = f"{batch.rejection_message}; {over}" if batch.rejection_message else over
+        finish_batch(batch, accepted, rejected, over_cap, cap)
         return batch
-
-    def _apply_span_limits(self, span: Span, data: bytes, batch: DecodedBatch) -> bytes:
-        """The span's bytes after the span limits; re-encoded only if a limit changed it."""
-        changed = False
-        excess = len(span.attributes) - self._count_limit
-        if excess > 0:
-            del span.attributes[self._count_limit :]
-            span.dropped_attributes_count += excess
-            batch.dropped_attributes += excess
-            changed = True
-        if len(data) > self._length_limit:
-            truncated = _truncate_values(span, self._length_limit)
-            if truncated:
-                batch.truncated_values += truncated
-                changed = True
-        return span.SerializeToString() if changed else data
 
 
 def _drop_spans_past(request: ExportTraceServiceRequest, limit: int) -> int:

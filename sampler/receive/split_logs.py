@@ -12,14 +12,13 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from sampler.codecs import otlp_json
-from sampler.receive.split import BadRequest
+from sampler.receive.split import BadRequest, intern_key
 from sampler.spans.framing import TAG_SCOPE_SPAN, resource_prefix, scope_prefix, varint
 from sampler.spans.trace import DecodedBatch, ScopeKey, TraceSpans
 
 # ScopeLogs.log_records is field 2, length-delimited, as ScopeSpans.spans.
 TAG_SCOPE_LOG_RECORD = TAG_SCOPE_SPAN
 _ZERO_TRACE_ID = bytes(16)
-_INTERN_LIMIT = 4096
 
 
 def parse_logs_protobuf(data: bytes) -> ExportLogsServiceRequest:
@@ -40,15 +39,7 @@ class LogSplitter:
     """Splits log requests per trace; owns the intern table for their resource/scope prefixes."""
 
     def __init__(self) -> None:
-        self._interned: dict[ScopeKey, ScopeKey] = {}
-
-    def _intern(self, key: ScopeKey) -> ScopeKey:
-        interned = self._interned.get(key)
-        if interned is None:
-            if len(self._interned) >= _INTERN_LIMIT:
-                self._interned.clear()
-            self._interned[key] = interned = key
-        return interned
+        self._scope_keys: dict[ScopeKey, ScopeKey] = {}
 
     def split(self, request: ExportLogsServiceRequest) -> DecodedBatch:
         """A record with a 16-byte trace ID, not all zero, joins its trace; one without a trace ID
@@ -64,14 +55,15 @@ class LogSplitter:
                 resource_logs.schema_url,
             )
             for scope_logs in resource_logs.scope_logs:
-                key = self._intern(
+                key = intern_key(
+                    self._scope_keys,
                     (
                         resource,
                         scope_prefix(
                             scope_logs.scope.SerializeToString() if scope_logs.HasField("scope") else b"",
                             scope_logs.schema_url,
                         ),
-                    )
+                    ),
                 )
                 for record in scope_logs.log_records:
                     trace_id = record.trace_id

@@ -9,6 +9,7 @@ Answers follow the Zipkin server: 202 when accepted, a plain-text reason otherwi
 from __future__ import annotations
 
 from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sampler.codecs.zipkin import proto, to_otlp
 from sampler.config.receivers import ZipkinReceiverConfig
@@ -34,6 +35,12 @@ class ZipkinReceiver(HttpReceiver):
     def __init__(self, config: ZipkinReceiverConfig, ingest: Ingest) -> None:
         super().__init__(config, ingest)
         self._parse_string_tags = config.parse_string_tags
+
+    def _from_protobuf(self, data: bytes) -> ExportTraceServiceRequest:
+        return to_otlp.request_from_zipkin(proto.decode(data), self._parse_string_tags)
+
+    def _from_json(self, data: bytes) -> ExportTraceServiceRequest:
+        return to_otlp.parse_json(data, self._parse_string_tags)
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(SPANS_PATH, self._spans)
@@ -71,10 +78,7 @@ class ZipkinReceiver(HttpReceiver):
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"cannot read request body: {exc}")
         try:
-            if protobuf:
-                parsed = to_otlp.request_from_zipkin(proto.decode(data), self._parse_string_tags)
-            else:
-                parsed = to_otlp.parse_json(data, self._parse_string_tags)
+            parsed = await self._ingest.decode(self._from_protobuf if protobuf else self._from_json, data)
         except ValueError as exc:
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")

@@ -39,7 +39,9 @@ class TraceSpans:
         "log_nbytes",
     )
 
-    def __init__(self, trace_id: bytes) -> None:
+    # trace_id has a default only for pickling (simulate's worker pool): compiled with mypyc
+    # (setup.py), the class is unpickled by calling it without arguments.
+    def __init__(self, trace_id: bytes = b"") -> None:
         self.trace_id = trace_id
         self.groups: dict[ScopeKey, bytearray] = {}
         self.span_count = 0
@@ -102,8 +104,10 @@ class DecodedBatch:
     span_count: int = 0
     rejected_spans: int = 0
     rejection_message: str = ""
-    # Of rejected_spans, those refused for max_spans_per_request.
+    # Of rejected_spans, those past the request's cap, and the cap's reason (max_spans_per_request,
+    # or memory_limit: more than the window's memory_limit_mib could hold).
     over_limit_spans: int = 0
+    over_limit_reason: str = ""
     # Span limits applied: attributes dropped, string or bytes values truncated.
     dropped_attributes: int = 0
     truncated_values: int = 0

@@ -14,8 +14,8 @@ Exemplars (OpenMetrics exposition only) name kept traces only: one is set when a
 jump from an exemplar to its trace always finds the trace.
 
 The per-span path makes no prometheus-client call: counts live in plain lists per series,
-read by this collector at scrape time. `count_request` is the one place that reads spans;
-a splitter that already reads these fields can feed `count` instead.
+read by this collector at scrape time. The spans are not read again: the splitters gather what
+the series need while they split a request (sampler/spans/fields.py), and `count` adds that up.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 from prometheus_client.metrics_core import Metric
@@ -31,6 +30,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 
 from sampler.config.model import SpanMetricsConfig
+from sampler.spans.fields import FieldsKey, SpanFields
 from sampler.spans.framing import decode_varint
 from sampler.spans.trace import TraceSpans
 from sampler.telemetry.metrics import Metrics
@@ -87,39 +87,47 @@ class SpanMetrics(Collector):
         self._series: dict[SeriesKey, _Series] = {}
         self._overflow = _Series(len(self._bounds_ns))
         self._services: dict[bytes, str] = {}
+        self._by_wire: dict[FieldsKey, _Series] = {}
         self._overflow_spans = metrics.span_metrics_overflow_spans
         metrics.span_metrics_series.set_function(lambda: len(self._series))
 
     # --- counting: every span received -------------------------------------------------
 
-    def count_request(self, request: ExportTraceServiceRequest, check_ids: bool = False) -> None:
-        """Count every span of a request the receivers accepted: those past max_spans_per_request
-        are gone from it (see RequestSplitter); with `check_ids`, those with an invalid trace or
-        span ID, which the splitter refused, are skipped."""
-        series = self._series
+    def count(self, fields: SpanFields) -> None:
+        """Count the spans of a request the receivers accepted, as the splitter gathered them
+        (sampler/spans/fields.py): per series, its names decoded once."""
+        by_wire = self._by_wire
         bounds = self._bounds_ns
+        overflow = self._overflow
         overflowed = 0
-        for resource_spans in request.resource_spans:
-            service = service_name(resource_spans.resource)
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    if check_ids and not _valid_ids(span):
-                        continue
-                    key = (service, span.name, span.kind, span.status.code)
-                    found = series.get(key)
-                    if found is None:
-                        found = self._new_series(key)
-                        if found is self._overflow:
-                            overflowed += 1
-                    duration = span.end_time_unix_nano - span.start_time_unix_nano
-                    if duration < 0:
-                        duration = 0  # as the connector: an end before the start counts as 0
-                    counts = found.counts
-                    counts[0] += 1
-                    counts[1] += duration
-                    counts[2 + bisect_left(bounds, duration)] += 1
+        for wire_key, durations in fields.durations.items():
+            found = by_wire.get(wire_key)
+            if found is None:
+                found = self._series_of(wire_key)
+            if found is overflow:
+                overflowed += len(durations)
+            counts = found.counts
+            counts[0] += len(durations)
+            for duration in durations:
+                if duration < 0:
+                    duration = 0  # as the connector: an end before the start counts as 0
+                counts[1] += duration
+                counts[2 + bisect_left(bounds, duration)] += 1
         if overflowed:
             self._overflow_spans.inc(overflowed)
+
+    def _series_of(self, wire_key: FieldsKey) -> _Series:
+        """The series of a key as the splitter gathered it, remembered by that key (until the
+        memo outgrows twice the series limit, when it starts again)."""
+        service, name, kind, code = wire_key
+        key = (service.decode("utf-8", "replace"), name.decode("utf-8", "replace"), kind, code)
+        found = self._series.get(key)
+        if found is None:
+            found = self._new_series(key)
+        if len(self._by_wire) >= 2 * self._limit + _SERVICE_CACHE_LIMIT:
+            self._by_wire.clear()
+        self._by_wire[wire_key] = found
+        return found
 
     def _new_series(self, key: SeriesKey) -> _Series:
         if len(self._series) >= self._limit:
@@ -207,11 +215,6 @@ class SpanMetrics(Collector):
             durations.samples.append(Sample(DURATION + "_sum", labels, counts[1] / _NS_PER_MS, None, None))
         yield calls
         yield durations
-
-
-def _valid_ids(span: Span) -> bool:
-    trace_id, span_id = span.trace_id, span.span_id
-    return len(trace_id) == 16 and len(span_id) == 8 and any(trace_id) and any(span_id)
 
 
 def _labels(key: SeriesKey) -> dict[str, str]:

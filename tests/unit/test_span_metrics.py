@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from sampler.config.model import SpanMetricsConfig
+from sampler.receive.split import RequestSplitter
+from sampler.receive.wire_split import WireSplitter
+from sampler.spans.fields import SpanFields
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
 from tests.support import make_request, make_span, make_trace
@@ -24,6 +29,15 @@ class Harness:
         self.registry = CollectorRegistry()
         self.registry.register(self.span_metrics)
 
+    def count(self, request: ExportTraceServiceRequest, wire: bool = False) -> None:
+        """As the receivers count: the splitter gathers the fields of the spans it accepts."""
+        fields = SpanFields()
+        if wire:
+            WireSplitter().split(request.SerializeToString(), fields)
+        else:
+            RequestSplitter().split(request, None, fields)
+        self.span_metrics.count(fields)
+
     def samples(self) -> list:
         text = openmetrics(self.registry).decode()
         return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
@@ -32,7 +46,8 @@ class Harness:
         return sum(s.value for s in self.samples() if s.name == name and labels.items() <= s.labels.items())
 
 
-def test_calls_and_durations_per_series_as_the_connector_labels_them() -> None:
+@pytest.mark.parametrize("wire", [False, True], ids=["objects", "wire"])
+def test_calls_and_durations_per_series_as_the_connector_labels_them(wire: bool) -> None:
     h = Harness()
     trace_id = os.urandom(16)
     spans = [
@@ -41,7 +56,7 @@ def test_calls_and_durations_per_series_as_the_connector_labels_them() -> None:
         make_span(trace_id, name="charge", duration_ms=1, error=True),
     ]
     spans[2].kind = Span.SPAN_KIND_CLIENT
-    h.span_metrics.count_request(make_request(spans, service="checkout"))
+    h.count(make_request(spans, service="checkout"), wire)
     cart = {"service_name": "checkout", "span_name": "GET /cart", "span_kind": "SPAN_KIND_SERVER"}
     assert h.value("traces_span_metrics_calls_total", **cart, status_code="STATUS_CODE_UNSET") == 2
     assert (
@@ -58,26 +73,29 @@ def test_calls_and_durations_per_series_as_the_connector_labels_them() -> None:
     assert bounds == [f"{float(b)}" for b in expected] + ["+Inf"]  # the connector's default buckets, in ms
 
 
-def test_a_series_limit_sends_further_series_to_one_overflow_series() -> None:
+@pytest.mark.parametrize("wire", [False, True], ids=["objects", "wire"])
+def test_a_series_limit_sends_further_series_to_one_overflow_series(wire: bool) -> None:
     h = Harness(aggregation_cardinality_limit=3)
     trace_id = os.urandom(16)
-    h.span_metrics.count_request(make_request([make_span(trace_id, name=f"op-{i}") for i in range(5)]))
-    h.span_metrics.count_request(make_request([make_span(trace_id, name="op-0"), make_span(trace_id, name="op-9")]))
+    h.count(make_request([make_span(trace_id, name=f"op-{i}") for i in range(5)]), wire)
+    h.count(make_request([make_span(trace_id, name="op-0"), make_span(trace_id, name="op-9")]), wire)
+    h.count(make_request([make_span(trace_id, name="op-4")]), wire)
     calls = [s for s in h.samples() if s.name == "traces_span_metrics_calls_total"]
     assert len(calls) == 4
     overflow = [s for s in calls if s.labels == {"otel_metric_overflow": "true"}]
-    assert [s.value for s in overflow] == [3]  # op-3, op-4, op-9
-    assert sum(s.value for s in calls) == 7
+    assert [s.value for s in overflow] == [4]  # op-3, op-4, op-9, op-4
+    assert sum(s.value for s in calls) == 8
     registry = h.metrics.registry
-    assert registry.get_sample_value("tail_sampler_span_metrics_overflow_spans_total") == 3
+    assert registry.get_sample_value("tail_sampler_span_metrics_overflow_spans_total") == 4
     assert registry.get_sample_value("tail_sampler_span_metrics_series") == 3
 
 
-def test_spans_the_splitter_refused_for_their_ids_are_not_counted() -> None:
+@pytest.mark.parametrize("wire", [False, True], ids=["objects", "wire"])
+def test_spans_the_splitter_refused_are_not_counted(wire: bool) -> None:
     h = Harness()
     good = make_span(os.urandom(16))
     bad = make_span(os.urandom(16), span_id=bytes(8))
-    h.span_metrics.count_request(make_request([good, bad]), check_ids=True)
+    h.count(make_request([good, bad]), wire)
     assert h.value("traces_span_metrics_calls_total") == 1
 
 
@@ -85,7 +103,7 @@ def test_exemplars_are_set_only_for_kept_traces_and_name_their_root_span() -> No
     h = Harness()
     kept_id, kept = make_trace(spans=3, duration_ms=120)
     _, dropped = make_trace(spans=3)
-    h.span_metrics.count_request(make_request(kept + dropped, service="checkout"))
+    h.count(make_request(kept + dropped, service="checkout"))
     assert all(s.exemplar is None for s in h.samples())  # counted on receipt, no exemplar yet
     h.span_metrics.exemplify(trace_of(list(reversed(kept)), service="checkout"))  # the root is not first
     with_exemplar = [s for s in h.samples() if s.exemplar is not None]
@@ -104,7 +122,7 @@ def test_the_text_format_carries_no_exemplars() -> None:
 
     h = Harness()
     kept_id, kept = make_trace(spans=1)
-    h.span_metrics.count_request(make_request(kept))
+    h.count(make_request(kept))
     h.span_metrics.exemplify(trace_of(kept))
     text = generate_latest(h.registry).decode()
     assert "traces_span_metrics_calls_total" in text and kept_id.hex() not in text
