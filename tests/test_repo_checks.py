@@ -101,12 +101,17 @@ def _pins_beyond_the_test_command() -> set[str]:
 
 def installed_pins() -> dict[str, str]:
     """The pinned distributions installed here, at their pinned versions (asserted): what the test
-    command installed. A pin for another platform (atheris on x86-64 Linux only) may be absent."""
+    command installed. A pin for another platform (atheris on x86-64 Linux only) may be absent.
+    A pin beyond the test command counts only where it is what is installed: setuptools, for
+    one, is pinned for the compiled build, while a venv comes with a setuptools of its own."""
     pins = {}
+    beyond = _pins_beyond_the_test_command()
     for name, version in constraint_pins().items():
         try:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:
+            continue
+        if name in beyond and installed != version:
             continue
         assert installed == version, f"{name} {installed} is installed, constraints.txt pins {version}"
         pins[name] = version
