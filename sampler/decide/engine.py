@@ -55,6 +55,10 @@ def combine_weights(weights: Sequence[Weight | None]) -> Weight | None:
     return min((w for w in weights if w is not None), key=lambda w: w.rate)
 
 
+_DROPPED = Evaluation(Decision.DROPPED, None, None)
+_NOT_SAMPLED = Evaluation(Decision.NOT_SAMPLED, None, None)
+
+
 def combine(decisions: Sequence[Decision]) -> Decision:
     """The Collector's rule: a drop vetoes everything; otherwise any sampled keeps the trace."""
     if Decision.DROPPED in decisions:
@@ -102,6 +106,9 @@ class TailSampler:
         self.not_sampled_cache = DecisionCache(config.decision_cache.non_sampled_cache_size)
         self.policies: list[Policy] = []
         self._tally: TallyCounter[Any] = TallyCounter()
+        # Histogram observations, handed over with the tally (BatchedHistogram.observe_many).
+        self._lags: list[float] = []
+        self._ages: list[float] = []
         self.set_policies(config.policies)
         self._bind_metrics()
 
@@ -224,13 +231,20 @@ class TailSampler:
         return True
 
     def _flush_tally(self) -> None:
-        # Counter increments are summed per call of ingest/decide_due, not made per trace:
-        # a prometheus-client increment costs as much as evaluating a simple policy.
+        # Counter increments are summed per call of ingest/decide_due, and histogram observations
+        # gathered, not made per trace: a prometheus-client call costs as much as evaluating a
+        # simple policy.
         tally = self._tally
         if tally:
             for counter, amount in tally.items():
                 counter.inc(amount)
             tally.clear()
+        if self._lags:
+            self._metrics.decision_lag.observe_many(self._lags)
+            self._lags.clear()
+        if self._ages:
+            self._metrics.trace_age_at_decision.observe_many(self._ages)
+            self._ages.clear()
 
     def ingest(self, batch: DecodedBatch) -> int:
         """Take the spans of one request. Returns how many traces were new."""
@@ -322,11 +336,11 @@ class TailSampler:
         """Decide every trace that is due now; returns how many."""
         now = self._clock()
         count = 0
-        lag = self._metrics.decision_lag
+        lags = self._lags
         forward = self._forward
         if forward is None or forward.has_room():
             for trace, trigger in self.window.pop_due(now):
-                lag.observe(max(0.0, now - trace.due))
+                lags.append(max(0.0, now - trace.due))
                 if self._span_ingest:
                     # Every arrival was evaluated already: what no policy sampled by now is not kept.
                     self._record(trace, False, trigger)
@@ -355,11 +369,12 @@ class TailSampler:
         return count
 
     def evaluate(self, trace: TraceSpans) -> Evaluation:
-        """The combined decision for a trace, the first policy that sampled it, and its weight."""
+        """The combined decision for a trace (as `combine` puts the policies' answers together),
+        the first policy that sampled it, and its weight."""
         view = TraceView(trace)
         tally = self._tally
-        decisions = []
-        first_sampler = None
+        counters = self._policy_counters
+        first_sampler = -1
         weights: list[Weight | None] = []
         for index, policy in enumerate(self.policies):
             try:
@@ -368,21 +383,19 @@ class TailSampler:
                 log.exception("policy %r failed on a trace; counting it as not sampled", policy.name)
                 self._policy_errors[index].inc()
                 decision = Decision.NOT_SAMPLED
-            tally[self._policy_counters[index][decision]] += 1
-            decisions.append(decision)
+            tally[counters[index][decision]] += 1
             if decision is Decision.DROPPED:
-                break
+                return _DROPPED  # a drop vetoes everything
             if decision is Decision.SAMPLED:
                 weights.append(policy.weight())
-                if first_sampler is None:
+                if first_sampler < 0:
                     first_sampler = index
                     if self._sample_on_first_match:
                         break
-        final = combine(decisions)
-        if final is Decision.SAMPLED and first_sampler is not None:
+        if first_sampler >= 0:
             tally[self._kept_by[first_sampler]] += 1
-            return Evaluation(final, self.policies[first_sampler], combine_weights(weights))
-        return Evaluation(final, None, None)
+            return Evaluation(Decision.SAMPLED, self.policies[first_sampler], combine_weights(weights))
+        return _NOT_SAMPLED
 
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
         final, first, weight = self.evaluate(trace)
@@ -393,7 +406,7 @@ class TailSampler:
     def _record(
         self, trace: TraceSpans, kept: bool, trigger: str, record: bytes = b"", weight: Weight | None = None
     ) -> None:
-        self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
+        self._ages.append(max(0.0, self._clock() - trace.first_seen))
         tally = self._tally
         tally[self._decided[(kept, trigger)]] += 1
         if kept:

@@ -6,9 +6,11 @@ reason words; never trace IDs or attribute values.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
+
+from sampler.telemetry.histograms import BatchedHistogram
 
 PREFIX = "tail_sampler"
 
@@ -186,13 +188,13 @@ class Metrics:
             ["policy"],
             registry=r,
         )
-        self.decision_lag = Histogram(
+        self.decision_lag = BatchedHistogram(
             f"{PREFIX}_decision_lag_seconds",
             "How long after a trace became due (decision_wait or root wait) it was decided.",
             buckets=_LAG_BUCKETS,
             registry=r,
         )
-        self.trace_age_at_decision = Histogram(
+        self.trace_age_at_decision = BatchedHistogram(
             f"{PREFIX}_trace_age_at_decision_seconds",
             "Time from a trace's first span to its decision.",
             buckets=_AGE_BUCKETS,
