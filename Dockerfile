@@ -5,15 +5,26 @@
 ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # Stage 1: wheels of the daemon and of everything it installs, at the versions constraints.txt pins.
+# The daemon's own wheel is the compiled build (TAIL_SAMPLER_MYPYC=1, see setup.py): its hot path
+# compiled with mypyc, which needs a C compiler here and nowhere else. Its build requirements
+# (mypy, setuptools) are installed first from the pins and used without build isolation, since an
+# isolated build environment would not read the constraints.
 FROM ${PYTHON_IMAGE} AS wheels
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TAIL_SAMPLER_MYPYC=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml setup.py README.md ./
+COPY build_backend ./build_backend
 COPY sampler ./sampler
 # The `demo` extra (the OpenTelemetry SDK) serves `loadgen`, which deploy/compose runs from this
 # image, and the daemon's optional self-tracing.
-RUN pip wheel --wheel-dir /wheels --constraint constraints.txt '.[demo]' \
+RUN pip install --constraint constraints.txt setuptools mypy \
+    && pip wheel --no-build-isolation --wheel-dir /wheels --constraint constraints.txt '.[demo]' \
     && cp constraints.txt /wheels/
 
 # Stage 2: the runtime, with the wheels installed and nothing to build them.
@@ -26,8 +37,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TAIL_SAMPLER_ADMIN_ENDPOINT=0.0.0.0:8888 \
     TAIL_SAMPLER_OUTPUT=/tmp/sampled-traces.jsonl
 WORKDIR /app
+# The image refuses to build if the hot path did not come out compiled.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels --constraint /wheels/constraints.txt 'tail-sampler[demo]' \
+    && python -c "from sampler.receive import wire_split; assert wire_split.COMPILED, 'not compiled'" \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sampler
 COPY config ./config
 

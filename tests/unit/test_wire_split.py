@@ -34,12 +34,14 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from sampler.config.receivers import SpanLimitsConfig
 from sampler.policies.attribute_lookup import AttributeIndex
+from sampler.receive import wire_split
 from sampler.receive.split import BadRequest, RequestSplitter, parse_protobuf
 from sampler.receive.wire_check import Unsupported, count_spans
 from sampler.receive.wire_split import WireSplitter
 from sampler.spans.fields import SpanFields
 from sampler.spans.framing import encode_varint, frame
 from sampler.spans.trace import DecodedBatch
+from tests.peers import unavailable
 
 # WIRE_SPLIT_EXAMPLES raises the count for a longer search (up to 4,000 per property were run on
 # the plain modules and 1,500 on the compiled ones while the walker was written).
@@ -505,3 +507,12 @@ def test_limits_apply_as_on_the_protobuf_path() -> None:
     wire = assert_same(data, limits)
     batch = wire.split(data)
     assert (batch.span_count, batch.over_limit_spans, batch.dropped_attributes, batch.truncated_values) == (3, 2, 6, 6)
+
+
+def test_the_walker_runs_as_built_for_this_run() -> None:
+    """.ci/run tests both builds and says which one each run is (TAIL_SAMPLER_BUILD): the plain
+    run must not be compiled, the compiled one must be."""
+    build = os.environ.get("TAIL_SAMPLER_BUILD")
+    if build not in ("plain", "compiled"):
+        unavailable("the build under test", "TAIL_SAMPLER_BUILD (plain or compiled) is not set; .ci/run sets it")
+    assert wire_split.COMPILED is (build == "compiled")
