@@ -22,7 +22,6 @@ from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
 from sampler.receive.bounds import OFFLOAD_SPANS, TraceDecoder, ingest_in_slices
 from sampler.receive.split_logs import LogSplitter
-from sampler.spans.fields import SpanFields
 from sampler.spans.trace import ScopeKey
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
@@ -104,7 +103,7 @@ class Ingest:
         block_on_overflow, first wait for room in the window until `deadline` seconds pass
         (block_on_overflow_timeout when None); raises WindowFull if there is none by then (the
         client should retry), BadRequest if a protobuf body is malformed."""
-        fields = SpanFields() if self._span_metrics is not None else None
+        fields = self._span_metrics.new_fields() if self._span_metrics is not None else None
         batch = await self.decoder.split(request, fields)
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()

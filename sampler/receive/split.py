@@ -157,7 +157,7 @@ class RequestSplitter:
                 resource_spans.resource.SerializeToString() if resource_spans.HasField("resource") else b"",
                 resource_spans.schema_url,
             )
-            service = b"" if fields is None else service_name(resource_spans.resource).encode()
+            service = "" if fields is None else service_name(resource_spans.resource)
             for scope_spans in resource_spans.scope_spans:
                 key = intern_key(
                     scope_keys,
@@ -182,15 +182,11 @@ class RequestSplitter:
                     if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
                         rejected += 1
                         continue
+                    start = span.start_time_unix_nano
+                    end = span.end_time_unix_nano
+                    status_code = span.status.code
                     if fields is not None:
-                        fields.add(
-                            service,
-                            span.name.encode(),
-                            span.kind,
-                            span.status.code,
-                            span.start_time_unix_nano,
-                            span.end_time_unix_nano,
-                        )
+                        fields.add(service, span.name, span.kind, status_code, start, end)
                     data = span.SerializeToString()
                     # A span no longer than the length limit cannot hold a longer value.
                     if limited and (len(data) > length_limit or len(span.attributes) > count_limit):
@@ -204,15 +200,13 @@ class RequestSplitter:
                     spans += data
                     trace.span_count += 1
                     trace.nbytes += size
-                    start = span.start_time_unix_nano
                     if start and (start < trace.start_min or not trace.start_min):
                         trace.start_min = start
-                    end = span.end_time_unix_nano
                     if end > trace.end_max:
                         trace.end_max = end
                     if not span.parent_span_id:
                         trace.root_seen = True
-                    if span.status.code == _STATUS_CODE_ERROR:
+                    if status_code == _STATUS_CODE_ERROR:
                         trace.error_seen = True
                     accepted += 1
         finish_batch(batch, accepted, rejected, over_cap, cap)

@@ -14,8 +14,8 @@ Exemplars (OpenMetrics exposition only) name kept traces only: one is set when a
 jump from an exemplar to its trace always finds the trace.
 
 The per-span path makes no prometheus-client call: counts live in plain lists per series,
-read by this collector at scrape time. The spans are not read again: the splitters gather what
-the series need while they split a request (sampler/spans/fields.py), and `count` adds that up.
+read by this collector at scrape time. The spans are not read again: the splitters count them per
+series while they split a request (sampler/spans/fields.py), and `count` adds that up per series.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 
 from sampler.config.model import SpanMetricsConfig
-from sampler.spans.fields import FieldsKey, SpanFields
+from sampler.spans.fields import FieldsKey, Name, SpanFields
 from sampler.spans.framing import decode_varint
 from sampler.spans.trace import TraceSpans
 from sampler.telemetry.metrics import Metrics
@@ -87,46 +87,45 @@ class SpanMetrics(Collector):
         self._series: dict[SeriesKey, _Series] = {}
         self._overflow = _Series(len(self._bounds_ns))
         self._services: dict[bytes, str] = {}
-        self._by_wire: dict[FieldsKey, _Series] = {}
+        self._by_fields_key: dict[FieldsKey, _Series] = {}
         self._overflow_spans = metrics.span_metrics_overflow_spans
         metrics.span_metrics_series.set_function(lambda: len(self._series))
 
     # --- counting: every span received -------------------------------------------------
 
+    def new_fields(self) -> SpanFields:
+        """What a splitter fills for `count`, with these span metrics' buckets."""
+        return SpanFields(self._bounds_ns)
+
     def count(self, fields: SpanFields) -> None:
         """Count the spans of a request the receivers accepted, as the splitter gathered them
-        (sampler/spans/fields.py): per series, its names decoded once."""
-        by_wire = self._by_wire
-        bounds = self._bounds_ns
+        (sampler/spans/fields.py, from new_fields): a few additions per series, none per span."""
+        by_key = self._by_fields_key
         overflow = self._overflow
         overflowed = 0
-        for wire_key, durations in fields.durations.items():
-            found = by_wire.get(wire_key)
+        for key, counts in fields.series.items():
+            found = by_key.get(key)
             if found is None:
-                found = self._series_of(wire_key)
+                found = self._series_of(key)
             if found is overflow:
-                overflowed += len(durations)
-            counts = found.counts
-            counts[0] += len(durations)
-            for duration in durations:
-                if duration < 0:
-                    duration = 0  # as the connector: an end before the start counts as 0
-                counts[1] += duration
-                counts[2 + bisect_left(bounds, duration)] += 1
+                overflowed += counts[0]
+            mine = found.counts
+            for index, value in enumerate(counts):
+                mine[index] += value
         if overflowed:
             self._overflow_spans.inc(overflowed)
 
-    def _series_of(self, wire_key: FieldsKey) -> _Series:
-        """The series of a key as the splitter gathered it, remembered by that key (until the
-        memo outgrows twice the series limit, when it starts again)."""
-        service, name, kind, code = wire_key
-        key = (service.decode("utf-8", "replace"), name.decode("utf-8", "replace"), kind, code)
+    def _series_of(self, fields_key: FieldsKey) -> _Series:
+        """The series of a key as a splitter gathered it, remembered by that key (until the memo
+        outgrows twice the series limit, when it starts again)."""
+        service, name, kind, code = fields_key
+        key = (_text(service), _text(name), kind, code)
         found = self._series.get(key)
         if found is None:
             found = self._new_series(key)
-        if len(self._by_wire) >= 2 * self._limit + _SERVICE_CACHE_LIMIT:
-            self._by_wire.clear()
-        self._by_wire[wire_key] = found
+        if len(self._by_fields_key) >= 2 * self._limit + _SERVICE_CACHE_LIMIT:
+            self._by_fields_key.clear()
+        self._by_fields_key[fields_key] = found
         return found
 
     def _new_series(self, key: SeriesKey) -> _Series:
@@ -215,6 +214,10 @@ class SpanMetrics(Collector):
             durations.samples.append(Sample(DURATION + "_sum", labels, counts[1] / _NS_PER_MS, None, None))
         yield calls
         yield durations
+
+
+def _text(name: Name) -> str:
+    return name if isinstance(name, str) else name.decode("utf-8", "replace")
 
 
 def _labels(key: SeriesKey) -> dict[str, str]:

@@ -183,7 +183,6 @@ def measure_shape(split: Any, passes: Passes, spans: int) -> dict[str, float]:
     from sampler.decide.engine import TailSampler
     from sampler.forward.batcher import Batcher
     from sampler.policies.registry import POLICIES
-    from sampler.spans.fields import SpanFields
     from sampler.telemetry.metrics import Metrics
     from sampler.telemetry.span_metrics import SpanMetrics
 
@@ -198,7 +197,7 @@ def measure_shape(split: Any, passes: Passes, spans: int) -> dict[str, float]:
 
     def split_and_count(bodies: list[bytes]) -> None:
         for body in bodies:
-            fields = SpanFields()
+            fields = span_metrics.new_fields()
             split(body, fields)
             span_metrics.count(fields)
 

@@ -79,9 +79,17 @@ def test_protobuf_bodies_take_the_wire_splitter_when_it_is_compiled_with_the_sam
         chosen.compiled = compiled
         fields = SpanFields()
         batch = asyncio.run(chosen.split(request.SerializeToString(), fields))
-        outcomes.append((batch.span_count, batch.rejected_spans, batch.rejection_message, fields.durations))
+        series = {
+            (text(service), text(name), kind, code): v for (service, name, kind, code), v in fields.series.items()
+        }
+        outcomes.append((batch.span_count, batch.rejected_spans, batch.rejection_message, series))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][:2] == (3, 2)
+
+
+def text(name: bytes | str) -> str:
+    """A series name as text: the wire splitter keeps bytes, the other one strings."""
+    return name if isinstance(name, str) else name.decode()
 
 
 def test_large_bodies_are_decoded_in_the_decoding_thread() -> None:

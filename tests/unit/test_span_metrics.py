@@ -15,7 +15,6 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from sampler.config.model import SpanMetricsConfig
 from sampler.receive.split import RequestSplitter
 from sampler.receive.wire_split import WireSplitter
-from sampler.spans.fields import SpanFields
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
 from tests.support import make_request, make_span, make_trace
@@ -31,7 +30,7 @@ class Harness:
 
     def count(self, request: ExportTraceServiceRequest, wire: bool = False) -> None:
         """As the receivers count: the splitter gathers the fields of the spans it accepts."""
-        fields = SpanFields()
+        fields = self.span_metrics.new_fields()
         if wire:
             WireSplitter().split(request.SerializeToString(), fields)
         else:

@@ -333,7 +333,7 @@ def assert_same(data: bytes, limits: tuple[int, SpanLimitsConfig | None] = (0, N
     assert got == expected
     if expected[0] != "BadRequest":
         reference = RequestSplitter(*limits).split(parse_protobuf(data))
-        assert sorted(field_rows(fields)) == sorted(field_rows(protobuf_fields)) == sorted(expected_fields(reference))
+        assert field_rows(fields) == field_rows(protobuf_fields) == expected_fields(reference)
         assert fields.spans == reference.span_count
         try:
             counted = count_spans(data)
@@ -345,31 +345,36 @@ def assert_same(data: bytes, limits: tuple[int, SpanLimitsConfig | None] = (0, N
     return wire
 
 
-def field_rows(fields: SpanFields) -> list[tuple[Any, ...]]:
-    """(service, name, kind, status code, duration) per span."""
-    return [(*key, duration) for key, durations in fields.durations.items() for duration in durations]
+def field_rows(fields: SpanFields) -> dict[tuple[Any, ...], list[int]]:
+    """Per series (names as text, however the splitter kept them): [spans, summed duration, ...]."""
+    rows: dict[tuple[Any, ...], list[int]] = {}
+    for (service, name, kind, code), counts in fields.series.items():
+        key = (_text(service), _text(name), kind, code)
+        assert key not in rows, f"one series twice: {key}"
+        rows[key] = counts
+    return rows
 
 
-def expected_fields(batch: DecodedBatch) -> list[tuple[Any, ...]]:
-    """The span-metrics fields of every accepted span, read with protobuf."""
-    out = []
+def _text(name: bytes | str) -> str:
+    return name if isinstance(name, str) else name.decode()
+
+
+def expected_fields(batch: DecodedBatch) -> dict[tuple[Any, ...], list[int]]:
+    """The span-metrics series of every accepted span, read back with protobuf (no buckets)."""
+    out: dict[tuple[Any, ...], list[int]] = {}
     for trace in batch.traces.values():
         for (resource, scope), spans in trace.groups.items():
             service = None
             for attribute in ResourceSpans.FromString(resource).resource.attributes:
                 if attribute.key == "service.name" and service is None:  # the first, as the Collector
                     value = attribute.value
-                    service = value.string_value.encode() if value.WhichOneof("value") == "string_value" else b""
+                    service = value.string_value if value.WhichOneof("value") == "string_value" else ""
             for span in ScopeSpans.FromString(scope + bytes(spans)).spans:
-                out.append(
-                    (
-                        service or b"",
-                        span.name.encode(),
-                        span.kind,
-                        span.status.code,
-                        span.end_time_unix_nano - span.start_time_unix_nano,
-                    )
-                )
+                counts = out.setdefault((service or "", span.name, span.kind, span.status.code), [0, 0, 0])
+                duration = max(0, span.end_time_unix_nano - span.start_time_unix_nano)
+                counts[0] += 1
+                counts[1] += duration
+                counts[2] += 1
     return out
 
 
@@ -487,7 +492,7 @@ def test_resource_after_its_scope_spans() -> None:
     data = frame(b"\x0a", body)
     assert_same(data)
     WireSplitter().split(data, fields)
-    assert field_rows(fields) == [(b"cart", b"GET /", 0, 0, 4)]
+    assert field_rows(fields) == {("cart", "GET /", 0, 0): [1, 4, 1]}
 
 
 def test_span_fields_of_accepted_spans_only() -> None:
@@ -496,7 +501,7 @@ def test_span_fields_of_accepted_spans_only() -> None:
     fields = SpanFields()
     batch = WireSplitter().split(_request(_span(), error, bad).SerializeToString(), fields)
     assert batch.rejected_spans == 1
-    assert field_rows(fields) == [(b"cart", b"GET /", 0, 0, 4), (b"cart", b"GET /", 2, 2, 4)]
+    assert field_rows(fields) == {("cart", "GET /", 0, 0): [1, 4, 1], ("cart", "GET /", 2, 2): [1, 4, 1]}
     assert batch.traces[TRACE_ID].error_seen
 
 
