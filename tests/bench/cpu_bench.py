@@ -2,6 +2,7 @@
 
 Run:  python tests/bench/cpu_bench.py                         (about 5 minutes)
       python tests/bench/cpu_bench.py --daemon-workers 1,2 --duration 20 --repeats 3
+      python tests/bench/cpu_bench.py --daemon-builds plain,compiled --span-metrics both
 
 Everything runs on this machine over loopback, in separate processes:
   load -> server under test -> sink
@@ -13,7 +14,12 @@ one server at a time, each with a sink of its own, in the same run:
                  One variant per --daemon-workers value, with `workers: N` in the config; a
                  daemon that rejects that key runs N=1 without it and reports N>1 unsupported.
                  --span-metrics off turns the span metrics (span_metrics.enabled, on as shipped)
-                 off; `both` runs each variant with them on and off, to price them per span.
+                 off; `both` runs each variant with them on and off, to price them per span
+                 (the Collector runs no spanmetrics: `off` is the like-for-like comparison).
+                 --daemon-builds: `plain` runs the sources as they are (plain Python; refused if
+                 compiled modules sit beside them), `compiled` a copy of sampler/ whose hot path
+                 is compiled with mypyc as `TAIL_SAMPLER_MYPYC=1 pip install` compiles it
+                 (setup.py's modules; needs a C compiler, about half a minute).
   Collector      tests/collector (v0.161.0) with tail_sampling (the same policy and the same
                  decision_wait, decision_wait_after_root_received, num_traces and decision caches,
                  num_shards = --collector-shards) and batch, on every core (GOMAXPROCS default).
@@ -62,6 +68,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[2]))
 
 import bench  # noqa: E402  (the load generator, sink and scrape helpers of the benchmark)
+import stages_bench  # noqa: E402  (the mypyc build of setup.py's modules in a copy of sampler/)
 
 from tests.peers import COLLECTOR_SOURCES, collector_binary_path, collector_build_command  # noqa: E402
 
@@ -177,6 +184,10 @@ class Server:
     def command(self, sink_port: int) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment; None: this process's."""
+        return None
+
     def ready_ports(self) -> list[int]:
         raise NotImplementedError
 
@@ -187,7 +198,7 @@ class Server:
     def start(self, sink_port: int) -> None:
         command = self.command(sink_port)
         with self.log_path.open("w") as log:
-            self.proc = bench.Proc(command, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = bench.Proc(command, stdout=log, stderr=subprocess.STDOUT, env=self.environment())
         deadline = time.monotonic() + 60
         for port in self.ready_ports():
             while True:
@@ -217,16 +228,47 @@ def shipped_tail_sampling(num_traces: int) -> dict[str, Any]:
 
 
 class Daemon(Server):
-    def __init__(self, workdir: Path, workers: int, num_traces: int, span_metrics: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        workers: int,
+        num_traces: int,
+        span_metrics: bool = True,
+        build: str = "plain",
+        tree: Path | None = None,
+    ) -> None:
         super().__init__(workdir)
         self.workers = workers
         self.admin_port = 0
         self.span_metrics = span_metrics
-        suffix = "" if span_metrics else "-no-span-metrics"
+        # The sources it runs: the repository's (plain), or a copy with compiled modules.
+        self.build = build
+        self.tree = tree or bench.REPO
+        suffix = ("" if span_metrics else "-no-span-metrics") + f"-{build}"
         self.config_path = workdir / f"sampler-workers-{workers}{suffix}.yaml"
         self.num_traces = num_traces
         self.with_workers_key = True
-        self.label = f"tail-sampler, workers: {workers}" + ("" if span_metrics else ", span metrics off")
+        self.label = f"tail-sampler ({build}), workers: {workers}" + self.label_suffix()
+
+    def label_suffix(self) -> str:
+        return "" if self.span_metrics else ", span metrics off"
+
+    def environment(self) -> dict[str, str]:
+        # `python -P`: the working directory is not put first on sys.path, so PYTHONPATH decides.
+        return {**os.environ, "PYTHONPATH": str(self.tree)}
+
+    def check_build(self) -> None:
+        """The sources it runs are the build it says, or the benchmark stops."""
+        probe = "from sampler.receive import wire_split; print(wire_split.COMPILED)"
+        out = subprocess.run(
+            [sys.executable, "-P", "-c", probe], capture_output=True, text=True, env=self.environment(), check=True
+        )
+        compiled = out.stdout.strip() == "True"
+        if compiled != (self.build == "compiled"):
+            raise SystemExit(
+                f"the {self.build} daemon's sources ({self.tree}) are {'' if compiled else 'not '}compiled"
+                + (" (delete the *.so files beside them)" if compiled else "")
+            )
 
     def config(self, sink_port: int) -> dict[str, Any]:
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -246,23 +288,25 @@ class Daemon(Server):
         return config
 
     def sampler(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "sampler", *args]
+        return [sys.executable, "-P", "-m", "sampler", *args]
 
     def probe_support(self) -> None:
         """Does this daemon know `workers`? Without it, one process is what workers: 1 means."""
         self.grpc_port, self.admin_port = bench.free_port(), bench.free_port()
         self.config_path.write_text(yaml.safe_dump(self.config(sink_port=1), sort_keys=False))
         check = subprocess.run(
-            self.sampler("check", "--config", str(self.config_path)), capture_output=True, text=True, cwd=bench.REPO
+            self.sampler("check", "--config", str(self.config_path)),
+            capture_output=True,
+            text=True,
+            cwd=bench.REPO,
+            env=self.environment(),
         )
         if check.returncode == 0:
             return
         rejected = "'workers'" in check.stderr
         if rejected and self.workers == 1:
             self.with_workers_key = False
-            self.label = "tail-sampler (one process, no `workers` key)" + (
-                "" if self.span_metrics else ", span metrics off"
-            )
+            self.label = f"tail-sampler ({self.build}, one process, no `workers` key)" + self.label_suffix()
         elif rejected:
             reason = check.stderr.strip().splitlines()[-1].split(": ", 2)[-1].split(" (")[0].split(";")[0]
             self.unsupported = f"`tail-sampler check` says {reason!r}"
@@ -373,6 +417,16 @@ def collector_binary(build: bool) -> Path:
     subprocess.run(collector_build_command(go, binary), cwd=COLLECTOR_SOURCES, check=True, timeout=1800)
     print(f"built in {time.monotonic() - started:.0f}s", flush=True)
     return binary
+
+
+def compiled_tree(workdir: Path) -> Path:
+    """A copy of sampler/ with setup.py's modules compiled by mypyc, as a compiled install has them."""
+    tree = workdir / "compiled"
+    stages_bench.copy_tree(tree)
+    print(f"compiling {', '.join(stages_bench.SHIPPED)} with mypyc ...", flush=True)
+    seconds = stages_bench.build(tree, stages_bench.SHIPPED)
+    print(f"compiled in {seconds:.0f} CPU-s", flush=True)
+    return tree
 
 
 # --- one run --------------------------------------------------------------------------------
@@ -570,6 +624,12 @@ def main() -> int:
         default="shipped",
         help="the daemon's span metrics: as shipped (on), off, or both variants (default: %(default)s)",
     )
+    parser.add_argument(
+        "--daemon-builds",
+        type=lambda text: [item.strip() for item in text.split(",") if item.strip()],
+        default=["plain"],
+        help="the daemon's builds, comma-separated, of: plain, compiled (default: plain)",
+    )
     parser.add_argument("--build-collector", action="store_true", help="build tests/collector if not built yet")
     parser.add_argument(
         "--num-traces", type=int, default=200000, help="num_traces for both (default: %(default)s, room for the load)"
@@ -595,14 +655,24 @@ def main() -> int:
 
 def run_bench(args: argparse.Namespace, workdir: Path) -> int:
     span_metrics = {"shipped": [True], "off": [False], "both": [True, False]}[args.span_metrics]
+    unknown = set(args.daemon_builds) - {"plain", "compiled"}
+    if unknown:
+        raise SystemExit(f"--daemon-builds: unknown {sorted(unknown)}; the builds are plain and compiled")
+    trees = {"plain": bench.REPO}
+    if "compiled" in args.daemon_builds:
+        trees["compiled"] = compiled_tree(workdir)
     servers: list[Server] = [
-        Daemon(workdir, workers, args.num_traces, on) for workers in args.daemon_workers for on in span_metrics
+        Daemon(workdir, workers, args.num_traces, on, build, trees[build])
+        for build in args.daemon_builds
+        for workers in args.daemon_workers
+        for on in span_metrics
     ]
     if not args.no_collector:
         binary = collector_binary(args.build_collector)
         servers += [Collector(workdir, binary, shards, args.num_traces) for shards in args.collector_shards]
     for server in servers:
         if isinstance(server, Daemon):
+            server.check_build()
             server.probe_support()
 
     settings = shipped_tail_sampling(args.num_traces)
