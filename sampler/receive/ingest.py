@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -15,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
+from sampler.spans.trace import DecodedBatch
 from sampler.telemetry.metrics import Metrics
 
 PROTOCOLS = ("grpc", "http", "zipkin")
@@ -25,6 +27,17 @@ _REFUSAL = f"no room: the trace window is full or the exporters are backed up; r
 
 class WindowFull(Exception):
     """block_on_overflow: no room in the window before the request's deadline."""
+
+    # What tail_sampler_receiver_requests_total counts the refusal as.
+    result = "backpressure"
+
+
+class Handover(Protocol):
+    """Where a request's traces go when several worker processes share them (receive/handoff.py)."""
+
+    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None) -> int:
+        """Every trace of the batch handed to the worker that owns it; how many were new to this
+        worker (each owner counts its own). Raises WindowFull when they cannot all be taken."""
 
 
 class Ingest:
@@ -44,6 +57,8 @@ class Ingest:
         self._refused_connections = metrics.refused_connections
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
+        # Set in a worker process (the `workers` key): the traces go to the workers that own them.
+        self.handover: Handover | None = None
 
     async def room(self, protocol: str, timeout: float | None = None) -> float | None:
         """With block_on_overflow, before a request is decoded: wait until there is any room at
@@ -67,10 +82,17 @@ class Ingest:
         `deadline` seconds pass (block_on_overflow_timeout when None); raises WindowFull if
         there is none by then (the client should retry)."""
         batch = self._splitter.split(request)
-        if not await self._sampler.wait_for_room(batch, deadline):
-            self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(_REFUSAL)
-        new_traces = self._sampler.ingest(batch)
+        if self.handover is not None:
+            try:
+                new_traces = await self.handover.take(batch, protocol, deadline)
+            except WindowFull as refusal:
+                self._requests.labels(protocol, refusal.result).inc()
+                raise
+        else:
+            if not await self._sampler.wait_for_room(batch, deadline):
+                self._requests.labels(protocol, "backpressure").inc()
+                raise WindowFull(_REFUSAL)
+            new_traces = self._sampler.ingest(batch)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
         response = ExportTraceServiceResponse()
