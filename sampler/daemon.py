@@ -46,7 +46,9 @@ class Daemon:
         metrics: Metrics | None = None,
         config_path: str | None = None,
         clock: Clock = monotonic,
+        shared_ports: bool = False,
     ) -> None:
+        """`shared_ports`: the receivers listen with SO_REUSEPORT, beside the other workers (sampler/workers)."""
         self.config = config
         self._clock = clock
         self.metrics = metrics or Metrics()
@@ -66,17 +68,26 @@ class Daemon:
         self.decisions = DecisionFile(
             config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
         )
-        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
+        self.ingest = ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
         zipkin = config.receivers.zipkin
         self.zipkin_receiver = ZipkinReceiver(zipkin, ingest) if zipkin else None
+        for receiver in (self.grpc_receiver, self.http_receiver, self.zipkin_receiver):
+            if receiver is not None:
+                receiver.reuse_port = shared_ports
         self.admin = AdminServer(config.admin, self.metrics, self._readiness)
         self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
-        self._stopping = False
+        self._stopping: asyncio.Future[None] | None = None
+        self._finishing: asyncio.Future[None] | None = None
+        self._stop_started = 0.0
+        # How many buffered traces the shutdown decided (a worker's supervisor adds them up).
+        self.decided_at_shutdown = 0
+        # A worker's config is its share of the daemon's: the supervisor logs the daemon's instead.
+        self.log_effective_config = True
         self.metrics.build_info.labels(__version__).set(1)
 
     def _deliver(self, payload: Payload) -> None:
@@ -113,7 +124,8 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
         self._ready = True
         self.metrics.ready.set(1)
-        log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
+        if self.log_effective_config:
+            log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
         log.info(
             "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, admin on port %s; "
             "policies: %s; exporters: %s",
@@ -184,11 +196,20 @@ class Daemon:
         """Stop accepting, decide every buffered trace, flush the exporters within the shutdown timeout.
 
         Safe after a failed or partial start: each part stops only what it started."""
-        if self._stopping:
-            return
-        self._stopping = True
-        started = self._clock()
-        deadline = started + self.config.shutdown.timeout
+        await self.stop_receiving()
+        await self.finish()
+        await self.admin.stop()
+
+    async def stop_receiving(self) -> None:
+        """The first step of stop(): no more requests; those in progress are answered. A worker
+        process (sampler/workers) finishes only when every worker got this far, as until then
+        the others may still hand it traces."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_receiving())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_receiving(self) -> None:
+        self._stop_started = self._clock()
         self._ready = False
         self.metrics.ready.set(0)
         log.info("shutting down: no longer accepting spans")
@@ -198,18 +219,30 @@ class Daemon:
             await self.http_receiver.stop()
         if self.zipkin_receiver:
             await self.zipkin_receiver.stop()
+
+    async def finish(self) -> None:
+        """The second step of stop(): decide every buffered trace, flush the exporters, save the
+        decisions, within the shutdown timeout counted from stop_receiving(). The admin endpoint
+        stays up (it is the last step of stop())."""
+        await self.stop_receiving()
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish())
+        await asyncio.shield(self._finishing)
+
+    async def _finish(self) -> None:
+        started = self._stop_started
+        deadline = started + self.config.shutdown.timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        decided = self.sampler.decide_all()
+        self.decided_at_shutdown = decided = self.sampler.decide_all()
         self.batcher.flush()
         await self.fanout.drain(deadline)
         await self.decisions.save()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
-        await self.admin.stop()
         log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def run_until_signalled(

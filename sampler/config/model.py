@@ -66,6 +66,9 @@ class Config(Model):
     reload: ReloadConfig = ReloadConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    # Worker processes, each deciding the traces whose IDs hash to it (see sampler/workers);
+    # none: one per CPU the process may use. 1 runs today's single process.
+    workers: int | None = Field(None, ge=1, le=256)
 
     @property
     def policies(self) -> list[Any]:

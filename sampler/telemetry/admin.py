@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sampler.config.model import AdminConfig
@@ -19,6 +21,11 @@ class AdminServer:
         self._readiness = readiness
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Set before start() in a worker process (the `workers` key): the supervisor's socket to
+        # serve on instead of the configured endpoint, and the routes it drives the worker by.
+        self.sock: socket.socket | None = None
+        self.routes: list[web.RouteDef] = []
+        self.middlewares: list[Middleware] = []
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         body = generate_latest(self._metrics.registry)
@@ -32,21 +39,31 @@ class AdminServer:
         return web.Response(status=200 if ready else 503, text=detail + "\n")
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-        await runner.setup()
-        host, port = split_endpoint(self._config.endpoint)
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(f"cannot listen for the admin endpoint on {self._config.endpoint}: {exc.strerror}") from None
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        app.add_routes(self.routes)
+        self._runner, self.port = await serve_admin(app, self._config.endpoint, self.sock)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+async def serve_admin(
+    app: web.Application, endpoint: str, sock: socket.socket | None = None
+) -> tuple[web.AppRunner, int]:
+    """Serve an admin app on `endpoint` (host:port), or on `sock` if given; its runner and port (0 for a socket)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    if sock is not None:
+        await web.SockSite(runner, sock).start()
+        return runner, 0
+    host, port = split_endpoint(endpoint)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"cannot listen for the admin endpoint on {endpoint}: {exc.strerror}") from None
+    return runner, runner.addresses[0][1]

@@ -1,0 +1,298 @@
+"""`workers: 2`: the daemon as several processes, run as a user runs it (`tail-sampler run`), with
+real clients (the OpenTelemetry SDK's exporters, raw OTLP over both protocols) and a real sink.
+
+Each worker decides the traces whose IDs hash to it, wherever their spans arrive; the
+supervisor speaks for all of them on the admin endpoint and brings them reloads and shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from sampler.spans.fragments import owner_of
+from tests.integration.test_cli import DaemonProcess, write_config
+from tests.support import (
+    GrpcSink,
+    Metrics,
+    config_dict,
+    fast_retry,
+    grpc_export,
+    http_export,
+    make_request,
+    make_trace,
+    sdk_tracer,
+    wait_until,
+)
+
+ERRORS = {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}
+KEEP_ALL = {"name": "everything", "type": "always_sample"}
+
+
+def start(tmp_path: Path, data: dict[str, Any], workers: int = 2) -> tuple[DaemonProcess, dict[str, int]]:
+    data["workers"] = workers
+    path, ports = write_config(tmp_path, data)
+    return DaemonProcess(path, ports["admin"]), ports
+
+
+def scrape(daemon: DaemonProcess) -> Metrics:
+    return Metrics.scrape(daemon.admin)
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The supervisor's children, from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == supervisor:
+            children.append(int(entry.name))
+    return children
+
+
+def wait_settled(daemon: DaemonProcess, traces: int, timeout: float = 20.0) -> Metrics:
+    """Every one of `traces` traces decided, and every kept span sent (or counted as dropped)."""
+
+    def settled() -> Metrics | None:
+        metrics = scrape(daemon)
+        kept = metrics.value("tail_sampler_spans_decided_total", decision="kept") + metrics.value(
+            "tail_sampler_late_spans_total", decision="kept"
+        )
+        done = metrics.value("tail_sampler_exporter_sent_spans_total") + metrics.value(
+            "tail_sampler_exporter_dropped_spans_total"
+        )
+        decided = metrics.value("tail_sampler_traces_decided_total")
+        return metrics if decided >= traces and done == kept else None
+
+    return wait_until(settled, timeout, what=f"{traces} traces decided and their kept spans exported")
+
+
+def spans_by_trace(sink: GrpcSink) -> dict[bytes, list[bytes]]:
+    seen: dict[bytes, list[bytes]] = {}
+    for span in sink.spans():
+        seen.setdefault(span.trace_id, []).append(span.span_id)
+    return seen
+
+
+def test_traces_split_over_requests_and_protocols_are_decided_once_and_forwarded_whole(tmp_path):
+    from opentelemetry import trace
+
+    sink = GrpcSink()
+    daemon = None
+    try:
+        data = config_dict({"otlp": fast_retry(sink.endpoint)}, [ERRORS], decision_wait="1500ms")
+        daemon, ports = start(tmp_path, data)
+        # SDK clients, each span exported as it ends (one request per span), over both protocols:
+        # three of each, so the kernel spreads their connections over the workers.
+        tracers = [sdk_tracer(f"127.0.0.1:{ports['grpc']}", "grpc", service=f"grpc-{i}") for i in range(3)]
+        tracers += [
+            sdk_tracer(f"http://127.0.0.1:{ports['http']}/v1/traces", "http", service=f"http-{i}") for i in range(3)
+        ]
+        kept: dict[bytes, int] = {}
+        dropped = set()
+        for number in range(30):
+            root_provider, root_tracer = tracers[number % len(tracers)]
+            root = root_tracer.start_span("root")
+            context = trace.set_span_in_context(root)
+            for hop in range(1, 4):
+                _, tracer = tracers[(number + hop) % len(tracers)]
+                child = tracer.start_span(f"hop-{hop}", context=context)
+                if number % 3 == 0 and hop == 3:
+                    child.set_status(trace.Status(trace.StatusCode.ERROR))
+                child.end()
+            root.end()
+            trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
+            if number % 3 == 0:
+                kept[trace_id] = 4
+            else:
+                dropped.add(trace_id)
+        # Both workers own some of these traces, so fragments were handed over.
+        assert {owner_of(trace_id, 2) for trace_id in [*kept, *dropped]} == {0, 1}
+        metrics = wait_settled(daemon, 30)
+        assert metrics.value("tail_sampler_traces_decided_total") == 30  # each trace decided once
+        assert metrics.value("tail_sampler_traces_decided_total", decision="kept") == len(kept)
+        assert metrics.value("tail_sampler_received_spans_total", protocol="grpc") > 0
+        assert metrics.value("tail_sampler_received_spans_total", protocol="http") > 0
+        assert metrics.value("tail_sampler_received_spans_total") == 120
+        assert metrics.value("tail_sampler_late_spans_total") == 0
+        handed = metrics.value("tail_sampler_worker_handoff_spans_total", direction="sent")
+        assert handed > 0
+        assert metrics.value("tail_sampler_worker_handoff_spans_total", direction="received") == handed
+        seen = spans_by_trace(sink)
+        assert set(seen) == set(kept)
+        for trace_id, spans in seen.items():
+            assert len(spans) == len(set(spans)) == kept[trace_id], trace_id.hex()
+        for provider, _ in tracers:
+            provider.shutdown()
+        code, output = daemon.terminate()
+        assert code == 0, output
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
+
+
+def traffic(ports: dict[str, int]) -> int:
+    """The same requests every time: 60 traces in 3 requests each, over gRPC and OTLP/HTTP."""
+    import random
+
+    rng = random.Random(7)
+    traces = []
+    for number in range(60):
+        trace_id = rng.randbytes(16)
+        spans = make_trace(spans=6, error=number % 4 == 0, duration_ms=200 if number % 5 == 0 else 20)[1]
+        for index, span in enumerate(spans):
+            span.trace_id = trace_id
+            span.span_id = rng.randbytes(8)
+            if index:
+                span.parent_span_id = spans[0].span_id
+        traces.append(spans)
+    for part in range(3):
+        for first in range(0, 60, 10):
+            request = make_request([span for spans in traces[first : first + 10] for span in spans[part::3]])
+            if part == 1:
+                response = http_export(f"http://127.0.0.1:{ports['http']}/v1/traces", request.SerializeToString())
+                assert response.status_code == 200, response.text
+            else:
+                grpc_export(f"127.0.0.1:{ports['grpc']}", request)
+    return 60
+
+
+# Counters that differ with the number of workers by design: hand-overs happen only between
+# workers, and each worker batches its own kept traces into export requests.
+PER_PROCESS = (
+    "tail_sampler_worker_handoff_spans_total",
+    "tail_sampler_exporter_sent_requests_total",
+    "tail_sampler_forward_batches_total",
+)
+
+
+def totals(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (name, tuple(sorted(labels.items()))): value
+        for name, labels, value in metrics.samples
+        if (name.endswith("_total") or name.endswith("_count")) and name not in PER_PROCESS
+    }
+
+
+def test_metrics_totals_equal_the_single_worker_figures_for_the_same_traffic(tmp_path):
+    policies = [
+        ERRORS,
+        {"name": "slow", "type": "latency", "latency": {"threshold_ms": 100}},
+        {"name": "baseline", "type": "probabilistic", "probabilistic": {"sampling_percentage": 30}},
+    ]
+    figures = {}
+    for workers in (1, 2):
+        sink = GrpcSink()
+        daemon = None
+        try:
+            data = config_dict({"otlp": fast_retry(sink.endpoint)}, policies, decision_wait="1s", num_traces=1000)
+            (tmp_path / str(workers)).mkdir()
+            daemon, ports = start(tmp_path / str(workers), data, workers)
+            sent = traffic(ports)
+            metrics = wait_settled(daemon, sent)
+            figures[workers] = (totals(metrics), metrics, sink.span_count())
+            code, output = daemon.terminate()
+            assert code == 0, output
+        finally:
+            if daemon is not None:
+                daemon.kill()
+            sink.close()
+    one, two = figures[1][0], figures[2][0]
+    assert one == two
+    assert one[("tail_sampler_received_spans_total", (("protocol", "grpc"),))] == 240
+    assert one[("tail_sampler_received_spans_total", (("protocol", "http"),))] == 120
+    assert figures[1][2] == figures[2][2] > 0  # the same spans at the sink
+    # Gauges of amounts add up too: each worker's window holds half the capacity.
+    assert figures[2][1].value("tail_sampler_window_capacity_traces") == 1000
+    assert figures[2][1].value("tail_sampler_worker_handoff_spans_total", direction="sent") > 0
+    assert figures[2][1].value("tail_sampler_workers") == 2
+
+
+def write(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(yaml.safe_dump(data))
+    temporary.replace(path)
+
+
+def test_sighup_reaches_every_worker_and_sigterm_drains_them_all(tmp_path):
+    sink = GrpcSink()
+    daemon = None
+    try:
+        # Traces wait long in the window: only the drain on SIGTERM decides them.
+        data = config_dict({"otlp": fast_retry(sink.endpoint)}, [ERRORS], decision_wait="60s")
+        data["reload"] = {"watch_file": False}
+        data["workers"] = 2
+        path, ports = write_config(tmp_path, data)
+        daemon = DaemonProcess(path, ports["admin"])
+        ids = set()
+        for _ in range(4):
+            batch = [make_trace(spans=3) for _ in range(10)]  # no errors: the first policy drops them all
+            ids.update(trace_id for trace_id, _ in batch)
+            grpc_export(f"127.0.0.1:{ports['grpc']}", make_request([s for _, spans in batch for s in spans]))
+        assert {owner_of(trace_id, 2) for trace_id in ids} == {0, 1}
+        wait_until(lambda: scrape(daemon).value("tail_sampler_window_traces") == 40, what="40 traces buffered")
+
+        data["tail_sampling"]["policies"] = [ERRORS, KEEP_ALL]
+        write(path, data)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: scrape(daemon).value("tail_sampler_config_reloads_total", result="success") == 1)
+        assert scrape(daemon).value("tail_sampler_config_last_reload_successful") == 1
+
+        # An invalid edit is refused by every worker; the running policies stay.
+        path.write_text(path.read_text().replace("always_sample", "alwyas_sample"))
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: scrape(daemon).value("tail_sampler_config_reloads_total", result="failure") == 1)
+        assert scrape(daemon).value("tail_sampler_config_last_reload_successful") == 0
+
+        code, output = daemon.terminate()
+        assert code == 0, output
+        # Every worker decided what it buffered, with the reloaded policies, and flushed it.
+        assert sink.trace_ids() == ids
+        assert sink.span_count() == 120
+        assert "worker=0" in output and "worker=1" in output
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
+
+
+def test_a_worker_killed_with_sigkill_is_started_again_and_its_traces_flow_again(tmp_path):
+    sink = GrpcSink()
+    daemon = None
+    try:
+        data = config_dict({"otlp": fast_retry(sink.endpoint)}, [KEEP_ALL], decision_wait="300ms")
+        daemon, ports = start(tmp_path, data)
+        pids = worker_pids(daemon.process.pid)
+        assert len(pids) == 2
+        os.kill(pids[1], signal.SIGKILL)
+        wait_until(lambda: scrape(daemon).value("tail_sampler_worker_restarts_total") == 1, timeout=30)
+        wait_until(lambda: requests.get(daemon.admin + "/readyz", timeout=5).status_code == 200, timeout=30)
+        after = worker_pids(daemon.process.pid)
+        assert len(after) == 2 and pids[1] not in after
+
+        # Traces of both workers' shares are taken and forwarded whole again.
+        batch = [make_trace(spans=3) for _ in range(20)]
+        assert {owner_of(trace_id, 2) for trace_id, _ in batch} == {0, 1}
+        for start_at in range(0, 20, 5):
+            grpc_export(
+                f"127.0.0.1:{ports['grpc']}",
+                make_request([s for _, spans in batch[start_at : start_at + 5] for s in spans]),
+            )
+        sink.wait_for_spans(60, timeout=20)
+        assert sink.trace_ids() == {trace_id for trace_id, _ in batch}
+        code, output = daemon.terminate()
+        assert code == 0, output
+        assert "worker 1 was killed by SIGKILL; starting it again" in output
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
