@@ -68,6 +68,9 @@ class Ingest:
         sampler = self._sampler
         if not sampler.blocking:
             return timeout
+        if self.handover is not None:
+            # With workers, the room is the owners' to give: they are asked once the request is split.
+            return sampler.wait_budget(timeout)
         loop = asyncio.get_running_loop()
         started = loop.time()
         if not await sampler.wait_for_room(None, timeout):

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import yaml
 
@@ -292,6 +293,99 @@ def test_a_worker_killed_with_sigkill_is_started_again_and_its_traces_flow_again
         code, output = daemon.terminate()
         assert code == 0, output
         assert "worker 1 was killed by SIGKILL; starting it again" in output
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
+
+
+def traces_owned_by(owner: int, count: int, spans: int = 2) -> list[tuple[bytes, list[Any]]]:
+    found = []
+    while len(found) < count:
+        trace_id, trace = make_trace(spans=spans)
+        if owner_of(trace_id, 2) == owner:
+            found.append((trace_id, trace))
+    return found
+
+
+def test_a_full_owner_refuses_the_whole_request(tmp_path):
+    import grpc
+
+    sink = GrpcSink()
+    daemon = None
+    try:
+        # Each worker's window holds 2 traces (num_traces 4, split in two); decisions come late.
+        data = config_dict(
+            {"otlp": fast_retry(sink.endpoint)},
+            [KEEP_ALL],
+            decision_wait="60s",
+            num_traces=4,
+            num_shards=1,
+            block_on_overflow=True,
+        )
+        daemon, ports = start(tmp_path, data)
+        endpoint = f"127.0.0.1:{ports['grpc']}"
+        full = traces_owned_by(1, 2)
+        grpc_export(endpoint, make_request([s for _, spans in full for s in spans]))
+        wait_until(lambda: scrape(daemon).value("tail_sampler_window_traces") == 2, what="worker 1's window full")
+        mixed = traces_owned_by(0, 1) + traces_owned_by(1, 1)
+        with grpc.insecure_channel(endpoint) as channel, pytest.raises(grpc.RpcError) as caught:
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            export(make_request([s for _, spans in mixed for s in spans]).SerializeToString(), timeout=1.5)
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        metrics = scrape(daemon)
+        assert metrics.value("tail_sampler_receiver_requests_total", result="backpressure") == 1
+        # Nothing of the refused request was taken, by either worker: a retry brings nothing twice.
+        assert metrics.value("tail_sampler_window_traces") == 2
+        assert metrics.value("tail_sampler_received_spans_total") == 4
+        assert metrics.value("tail_sampler_early_decisions_total") == 0
+        # Worker 0's own share has room: a request of its traces alone is taken.
+        grpc_export(endpoint, make_request(traces_owned_by(0, 1)[0][1]))
+        wait_until(lambda: scrape(daemon).value("tail_sampler_window_traces") == 3)
+        code, output = daemon.terminate()
+        assert code == 0, output
+        assert len(sink.trace_ids()) == 3
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
+
+
+def test_each_worker_keeps_its_state_in_a_directory_of_its_own(tmp_path):
+    from tests.integration.test_cli import cli
+
+    sink = GrpcSink()
+    daemon = None
+    try:
+        queue, decisions = tmp_path / "queue", tmp_path / "state" / "decisions.bin"
+        exporter = fast_retry(sink.endpoint, sending_queue={"storage": {"directory": str(queue)}})
+        data = config_dict(
+            {"otlp": exporter}, [ERRORS], decision_wait="200ms", decision_cache={"persist_path": str(decisions)}
+        )
+        daemon, ports = start(tmp_path, data)
+        batch = traces_owned_by(0, 3) + traces_owned_by(1, 3)
+        grpc_export(f"127.0.0.1:{ports['grpc']}", make_request([s for _, spans in batch for s in spans]))
+        wait_settled(daemon, 6)
+        assert sorted(path.name for path in queue.iterdir()) == ["worker-0", "worker-1"]
+        assert all((queue / f"worker-{i}" / "otlp" / "queue.lock").exists() for i in (0, 1))
+
+        # A second daemon with the same directories: its workers find them locked, and it stops.
+        second_data = config_dict({"otlp": exporter}, [ERRORS], decision_cache={"persist_path": str(decisions)})
+        second_data["workers"] = 2
+        (tmp_path / "second").mkdir()
+        second_path, _ = write_config(tmp_path / "second", second_data)
+        result = cli("run", "--config", str(second_path))
+        assert result.returncode == 1
+        assert "is in use by another process" in result.stderr
+        assert "while starting; stopping" in result.stderr
+
+        code, output = daemon.terminate()
+        assert code == 0, output
+        # Each worker saved the decisions it made, each in its own file.
+        assert sorted(path.parent.name for path in decisions.parent.glob("worker-*/decisions.bin")) == [
+            "worker-0",
+            "worker-1",
+        ]
     finally:
         if daemon is not None:
             daemon.kill()
