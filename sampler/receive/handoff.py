@@ -9,9 +9,8 @@ How long the client waits depends on what an owner could say:
 - By default an owner always has room, and the fragments are only as safe in its window as in
   the socket to it (a process that dies loses both). So the client is answered once the
   fragments are written to the owner's socket (HAND, no reply; the socket's buffer bounds how
-  far the owner may fall behind). Waiting for the owner's answer as well costs a round trip
-  between two processes per request, which measured as a third of the CPU time per span
-  (tests/bench/cpu_bench.py), as each request then wakes both processes twice.
+  far the owner may fall behind), without waiting until the owner's process has been
+  scheduled, read them and answered: on a busy machine that wait would be every request's.
 - With block_on_overflow an owner may have no room, and a refusal must refuse the whole
   request: every owner first waits for room for its part (PREPARE), and only if all have room
   do they all take their parts (COMMIT); otherwise each lets its part go (ABORT), and the
