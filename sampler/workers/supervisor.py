@@ -44,7 +44,7 @@ from sampler.telemetry.metrics import SupervisorMetrics
 from sampler.workers.admin import SupervisorAdmin, WorkerClient
 from sampler.workers.shares import orphaned_queue_directories, receiver_endpoints
 from sampler.workers.sockets import HeldSockets
-from sampler.workers.worker import CONFIG_LENGTH, WorkerPlan
+from sampler.workers.plan import CONFIG_LENGTH, WorkerPlan
 
 log = logging.getLogger("sampler")
 

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import socket
-import struct
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -32,48 +29,11 @@ from sampler.config.types import ConfigError
 from sampler.daemon import Daemon
 from sampler.receive.handoff import HandoffServer, PeerLink, Router
 from sampler.telemetry.logs import configure_logging
+from sampler.workers.plan import CONFIG_LENGTH, WorkerIndex, WorkerPlan
 from sampler.workers.shares import worker_config
 from sampler.workers.sockets import peer_credentials
 
 log = logging.getLogger("sampler")
-
-# The config text on stdin: its length, then the UTF-8 text.
-CONFIG_LENGTH = struct.Struct("<Q")
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What the supervisor tells a worker on its command line."""
-
-    index: int
-    workers: int
-    config_path: str
-    ports: dict[str, int]  # the receiver ports the supervisor holds, by receiver
-    handoff_fd: int  # this worker's hand-over socket, listening
-    admin_fd: int  # this worker's admin socket, listening
-    peers: dict[int, str]  # the other workers' hand-over sockets, by index
-    log_level: str  # `run --log-level`, else the config's
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
-
-    @classmethod
-    def from_json(cls, text: str) -> WorkerPlan:
-        data = json.loads(text)
-        data["peers"] = {int(index): path for index, path in data["peers"].items()}
-        return cls(**data)
-
-
-class WorkerIndex(logging.Filter):
-    """Every log line of a worker carries its index (`worker=1` in text, a key in JSON)."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = self.index
-        return True
 
 
 def _same_user(peer: socket.socket) -> bool:
