@@ -23,9 +23,11 @@ from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
+from sampler.spans.trace import TraceSpans
 from sampler.telemetry.admin import AdminServer
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.span_metrics import SpanMetrics
 
 if TYPE_CHECKING:
     from sampler.telemetry.selftrace import SelfTracing
@@ -64,11 +66,18 @@ class Daemon:
                 exporter.tracer = self.self_tracing.tracer
         self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow, clock=clock)
         self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock)
-        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, clock, forward=self.fanout)
+        self.span_metrics: SpanMetrics | None = None
+        keep = self.batcher.add
+        if config.span_metrics.enabled:
+            self.span_metrics = SpanMetrics(config.span_metrics, self.metrics)
+            self.metrics.registry.register(self.span_metrics)
+            keep = self._keep_with_exemplar
+        self.sampler = TailSampler(config.tail_sampling, keep, self.metrics, clock, forward=self.fanout)
         self.decisions = DecisionFile(
             config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
         )
-        self.ingest = ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
+        untraced = self.batcher.add_logs if config.tail_sampling.untraced_logs == "pass_through" else None
+        self.ingest = ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
@@ -84,11 +93,19 @@ class Daemon:
         self._stopping: asyncio.Future[None] | None = None
         self._finishing: asyncio.Future[None] | None = None
         self._stop_started = 0.0
+        self._was_serving = False
         # How many buffered traces the shutdown decided (a worker's supervisor adds them up).
         self.decided_at_shutdown = 0
         # A worker's config is its share of the daemon's: the supervisor logs the daemon's instead.
         self.log_effective_config = True
         self.metrics.build_info.labels(__version__).set(1)
+
+    def _keep_with_exemplar(self, trace: TraceSpans) -> None:
+        # Exemplars name kept traces only: the span metrics learn of a trace as it is kept.
+        assert self.span_metrics is not None
+        if trace.span_count:
+            self.span_metrics.exemplify(trace)
+        self.batcher.add(trace)
 
     def _deliver(self, payload: Payload) -> None:
         self.fanout.deliver(payload)
@@ -122,6 +139,8 @@ class Daemon:
             )
         if self.config.logging.summary_interval:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
+        if not any(exporter.sends_logs for exporter in self.exporters):
+            log.info("no exporter sends log records (Zipkin has none): log records received are dropped")
         self._ready = True
         self.metrics.ready.set(1)
         if self.log_effective_config:
@@ -209,10 +228,14 @@ class Daemon:
         await asyncio.shield(self._stopping)
 
     async def _stop_receiving(self) -> None:
+        # A daemon that never got ready (a start-up error) stops what it started without a word:
+        # the error is the news.
+        self._was_serving = self._ready
         self._stop_started = self._clock()
         self._ready = False
         self.metrics.ready.set(0)
-        log.info("shutting down: no longer accepting spans")
+        if self._was_serving:
+            log.info("shutting down: no longer accepting spans")
         if self.grpc_receiver:
             await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
         if self.http_receiver:
@@ -243,7 +266,8 @@ class Daemon:
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
-        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
+        if self._was_serving:
+            log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def run_until_signalled(
         self,

@@ -51,6 +51,7 @@ _REPLY = struct.Struct("<BI")  # status, new traces; the reason follows
 _TIMEOUT = struct.Struct("<d")  # PREPARE: how long the owner may wait for room, before the fragments
 _NUMBER = struct.Struct("<I")  # COMMIT, ABORT: the PREPARE concluded
 _PROTOCOL = struct.Struct("<B")  # HAND, TAKE: the receiver's protocol, an index into PROTOCOLS
+_UNCOUNTED = 0x80  # in the protocol byte: a logs request, whose traces are not counted as received
 REPLY, TAKE, PREPARE, COMMIT, ABORT, HAND, SYNC = range(7)
 OK, REFUSED, FAILED = range(3)
 # The longest a hand-over may take when the request carries no shorter deadline: an owner that
@@ -214,7 +215,9 @@ class Router:
         self._confirm = confirm
         self._handed_spans = metrics.handoff_spans.labels("sent")
 
-    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None) -> int:
+    async def take(
+        self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True
+    ) -> int:
         """Every fragment of the batch handed to its owner; how many traces were new to this worker
         (the owners count theirs). Raises WindowFull (no room; with block_on_overflow) or
         OwnerUnavailable, having taken none (but see HAND in the module's description)."""
@@ -223,7 +226,7 @@ class Router:
         for trace_id, fragment in batch.traces.items():
             parts[owner_of(trace_id, workers)].append(fragment)
         local = _batch(parts[self.index])
-        head = _PROTOCOL.pack(PROTOCOLS.index(protocol))
+        head = _PROTOCOL.pack(PROTOCOLS.index(protocol) | (0 if count_traces else _UNCOUNTED))
         remote = {
             owner: head + encode_fragments(part) for owner, part in enumerate(parts) if part and owner != self.index
         }
@@ -412,7 +415,8 @@ class HandoffServer:
     def _take(self, batch: DecodedBatch, protocol: int) -> int:
         self._received_spans.inc(batch.span_count)
         new_traces = self._sampler.ingest(batch)
-        self._received_traces[protocol].inc(new_traces)
+        if not protocol & _UNCOUNTED:
+            self._received_traces[protocol].inc(new_traces)
         return new_traces
 
     async def stop(self) -> None:

@@ -1,9 +1,9 @@
 """Trace fragments between worker processes: which worker owns a trace, and the bytes its
 fragments travel in from the worker that received them to that owner.
 
-A fragment is a `TraceSpans`: its spans are already framed bytes, so the encoding only adds
-small headers. The (resource, scope) prefixes the fragments of one request share are written
-once per message, in a table the groups refer to by index.
+A fragment is a `TraceSpans`: its spans (and log records) are already framed bytes, so the
+encoding only adds small headers. The (resource, scope) prefixes the fragments of one request
+share are written once per message, in a table the groups refer to by index.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from sampler.spans.trace import ScopeKey, TraceSpans
 
 _COUNT = struct.Struct("<I")
 _KEY_LENGTHS = struct.Struct("<II")
-# trace_id, start_min, end_max, span_count, nbytes, flags (root_seen, error_seen), group count
-_TRACE = struct.Struct("<16sQQIIBH")
+# trace_id, start_min, end_max, span_count, nbytes, flags (root_seen, error_seen), span groups,
+# log_count, log_nbytes, log record groups
+_TRACE = struct.Struct("<16sQQIIBHIIH")
 _GROUP = struct.Struct("<HI")
 _ROOT_SEEN = 1
 _ERROR_SEEN = 2
@@ -43,17 +44,28 @@ def encode_fragments(traces: Iterable[TraceSpans]) -> bytes:
         count += 1
         flags = (_ROOT_SEEN if trace.root_seen else 0) | (_ERROR_SEEN if trace.error_seen else 0)
         groups = trace.groups
+        logs = trace.logs or {}
         body.append(
             pack_trace(
-                trace.trace_id, trace.start_min, trace.end_max, trace.span_count, trace.nbytes, flags, len(groups)
+                trace.trace_id,
+                trace.start_min,
+                trace.end_max,
+                trace.span_count,
+                trace.nbytes,
+                flags,
+                len(groups),
+                trace.log_count,
+                trace.log_nbytes,
+                len(logs),
             )
         )
-        for key, spans in groups.items():
-            index = keys.get(key)
-            if index is None:
-                keys[key] = index = len(keys)
-            body.append(pack_group(index, len(spans)))
-            body.append(spans)
+        for framed_groups in (groups, logs):
+            for key, framed in framed_groups.items():
+                index = keys.get(key)
+                if index is None:
+                    keys[key] = index = len(keys)
+                body.append(pack_group(index, len(framed)))
+                body.append(framed)
     head: list[bytes] = [_COUNT.pack(len(keys))]
     for resource, scope in keys:
         head.append(_KEY_LENGTHS.pack(len(resource), len(scope)))
@@ -100,10 +112,20 @@ class FragmentDecoder:
         (count,) = _COUNT.unpack_from(view, position)
         position += _COUNT.size
         unpack_trace = _TRACE.unpack_from
-        unpack_group = _GROUP.unpack_from
         traces: list[TraceSpans] = []
         for _ in range(count):
-            trace_id, start_min, end_max, span_count, nbytes, flags, group_count = unpack_trace(view, position)
+            (
+                trace_id,
+                start_min,
+                end_max,
+                span_count,
+                nbytes,
+                flags,
+                group_count,
+                log_count,
+                log_nbytes,
+                log_groups,
+            ) = unpack_trace(view, position)
             position += _TRACE.size
             trace = TraceSpans(trace_id)
             trace.start_min = start_min
@@ -112,16 +134,29 @@ class FragmentDecoder:
             trace.nbytes = nbytes
             trace.root_seen = bool(flags & _ROOT_SEEN)
             trace.error_seen = bool(flags & _ERROR_SEEN)
-            groups = trace.groups
-            for _ in range(group_count):
-                index, length = unpack_group(view, position)
-                position += _GROUP.size
-                end = position + length
-                if end > len(view):
-                    raise FragmentError("a group of spans runs past the end")
-                groups[keys[index]] = bytearray(view[position:end])
-                position = end
+            position = self._groups(view, position, group_count, keys, trace.groups)
+            if log_groups:
+                trace.logs = {}
+                trace.log_count = log_count
+                trace.log_nbytes = log_nbytes
+                position = self._groups(view, position, log_groups, keys, trace.logs)
             traces.append(trace)
         if position != len(view):
             raise FragmentError(f"{len(view) - position} unexpected byte(s) after the fragments")
         return traces
+
+    @staticmethod
+    def _groups(
+        view: memoryview, position: int, count: int, keys: list[ScopeKey], groups: dict[ScopeKey, bytearray]
+    ) -> int:
+        """Read `count` groups of framed fields into `groups`; the position after them."""
+        unpack_group = _GROUP.unpack_from
+        for _ in range(count):
+            index, length = unpack_group(view, position)
+            position += _GROUP.size
+            end = position + length
+            if end > len(view):
+                raise FragmentError("a group of spans runs past the end")
+            groups[keys[index]] = bytearray(view[position:end])
+            position = end
+        return position

@@ -1,4 +1,5 @@
-"""Admin HTTP endpoint: /metrics, /healthz, /readyz."""
+"""Admin HTTP endpoint: /metrics (Prometheus text, or OpenMetrics with exemplars when the scraper
+asks for it), /healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from sampler.config.model import AdminConfig
-from sampler.telemetry.endpoints import split_endpoint
+from sampler.telemetry.endpoints import ListenError, split_endpoint
 from sampler.telemetry.metrics import Metrics
 
 
@@ -28,8 +29,9 @@ class AdminServer:
         self.middlewares: list[Middleware] = []
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Accept: application/openmetrics-text (as Prometheus sends it) gets OpenMetrics, exemplars included.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self._metrics.registry), headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -65,5 +67,6 @@ async def serve_admin(
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise OSError(f"cannot listen for the admin endpoint on {endpoint}: {exc.strerror}") from None
+        key = "admin.endpoint, TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint"
+        raise ListenError("the admin endpoint", endpoint, key, exc) from None
     return runner, runner.addresses[0][1]

@@ -124,10 +124,10 @@ class SupervisorAdmin:
         ]
         up = len(expositions)
         self._metrics.workers_up.set(up)
-        families = merge_families(expositions)
+        # The supervisor's own metrics join: its process's CPU time and memory are the daemon's too.
+        families = merge_families([*expositions, list(self._metrics.registry.collect())])
         if up < len(self._workers):
             _set_ready(families, 0.0)  # the daemon is not whole while a worker is missing
-        families += list(self._metrics.registry.collect())
         registry = CollectorRegistry(auto_describe=False)
         registry.register(Families(families))
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

@@ -31,6 +31,11 @@ MERGE_RULES = {
     # True of the daemon only if true of every worker.
     "tail_sampler_ready": min,
     "tail_sampler_config_last_reload_successful": min,
+    # Of the processes (the supervisor's own included): when the first started, the limit each
+    # has, the interpreter; their CPU time, memory, open files and collections add up.
+    "process_start_time_seconds": min,
+    "process_max_fds": max,
+    "python_info": max,
 }
 _CREATED = "_created"
 _CUMULATIVE_TYPES = ("counter", "histogram", "summary", "gaugehistogram")

@@ -9,6 +9,8 @@ import logging
 import struct
 from dataclasses import dataclass
 
+# A worker's exit status for a start-up error (an endpoint it cannot listen on), as the command's.
+START_ERROR = 2
 # The config text on stdin: its length, then the UTF-8 text.
 CONFIG_LENGTH = struct.Struct("<Q")
 

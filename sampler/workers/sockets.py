@@ -20,10 +20,15 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from sampler.telemetry.endpoints import split_endpoint
+from sampler.telemetry.endpoints import ListenError, split_endpoint
 
 _BACKLOG = 512
-_NAMES = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP", "zipkin": "Zipkin"}
+# Each receiver's name in messages, and the key that moves it.
+_LISTENERS = {
+    "grpc": ("OTLP/gRPC", "receivers.otlp.protocols.grpc.endpoint"),
+    "http": ("OTLP/HTTP", "receivers.otlp.protocols.http.endpoint"),
+    "zipkin": ("Zipkin", "receivers.zipkin.endpoint"),
+}
 _CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
 
 
@@ -34,15 +39,16 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 
 
 def hold_port(name: str, endpoint: str) -> tuple[int, socket.socket]:
-    """Bind the receiver's endpoint with SO_REUSEPORT; its port and the socket to keep."""
+    """Bind the receiver's endpoint with SO_REUSEPORT; its port and the socket to keep.
+    Raises ListenError, as a receiver of one process does."""
     host, port = split_endpoint(endpoint)
-    where = f"cannot listen for {_NAMES.get(name, name)} on {endpoint}"
+    listener, key = _LISTENERS[name]
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as exc:
-        raise OSError(f"{where}: {exc.strerror}") from None
+        raise ListenError(listener, endpoint, key, OSError(exc.errno, exc.strerror)) from None
     if port:
         # Without SO_REUSEPORT, a bind fails if anyone listens there (even with it, as another
         # copy of this daemon would): two daemons must never split one port's connections.
@@ -51,7 +57,7 @@ def hold_port(name: str, endpoint: str) -> tuple[int, socket.socket]:
             try:
                 probe.bind(address)
             except OSError as exc:
-                raise OSError(f"{where}: {exc.strerror}") from None
+                raise ListenError(listener, endpoint, key, exc) from None
     held = socket.socket(family, kind, proto)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -59,7 +65,7 @@ def hold_port(name: str, endpoint: str) -> tuple[int, socket.socket]:
         held.bind(address)
     except OSError as exc:
         held.close()
-        raise OSError(f"{where}: {exc.strerror}") from None
+        raise ListenError(listener, endpoint, key, exc) from None
     return held.getsockname()[1], held
 
 

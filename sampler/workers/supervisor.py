@@ -42,9 +42,9 @@ from sampler.decide.reload import file_digest
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import SupervisorMetrics
 from sampler.workers.admin import SupervisorAdmin, WorkerClient
+from sampler.workers.plan import CONFIG_LENGTH, START_ERROR, WorkerPlan
 from sampler.workers.shares import orphaned_queue_directories, receiver_endpoints
 from sampler.workers.sockets import HeldSockets
-from sampler.workers.plan import CONFIG_LENGTH, WorkerPlan
 
 log = logging.getLogger("sampler")
 
@@ -78,7 +78,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._stopping = False
         self._ready_once = False
-        self._failed = False
+        self._failed = 0  # the exit status a failure calls for, 0 for none
         self._reload_lock = asyncio.Lock()
         self.admin: SupervisorAdmin | None = None
 
@@ -131,7 +131,7 @@ class Supervisor:
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         if not self._ready_once:
             log.error("worker %d %s while starting; stopping", index, how)
-            self._fail()
+            self._fail(START_ERROR if code == START_ERROR else 1)
             return
         now = time.monotonic()
         recent = self._restarts[index]
@@ -145,7 +145,7 @@ class Supervisor:
                 len(recent) + 1,
                 RESTART_WINDOW_SECONDS,
             )
-            self._fail()
+            self._fail(1)
             return
         recent.append(now)
         self.metrics.worker_restarts.labels(str(index)).inc()
@@ -157,8 +157,8 @@ class Supervisor:
         )
         await self._spawn(index)
 
-    def _fail(self) -> None:
-        self._failed = True
+    def _fail(self, status: int) -> None:
+        self._failed = self._failed or status
         self._stop.set()
 
     async def _post(self, index: int, path: str, timeout: float, data: bytes = b"") -> dict[str, Any] | None:
@@ -188,7 +188,7 @@ class Supervisor:
                 return True
             if time.monotonic() > deadline:
                 log.error("the workers were not all ready within %gs; stopping", START_TIMEOUT_SECONDS)
-                self._failed = True
+                self._failed = 1
                 return False
             await asyncio.sleep(_READY_POLL_SECONDS)
         return False
@@ -275,7 +275,7 @@ class Supervisor:
             if on_stopping is not None:
                 await on_stopping()
             drained = await self._shutdown()
-        return 0 if drained and not self._failed else 1
+        return self._failed or (0 if drained else 1)
 
     def _phase(self) -> str:
         if self._stopping:
@@ -304,7 +304,8 @@ class Supervisor:
         ok = len(alive) == sum(process is not None for process in self._processes)
         decided = 0
         if alive:
-            log.info("shutting down %d workers: they stop receiving first", len(alive))
+            if self._ready_once:
+                log.info("shutting down %d workers: they stop receiving first", len(alive))
             stopped = await asyncio.gather(*(self._post(i, "/control/stop-receiving", timeout) for i in alive))
             drained = await asyncio.gather(*(self._post(i, "/control/drain", timeout + 5) for i in alive))
             ok = ok and all(answer is not None for answer in (*stopped, *drained))
@@ -329,11 +330,12 @@ class Supervisor:
             await self.admin.stop()
         if self.sockets is not None:
             self.sockets.close()
-        log.info(
-            "shut down %d workers in %.1fs; decided %d buffered trace(s) on the way%s",
-            self.workers,
-            time.monotonic() - started,
-            decided,
-            "" if ok else " (with errors, see above)",
-        )
+        if self._ready_once:  # a daemon that never got ready has its start-up error to say, nothing else
+            log.info(
+                "shut down %d workers in %.1fs; decided %d buffered trace(s) on the way%s",
+                self.workers,
+                time.monotonic() - started,
+                decided,
+                "" if ok else " (with errors, see above)",
+            )
         return ok

@@ -28,8 +28,9 @@ from sampler.config.model import Config
 from sampler.config.types import ConfigError
 from sampler.daemon import Daemon
 from sampler.receive.handoff import HandoffServer, PeerLink, Router
+from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import configure_logging
-from sampler.workers.plan import CONFIG_LENGTH, WorkerIndex, WorkerPlan
+from sampler.workers.plan import CONFIG_LENGTH, START_ERROR, WorkerIndex, WorkerPlan
 from sampler.workers.shares import worker_config
 from sampler.workers.sockets import peer_credentials
 
@@ -158,7 +159,7 @@ async def run_worker(plan: WorkerPlan, config: Config) -> int:
         log.error("worker %d cannot start: %s", plan.index, exc)
         await worker.drain()
         await worker.daemon.admin.stop()
-        return 1
+        return START_ERROR if isinstance(exc, ListenError) else 1
     await worker.done.wait()
     # The supervisor's last request (the drain) is answered before the admin socket goes.
     await asyncio.sleep(0.1)

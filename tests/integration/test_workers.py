@@ -177,10 +177,13 @@ PER_PROCESS = (
 
 
 def totals(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every counter and histogram count of the traffic (not those of the processes themselves)."""
     return {
         (name, tuple(sorted(labels.items()))): value
         for name, labels, value in metrics.samples
-        if (name.endswith("_total") or name.endswith("_count")) and name not in PER_PROCESS
+        if (name.endswith("_total") or name.endswith("_count"))
+        and name not in PER_PROCESS
+        and not name.startswith(("process_", "python_"))
     }
 
 
@@ -386,6 +389,65 @@ def test_each_worker_keeps_its_state_in_a_directory_of_its_own(tmp_path):
             "worker-0",
             "worker-1",
         ]
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
+
+
+def test_log_records_reach_the_worker_that_owns_their_trace(tmp_path):
+    """The SDK's log and trace exporters over both protocols, each client on a connection (and so a
+    worker) of its own: a trace's spans and its log records meet at its owner and follow its decision."""
+    from tests.integration.test_log_records import Client
+
+    sink = GrpcSink()
+    daemon = None
+    try:
+        data = config_dict({"otlp": fast_retry(sink.endpoint)}, [ERRORS], decision_wait="1s")
+        daemon, ports = start(tmp_path, data)
+
+        class Endpoints:  # what Client reads of a daemon
+            grpc_endpoint = f"127.0.0.1:{ports['grpc']}"
+            http_url = f"http://127.0.0.1:{ports['http']}/v1/traces"
+            http_logs_url = f"http://127.0.0.1:{ports['http']}/v1/logs"
+
+        clients = [Client(Endpoints(), protocol, protocol) for protocol in ("grpc", "http", "grpc", "http")]
+        kept: set[bytes] = set()
+        everything: set[bytes] = set()
+        try:
+            from opentelemetry.trace import Status, StatusCode
+
+            for index in range(40):
+                client = clients[index % len(clients)]
+                with client.tracer.start_as_current_span("GET /order") as root:
+                    client.log(f"order {index}")
+                    if index % 4 == 0:
+                        root.set_status(Status(StatusCode.ERROR))
+                trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
+                everything.add(trace_id)
+                if index % 4 == 0:
+                    kept.add(trace_id)
+            for client in clients:
+                client.flush()
+        finally:
+            for client in clients:
+                client.close()
+        assert {owner_of(trace_id, 2) for trace_id in kept} == {0, 1}
+
+        def settled() -> bool:
+            metrics = scrape(daemon)
+            return (
+                metrics.value("tail_sampler_traces_decided_total") == 40
+                and metrics.value("tail_sampler_log_records_total", outcome="kept") == len(kept)
+                and metrics.value("tail_sampler_log_records_total", outcome="dropped") == 40 - len(kept)
+                and metrics.value("tail_sampler_exporter_sent_log_records_total") == len(kept)
+            )
+
+        wait_until(settled, timeout=30, what="every trace decided, its log record with it")
+        assert {record.trace_id for record in sink.log_records()} == kept
+        assert sink.trace_ids() == kept
+        code, output = daemon.terminate()
+        assert code == 0, output
     finally:
         if daemon is not None:
             daemon.kill()

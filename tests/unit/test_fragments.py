@@ -80,3 +80,25 @@ def test_the_owner_is_the_same_in_every_process_and_spread_evenly() -> None:
             counts[owner_of(rng.randbytes(16), workers)] += 1
         assert all(abs(count - 20_000 / workers) < 0.05 * 20_000 / workers for count in counts), counts
     assert {owner_of(os.urandom(16), 4) for _ in range(200)} == {0, 1, 2, 3}
+
+
+def test_log_records_travel_with_their_trace() -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from sampler.receive.split_logs import LogSplitter
+
+    trace = _fragments()[0]
+    request = ExportLogsServiceRequest()
+    scope_logs = request.resource_logs.add().scope_logs.add()
+    for body in ("one", "two"):
+        record = scope_logs.log_records.add(trace_id=trace.trace_id)
+        record.body.string_value = body
+    logs = LogSplitter().split(request).traces[trace.trace_id]
+    trace.absorb(logs)
+    only_logs = LogSplitter().split(request).traces[trace.trace_id]  # a fragment of log records alone
+    received = FragmentDecoder().decode(encode_fragments([trace, only_logs]))
+    for sent, got in zip([trace, only_logs], received, strict=True):
+        assert _same(sent, got)
+        assert (got.log_count, got.log_nbytes) == (sent.log_count, sent.log_nbytes) and got.log_count == 2
+        assert {k: bytes(v) for k, v in (got.logs or {}).items()} == {k: bytes(v) for k, v in (sent.logs or {}).items()}
+    assert received[1].span_count == 0 and not received[1].groups
