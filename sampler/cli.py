@@ -176,10 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
         print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
     print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}")
-    if config.workers is None:
-        print(f"workers: {available_cpus()} (one per CPU this process may use)")
-    else:
-        print(f"workers: {config.workers}")
+    print(f"workers: {config.workers or 'one per CPU the process may use'}")
     return 0
 
 
