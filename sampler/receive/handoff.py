@@ -59,6 +59,11 @@ OK, REFUSED, FAILED = range(3)
 HANDOFF_TIMEOUT_SECONDS = 5.0
 # How long past its wait for room a prepared part is kept for its COMMIT or ABORT.
 _PREPARED_GRACE_SECONDS = HANDOFF_TIMEOUT_SECONDS + 5.0
+# How much a worker may have written to an owner that has not read it yet before a hand-over
+# waits (the owner is busy with a request of its own): the kernel's socket buffers, then the
+# stream's own. Small buffers would make every request wait for the owner's event loop.
+_SOCKET_BUFFER_BYTES = 4 << 20
+_WRITE_BUFFER_BYTES = 32 << 20
 # A message larger than this is a bug or a stranger on the socket, never a request's fragments
 # (the receivers bound a request's size far below it).
 _MAX_MESSAGE_BYTES = 1 << 30
@@ -108,6 +113,8 @@ class PeerLink:
                 reader, connected = await asyncio.wait_for(asyncio.open_unix_connection(self._path), timeout)
             except (OSError, TimeoutError) as exc:
                 raise _unavailable(self.owner, f"cannot connect: {exc}") from None
+            _widen(connected.get_extra_info("socket"), socket.SO_SNDBUF)
+            connected.transport.set_write_buffer_limits(high=_WRITE_BUFFER_BYTES)
             self._writer = connected
             self._reader_task = asyncio.create_task(self._read_replies(reader, connected), name=f"handoff-{self.owner}")
             return connected
@@ -185,6 +192,13 @@ class PeerLink:
         if self._reader_task is not None:
             self._reader_task.cancel()
             await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+def _widen(sock: socket.socket | None, option: int) -> None:
+    """Ask for a larger socket buffer (the kernel caps it at its maximum, net.core.[rw]mem_max)."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER_BYTES)
 
 
 async def _no_wait() -> bool:
@@ -330,7 +344,8 @@ class HandoffServer:
         self._received_traces = [metrics.received_traces.labels(protocol) for protocol in PROTOCOLS]
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._serve, sock=self._listener)
+        # The reader's limit: a message is read in as few rounds as the socket allows, not 64 KiB at a time.
+        self._server = await asyncio.start_unix_server(self._serve, sock=self._listener, limit=_SOCKET_BUFFER_BYTES)
 
     def _decode(self, body: bytes) -> tuple[DecodedBatch, int]:
         """The fragments of a HAND, TAKE or PREPARE body, and the receiver's protocol (an index)."""
@@ -345,6 +360,7 @@ class HandoffServer:
             log.warning("refused a hand-over connection from a process that is not a worker of this daemon")
             writer.close()
             return
+        _widen(peer, socket.SO_RCVBUF)
         self._connections.add(writer)
         loop = asyncio.get_running_loop()
         prepared: dict[int, tuple[DecodedBatch, int]] = {}
