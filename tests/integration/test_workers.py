@@ -452,3 +452,26 @@ def test_log_records_reach_the_worker_that_owns_their_trace(tmp_path):
         if daemon is not None:
             daemon.kill()
         sink.close()
+
+
+def test_a_worker_that_keeps_dying_stops_the_daemon_with_an_error(tmp_path):
+    sink = GrpcSink()
+    daemon = None
+    try:
+        daemon, _ = start(tmp_path, config_dict({"otlp": fast_retry(sink.endpoint)}))
+        for restarts in range(1, 7):
+            victim = sorted(worker_pids(daemon.process.pid))[-1]
+            os.kill(victim, signal.SIGKILL)
+            if restarts <= 5:
+                wait_until(
+                    lambda r=restarts: scrape(daemon).value("tail_sampler_worker_restarts_total") == r, timeout=30
+                )
+                wait_until(lambda v=victim: len(set(worker_pids(daemon.process.pid)) - {v}) == 2, timeout=30)
+        code = daemon.process.wait(timeout=60)
+        output = daemon.process.stdout.read()
+        assert code == 1, output
+        assert "giving up; stopping the daemon" in output
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
