@@ -170,14 +170,15 @@ class SupervisorAdmin:
 
     async def _merged_json(self, request: web.Request) -> web.Response:
         answers = await self._each(request.path_qs)
-        missing = [index for index, answer in enumerate(answers) if answer is None]
-        if missing:
+        replies = [answer for answer in answers if answer is not None]
+        if len(replies) < len(answers):
+            missing = [index for index, answer in enumerate(answers) if answer is None]
             return web.Response(status=503, text=f"worker(s) {missing} not answering\n")
-        for status, content_type, body in answers:  # type: ignore[misc] # none is None, checked above
-            if status != 200:
+        for status, content_type, body in replies:
+            if status != 200:  # the same refusal from every worker, as one process would give it
                 return web.Response(status=status, body=body, headers={"Content-Type": content_type or "text/plain"})
         try:
-            values = [json.loads(body) for _, _, body in answers]  # type: ignore[misc]
+            values = [json.loads(body) for _, _, body in replies]
         except ValueError:
             return web.Response(status=502, text="a worker answered with malformed JSON\n")
         return web.json_response(merge_json(values))

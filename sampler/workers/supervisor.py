@@ -168,7 +168,10 @@ class Supervisor:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.error("worker %d did not answer %s: %s", index, path, exc or type(exc).__name__)
             return None
-        answer = json.loads(body) if status == 200 else {}
+        try:
+            answer = json.loads(body) if status == 200 else {}
+        except ValueError:
+            answer = {}
         return answer if isinstance(answer, dict) and answer.get("ok") else None
 
     async def _all_ready(self) -> bool:

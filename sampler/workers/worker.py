@@ -161,8 +161,7 @@ async def run_worker(plan: WorkerPlan, config: Config) -> int:
         await worker.daemon.admin.stop()
         return START_ERROR if isinstance(exc, ListenError) else 1
     await worker.done.wait()
-    # The supervisor's last request (the drain) is answered before the admin socket goes.
-    await asyncio.sleep(0.1)
+    # Stopping the admin server waits for the request in progress: the supervisor's drain is answered.
     await worker.daemon.admin.stop()
     return 0
 
