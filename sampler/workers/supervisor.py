@@ -53,11 +53,11 @@ RESTART_WINDOW_SECONDS = 60.0
 START_TIMEOUT_SECONDS = 60.0
 _READY_POLL_SECONDS = 0.05
 _EXIT_TIMEOUT_SECONDS = 10.0
-# The workers run the supervisor's own interpreter binary, by the kernel's link to it: its path
-# may not be executable for the daemon's user (an interpreter under another user's home that
-# only a privileged launcher could start). argv[0] stays sys.executable, so a virtual
+# The workers run the supervisor's interpreter. When its path is not executable for the daemon's
+# user (an interpreter under another user's home, started by a privileged launcher), by the
+# kernel's link to the running binary; argv[0] stays sys.executable either way, so a virtual
 # environment is found as the supervisor found it.
-_INTERPRETER = "/proc/self/exe" if os.path.exists("/proc/self/exe") else sys.executable
+_INTERPRETER = sys.executable if os.access(sys.executable, os.X_OK) else "/proc/self/exe"
 
 
 class Supervisor:
@@ -99,6 +99,7 @@ class Supervisor:
             ports=dict(sockets.ports),
             handoff_fd=mine.handoff.fileno(),
             admin_fd=mine.admin.fileno(),
+            loads_fd=sockets.loads_fd,
             peers={other: s.handoff_path for other, s in enumerate(sockets.workers) if other != index},
             log_level=self._log_level,
         )
@@ -111,7 +112,7 @@ class Supervisor:
             plan.to_json(),
             executable=_INTERPRETER,
             stdin=asyncio.subprocess.PIPE,
-            pass_fds=(mine.handoff.fileno(), mine.admin.fileno()),
+            pass_fds=(mine.handoff.fileno(), mine.admin.fileno(), sockets.loads_fd),
             start_new_session=True,
         )
         assert process.stdin is not None
