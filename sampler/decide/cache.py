@@ -24,21 +24,28 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 from struct import Struct
 from typing import Any
 
+from sampler.decide.outcome import restored
+
 log = logging.getLogger(__name__)
 
-# What one remembered trace ID costs (ID, slot, linked-list node; for kept traces also the
-# (record, bytes forwarded) pair, records being shared), measured with tracemalloc, rounded up.
-SAMPLED_ENTRY_BYTES = 256
-NOT_SAMPLED_ENTRY_BYTES = 160
+# What one remembered trace costs: its ID, dict slot and linked-list node, the note of its
+# decision (outcome.py: one int, ~52 B for up to 16 policies) and, for kept traces, the
+# (record, bytes forwarded, note) tuple, records being shared. Measured with tracemalloc on
+# caches of 10 000 to 350 000 entries (tests/unit/test_decision_memory.py): 176-217 B and
+# 272-313 B, depending on how full the dict's table is; rounded up.
+SAMPLED_ENTRY_BYTES = 320
+NOT_SAMPLED_ENTRY_BYTES = 224
 
 
 class DecisionCache:
     """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (for kept traces: the decision record late spans carry, and the bytes forwarded so far).
+    (for kept traces: the decision record late spans carry, the bytes forwarded so far and the
+    note of the decision (outcome.py); for dropped traces: the note).
     Bounded by count; `entry_bytes` estimates what one entry holds in memory."""
 
     def __init__(self, capacity: int, entry_bytes: int = NOT_SAMPLED_ENTRY_BYTES) -> None:
@@ -53,6 +60,10 @@ class DecisionCache:
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
+    def update(self, trace_id: bytes, value: Any) -> None:
+        """A new value for a trace ID the cache holds, keeping its place in the eviction order."""
+        self._ids[trace_id] = value
+
     def get(self, trace_id: bytes) -> Any:
         return self._ids.get(trace_id)
 
@@ -65,6 +76,10 @@ class DecisionCache:
     def items(self) -> list[tuple[bytes, Any]]:
         """Every (trace ID, value), oldest first."""
         return list(self._ids.items())
+
+    def newest(self, count: int) -> list[tuple[bytes, Any]]:
+        """The `count` most recently added (trace ID, value), newest first."""
+        return list(islice(reversed(self._ids.items()), count))
 
     @property
     def memory_bytes(self) -> int:
@@ -192,9 +207,10 @@ class DecisionFile:
             log.error("ignoring saved trace decisions in %s: %s", path, exc)
         else:
             for trace_id, record, forwarded in kept:
-                self._kept.add(trace_id, (record, forwarded))
+                self._kept.add(trace_id, (record, forwarded, restored(forwarded)))
+            dropped_note = restored()
             for trace_id in dropped:
-                self._dropped.add(trace_id)
+                self._dropped.add(trace_id, dropped_note)
             log.info("loaded %d kept and %d dropped trace decisions from %s", len(kept), len(dropped), path)
         # Saved on stop only once loaded, so a failed start never overwrites the file with less.
         self._loaded = True
@@ -204,7 +220,7 @@ class DecisionFile:
         path = self.path
         if path is None or not self._loaded:
             return
-        kept = [(trace_id, record, forwarded) for trace_id, (record, forwarded) in self._kept.items()]
+        kept = [(trace_id, record, forwarded) for trace_id, (record, forwarded, _) in self._kept.items()]
         dropped = [trace_id for trace_id, _ in self._dropped.items()]
         try:
             await asyncio.to_thread(save, path, kept, dropped)

@@ -67,9 +67,10 @@ class CompositePolicy(Policy):
         self._spent = [0] * len(self.sub_policies)
         self._second = -math.inf
         self.last_sampled_by: str | None = None
+        self.last_matched_by: str | None = None
 
     def evaluate(self, trace: TraceView) -> Decision:
-        self.last_sampled_by = None
+        self.last_sampled_by = self.last_matched_by = None
         second = math.floor(self.clock())
         if second != self._second:
             self._second = second
@@ -78,6 +79,7 @@ class CompositePolicy(Policy):
         for index, policy in enumerate(self.sub_policies):
             if policy.evaluate(trace) is not Decision.SAMPLED:
                 continue
+            self.last_matched_by = policy.name
             spent = self._spent[index] + trace.span_count
             if spent <= self._budgets[index] and spent <= total:
                 self._spent[index] = spent
@@ -88,6 +90,9 @@ class CompositePolicy(Policy):
 
     def credited_sub_policy(self) -> str | None:
         return self.last_sampled_by
+
+    def matched_sub_policy(self) -> str | None:
+        return self.last_matched_by
 
     def describe(self) -> str:
         shares = zip(self.sub_policies, self._budgets, strict=True)
