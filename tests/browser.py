@@ -54,7 +54,7 @@ class Browser:
         profile.mkdir(parents=True)
         log = directory / "chromium.log"
         with log.open("wb") as output:
-            process = subprocess.Popen(  # noqa: S603 # a fixed argv: the browser and its flags
+            process = subprocess.Popen(  # a fixed argv: the browser and its flags
                 [binary, *FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", "about:blank"],
                 stdout=output,
                 stderr=subprocess.STDOUT,
