@@ -122,7 +122,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
         print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
-    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}")
+    guarded = ""
+    if config.admin.auth is not None:  # the admin endpoint has no TLS of its own
+        guarded = f" ({describe_security(None, config.admin.auth)}; /healthz and /readyz open)"
+    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}{guarded}")
+    print("  console at /, decision lookup at /api/v1/decisions/{trace_id}")
     return 0
 
 

@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 # What one remembered trace costs: its ID, dict slot and linked-list node, the note of its
 # decision (outcome.py: one int, ~52 B for up to 16 policies) and, for kept traces, the
-# (record, bytes forwarded, note) tuple, records being shared. Measured with tracemalloc on
-# caches of 10 000 to 350 000 entries (tests/unit/test_decision_memory.py): 176-217 B and
-# 272-313 B, depending on how full the dict's table is; rounded up.
+# (record, bytes forwarded, note) tuple, records being shared. Measured with tracemalloc
+# (tests/unit/test_decision_memory.py) on caches whose dict table is at its fullest and its
+# emptiest: 176-216 B and 272-312 B; rounded up.
 SAMPLED_ENTRY_BYTES = 320
 NOT_SAMPLED_ENTRY_BYTES = 224
 
