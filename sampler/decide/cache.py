@@ -23,7 +23,7 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
 from struct import Struct
@@ -52,6 +52,10 @@ class DecisionCache:
         self.capacity = capacity
         self.entry_bytes = entry_bytes
         self._ids: OrderedDict[bytes, Any] = OrderedDict()
+        # The dict's own methods, for the calls a late span makes (no Python frame in between).
+        self.get: Callable[[bytes], Any] = self._ids.get
+        # A new value for a trace ID the cache holds, keeping its place in the eviction order.
+        self.update: Callable[[bytes, Any], None] = self._ids.__setitem__
 
     def add(self, trace_id: bytes, value: Any = b"") -> None:
         if not self.capacity:
@@ -59,13 +63,6 @@ class DecisionCache:
         self._ids[trace_id] = value
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-    def update(self, trace_id: bytes, value: Any) -> None:
-        """A new value for a trace ID the cache holds, keeping its place in the eviction order."""
-        self._ids[trace_id] = value
-
-    def get(self, trace_id: bytes) -> Any:
-        return self._ids.get(trace_id)
 
     def __contains__(self, trace_id: bytes) -> bool:
         return trace_id in self._ids

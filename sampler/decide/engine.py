@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import SAMPLED_ENTRY_BYTES, DecisionCache
-from sampler.decide.outcome import NoteMaker, PolicySet, with_late_spans
+from sampler.decide.outcome import NoteMaker, PolicySet, answer_bits, answered, with_late_spans
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
 from sampler.spans.trace import DecodedBatch, TraceSpans
@@ -88,7 +88,7 @@ class TailSampler:
         self.started = clock()
         self.policy_sets: OrderedDict[int, PolicySet] = OrderedDict()
         self.policy_set = PolicySet.of(0, [])
-        self._last_decisions: list[Decision] = []
+        self._last_answers = 0  # answer_bits of the last evaluation
         self._last_credited: int | None = None
         self.set_policies(config.policies)
         self._bind_metrics()
@@ -107,9 +107,13 @@ class TailSampler:
         ]
         self.policies = [config.build(self._clock) for config in ordered]
         m = self._metrics
-        self._policy_counters = [
-            {decision: m.policy_decisions.labels(policy.name, decision.value) for decision in Decision}
-            for policy in self.policies
+        # Per policy and answer: its counter, and its bits in a decision's note (outcome.py).
+        self._policy_answers = [
+            {
+                decision: (m.policy_decisions.labels(policy.name, decision.value), answer_bits([decision], index))
+                for decision in Decision
+            }
+            for index, policy in enumerate(self.policies)
         ]
         self._kept_by = [m.traces_kept_by_policy.labels(policy.name) for policy in self.policies]
         self._policy_errors = [m.policy_evaluation_errors.labels(policy.name) for policy in self.policies]
@@ -118,7 +122,7 @@ class TailSampler:
         self._notes = NoteMaker(policy_set.generation)
         while len(self.policy_sets) > _POLICY_SETS_KEPT:
             self.policy_sets.popitem(last=False)
-        self._none_sampled = [Decision.NOT_SAMPLED] * len(self.policies)
+        self._none_sampled = answer_bits([Decision.NOT_SAMPLED] * len(self.policies))
         # Policies that can name a sub-policy (composite), by position.
         self._naming_sub_policies = [
             index
@@ -320,7 +324,7 @@ class TailSampler:
                 lag.observe(max(0.0, now - trace.due))
                 if self._span_ingest:
                     # Every arrival was evaluated already: what no policy sampled by now is not kept.
-                    self._last_decisions, self._last_credited = self._none_sampled, None
+                    self._last_answers, self._last_credited = self._none_sampled, None
                     self._record(trace, False, trigger, note=self.note(trace, trigger, evaluated=True))
                 else:
                     self._decide(trace, trigger)
@@ -351,6 +355,7 @@ class TailSampler:
         view = TraceView(trace)
         tally = self._tally
         decisions = []
+        answers = 0
         first_sampler = None
         for index, policy in enumerate(self.policies):
             try:
@@ -359,7 +364,9 @@ class TailSampler:
                 log.exception("policy %r failed on a trace; counting it as not sampled", policy.name)
                 self._policy_errors[index].inc()
                 decision = Decision.NOT_SAMPLED
-            tally[self._policy_counters[index][decision]] += 1
+            counter, bits = self._policy_answers[index][decision]
+            tally[counter] += 1
+            answers |= bits
             decisions.append(decision)
             if decision is Decision.DROPPED:
                 break
@@ -368,8 +375,8 @@ class TailSampler:
                 if self._sample_on_first_match:
                     break
         final = combine(decisions)
-        # Remembered with the decision (see note); the policies not asked are missing from the list.
-        self._last_decisions = decisions
+        # Remembered with the decision (see note); the policies not asked answered nothing.
+        self._last_answers = answers
         self._last_credited = first_sampler if final is Decision.SAMPLED else None
         if final is Decision.SAMPLED and first_sampler is not None:
             tally[self._kept_by[first_sampler]] += 1
@@ -388,22 +395,22 @@ class TailSampler:
         `evaluated`, the answers of the last evaluation, which was of this trace; otherwise none
         (no policy ran). The spans and bytes are the trace's as it arrived."""
         credited = sub_policy = None
-        decisions: list[Decision] = []
+        answers = 0
         if evaluated:
-            decisions = self._last_decisions
+            answers = self._last_answers
             credited = self._last_credited
             if self._naming_sub_policies:
-                credited, sub_policy = self._sub_policy(credited, len(decisions))
+                credited, sub_policy = self._sub_policy(credited, answers)
         decided_ms = int((self._clock() - self.started) * 1000)
-        return self._notes.make(trigger, credited, sub_policy, decisions, decided_ms, trace.span_count, trace.nbytes)
+        return self._notes.make(trigger, credited, sub_policy, answers, decided_ms, trace.span_count, trace.nbytes)
 
-    def _sub_policy(self, credited: int | None, evaluated: int) -> tuple[int | None, int | None]:
+    def _sub_policy(self, credited: int | None, answers: int) -> tuple[int | None, int | None]:
         """(policy, sub-policy) positions: for a kept trace, the credited policy and the sub-policy
         it credits; for a trace no policy kept, the first policy whose sub-policy matched it
         without sampling it (composite: over its share), or (None, None)."""
         positions = [credited] if credited is not None else self._naming_sub_policies
         for position in positions:
-            if position >= evaluated:
+            if not answered(answers, position):
                 break
             policy = self.policies[position]
             name = policy.credited_sub_policy() if credited is not None else policy.matched_sub_policy()

@@ -4,15 +4,15 @@ and `tail-sampler explain`: one Python int per remembered trace, never strings.
 An int is the smallest object Python offers for a handful of numbers (a tuple of small ints
 costs a pointer per field on top of the ints). The fields, from the lowest bit:
 
-    bits   0-3    trigger (TRIGGERS: 0 is "restored", a decision loaded from the decision file)
-    bits   4-15   the policy set's generation, modulo 4096 (it names the policies; see PolicySet)
-    bits  16-23   position of the credited policy + 1 (0: none); for a trace no policy kept,
+    bits   0-31   late spans seen since (lowest: counting one is an addition)
+    bits  32-35   trigger (TRIGGERS: 0 is "restored", a decision loaded from the decision file)
+    bits  36-47   the policy set's generation, modulo 4096 (it names the policies; see PolicySet)
+    bits  48-55   position of the credited policy + 1 (0: none); for a trace no policy kept,
                   of the policy whose sub-policy matched it without sampling it (composite)
-    bits  24-31   position of that policy's sub-policy + 1 (0: none)
-    bits  32-73   when decided: milliseconds of the engine's clock since the engine started
-    bits  74-105  spans of the trace when decided
-    bits 106-145  bytes of the trace when decided
-    bits 146-177  late spans seen since
+    bits  56-63   position of that policy's sub-policy + 1 (0: none)
+    bits  64-105  when decided: milliseconds of the engine's clock since the engine started
+    bits 106-137  spans of the trace when decided
+    bits 138-177  bytes of the trace when decided
     bits 178-     each policy's answer, 2 bits per policy in evaluation order (ANSWERS)
 
 Counts saturate at their field's maximum rather than spill into the next field.
@@ -46,12 +46,13 @@ TRIGGER_CODES = {name: code for code, name in enumerate(TRIGGERS)}
 ANSWERS = ("not evaluated", "sampled", "not_sampled", "dropped")
 ANSWER_CODES = {Decision.SAMPLED: 1, Decision.NOT_SAMPLED: 2, Decision.DROPPED: 3}
 
-_GENERATION_SHIFT, _GENERATION_BITS = 4, 12
-_CREDITED_SHIFT, _SUB_SHIFT, _POSITION_BITS = 16, 24, 8
-_DECIDED_SHIFT, _DECIDED_BITS = 32, 42
-_SPANS_SHIFT, _SPANS_BITS = 74, 32
-_BYTES_SHIFT, _BYTES_BITS = 106, 40
-_LATE_SHIFT, _LATE_BITS = 146, 32
+_LATE_BITS = 32
+_TRIGGER_SHIFT, _TRIGGER_BITS = 32, 4
+_GENERATION_SHIFT, _GENERATION_BITS = 36, 12
+_CREDITED_SHIFT, _SUB_SHIFT, _POSITION_BITS = 48, 56, 8
+_DECIDED_SHIFT, _DECIDED_BITS = 64, 42
+_SPANS_SHIFT, _SPANS_BITS = 106, 32
+_BYTES_SHIFT, _BYTES_BITS = 138, 40
 ANSWERS_SHIFT = 178
 
 GENERATIONS = 1 << _GENERATION_BITS
@@ -70,7 +71,7 @@ def _field(note: int, shift: int, bits: int) -> int:
 
 def _counts(decided_ms: int, spans: int, nbytes: int) -> int:
     """The fields that change with every decision, saturated at their maximum."""
-    if decided_ms > _DECIDED_MAX or spans > _SPANS_MAX or nbytes > _BYTES_MAX or decided_ms < 0:
+    if not (0 <= decided_ms <= _DECIDED_MAX and spans <= _SPANS_MAX and nbytes <= _BYTES_MAX):
         decided_ms = min(max(decided_ms, 0), _DECIDED_MAX)
         spans = min(spans, _SPANS_MAX)
         nbytes = min(nbytes, _BYTES_MAX)
@@ -88,7 +89,7 @@ def pack(
     answers: int,
 ) -> int:
     """One decision's note; `answers` as built by answer_bits (already shifted to ANSWERS_SHIFT)."""
-    note = TRIGGER_CODES[trigger] | (generation % GENERATIONS) << _GENERATION_SHIFT
+    note = TRIGGER_CODES[trigger] << _TRIGGER_SHIFT | (generation % GENERATIONS) << _GENERATION_SHIFT
     if credited is not None and credited <= _MAX_POSITION:
         note |= (credited + 1) << _CREDITED_SHIFT
     if sub_policy is not None and sub_policy <= _MAX_POSITION:
@@ -109,37 +110,45 @@ class NoteMaker:
         trigger: str,
         credited: int | None,
         sub_policy: int | None,
-        decisions: Sequence[Decision],
+        answers: int,
         decided_ms: int,
         spans: int,
         nbytes: int,
     ) -> int:
-        key = (trigger, credited, sub_policy, *decisions)
+        """A note; `answers` as answer_bits makes them."""
+        key = (trigger, credited, sub_policy, answers)
         fixed = self._fixed.get(key)
         if fixed is None:
             if len(self._fixed) >= _FIXED_PARTS_KEPT:
                 self._fixed.clear()
-            fixed = pack(trigger, self._generation, credited, sub_policy, 0, 0, 0, answer_bits(decisions))
+            fixed = pack(trigger, self._generation, credited, sub_policy, 0, 0, 0, answers)
             self._fixed[key] = fixed
+        if 0 <= decided_ms <= _DECIDED_MAX and spans <= _SPANS_MAX and nbytes <= _BYTES_MAX:  # as _counts, inline
+            return fixed | decided_ms << _DECIDED_SHIFT | spans << _SPANS_SHIFT | nbytes << _BYTES_SHIFT
         return fixed | _counts(decided_ms, spans, nbytes)
 
 
-def answer_bits(decisions: Sequence[Decision]) -> int:
-    """The answers field of a note: each decision, in evaluation order; those not made are 0."""
+def answer_bits(decisions: Sequence[Decision], first: int = 0) -> int:
+    """The answers field of a note: each decision, in evaluation order from position `first`;
+    those not made are 0. The fields of several calls combine with `|`."""
     bits = 0
-    shift = ANSWERS_SHIFT
+    shift = ANSWERS_SHIFT + 2 * first
     for decision in decisions:
         bits |= ANSWER_CODES[decision] << shift
         shift += 2
     return bits
 
 
+def answered(answers: int, position: int) -> bool:
+    """Whether the policy at `position` answered, in an answers field."""
+    return bool((answers >> (ANSWERS_SHIFT + 2 * position)) & 3)
+
+
 def with_late_spans(note: int, spans: int) -> int:
     """The note with `spans` more late spans counted."""
-    late = (note >> _LATE_SHIFT) & _LATE_MAX
-    if late + spans > _LATE_MAX:
-        spans = _LATE_MAX - late
-    return note + (spans << _LATE_SHIFT)
+    if (note & _LATE_MAX) + spans <= _LATE_MAX:
+        return note + spans
+    return note | _LATE_MAX
 
 
 def restored(nbytes: int = 0) -> int:
@@ -166,7 +175,7 @@ def unpack(note: int, policies: int) -> Note:
     credited = _field(note, _CREDITED_SHIFT, _POSITION_BITS)
     sub = _field(note, _SUB_SHIFT, _POSITION_BITS)
     answers = note >> ANSWERS_SHIFT
-    trigger = _field(note, 0, 4)
+    trigger = _field(note, _TRIGGER_SHIFT, _TRIGGER_BITS)
     return Note(
         trigger=TRIGGERS[trigger] if trigger < len(TRIGGERS) else "restored",
         generation=_field(note, _GENERATION_SHIFT, _GENERATION_BITS),
@@ -175,7 +184,7 @@ def unpack(note: int, policies: int) -> Note:
         decided_ms=_field(note, _DECIDED_SHIFT, _DECIDED_BITS),
         spans=_field(note, _SPANS_SHIFT, _SPANS_BITS),
         nbytes=_field(note, _BYTES_SHIFT, _BYTES_BITS),
-        late_spans=_field(note, _LATE_SHIFT, _LATE_BITS),
+        late_spans=note & _LATE_MAX,
         answers=tuple(ANSWERS[(answers >> (2 * index)) & 3] for index in range(policies)),
     )
 
