@@ -14,20 +14,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from sampler import __version__
-from sampler.config.load import ADMIN_ENDPOINT_ENV, default_config_path, load_config
+from sampler.config.load import ADMIN_ENDPOINT_ENV, LoadedConfig, default_config_path, read_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
 from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
+from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
 
 
-def _load(path: str) -> Config | None:
+def _read(path: str) -> LoadedConfig | None:
     try:
-        return load_config(path)
+        return read_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+
+
+def _load(path: str) -> Config | None:
+    loaded = _read(path)
+    return None if loaded is None else loaded.config
 
 
 def _apply_admin_endpoint_flag(args: argparse.Namespace) -> None:
@@ -50,12 +56,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"error: --demo {missing}", file=sys.stderr)
             return 2
     _apply_admin_endpoint_flag(args)
-    config = _load(args.config)
-    if config is None:
+    loaded = _read(args.config)
+    if loaded is None:
         return 2
+    config = loaded.config
     configure_logging(args.log_level or config.logging.level, config.logging.format)
     log = logging.getLogger("sampler")
     log.info("loaded config %s; admin endpoint %s%s", args.config, config.admin.endpoint, _admin_source())
+    if loaded.translation is not None:
+        log.info("%s is an OpenTelemetry Collector config, translated (`tail-sampler check` shows how)", args.config)
+    for note in loaded.notes:
+        log.warning("%s", note)
     daemon = Daemon(config, config_path=args.config)
     demo: subprocess.Popen[bytes] | None = None
 
@@ -72,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
             [sys.executable, "-m", "sampler", "loadgen", "--endpoint", endpoint, "--rate", str(args.demo_rate)],
             start_new_session=True,
+            # Its summary line is for a user of loadgen itself; here it would be a stray line on exit.
+            stdout=subprocess.DEVNULL,
         )
 
     async def stop_demo() -> None:
@@ -84,6 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("%s", exc)
         return 1
@@ -95,11 +111,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     _apply_admin_endpoint_flag(args)
-    config = _load(args.config)
-    if config is None:
+    loaded = _read(args.config)
+    if loaded is None:
         return 2
+    if args.translate:
+        if loaded.translation is None:
+            print(
+                f"error: {args.config} is not an OpenTelemetry Collector config, nothing to translate", file=sys.stderr
+            )
+            return 2
+        print(loaded.translation, end="")
+        return 0
+    config = loaded.config
     sampling = config.tail_sampling
     print(f"{args.config}: valid")
+    if loaded.translation is not None:
+        print(
+            "an OpenTelemetry Collector config, translated into the tail-sampler's own; "
+            "`check --translate` prints the translation, to keep as the config from now on"
+        )
+        if loaded.notes:
+            print("not carried over:")
+            for note in loaded.notes:
+                print(f"  - {note}")
     print(
         f"window: decision_wait={sampling.decision_wait:g}s "
         f"decision_wait_after_root_received={sampling.decision_wait_after_root_received:g}s "
@@ -179,6 +213,13 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sent = run_load(settings, stop)
     print(json.dumps(sent), flush=True)
+    if sent["traces"] and not sent["delivered_spans"]:
+        print(
+            f"error: none of the {sent['traces']} traces' spans reached {args.endpoint} ({args.protocol}): "
+            "is a receiver listening there? The SDK's log lines above say why",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -208,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config and print what it would run")
     check.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     check.add_argument("--admin-endpoint", metavar="HOST:PORT", help=_ADMIN_ENDPOINT_HELP)
+    check.add_argument(
+        "--translate",
+        action="store_true",
+        help="for an OpenTelemetry Collector config: print the tail-sampler config it translates to",
+    )
     check.set_defaults(handler=cmd_check)
 
     schema = commands.add_parser("schema", help="print a JSON Schema of the config file, for editors")
@@ -261,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from sampler.tools.simulate import progress
     from sampler.tools.simulate.read import InputError, read_traces
     from sampler.tools.simulate.report import format_report, report_dict
     from sampler.tools.simulate.run import simulate
@@ -269,15 +316,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     configs = [config for config in (_load(path) for path in paths) if config is not None]
     if len(configs) != len(paths):
         return 2
+    show = progress.wanted(args.input, sys.stderr, args.json)
     try:
-        traces = read_traces(args.input)
+        with progress.reading(args.input, sys.stderr, show) as bar:
+            traces = read_traces(args.input, progress=bar.update)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = [
-        simulate(config.tail_sampling, traces.traces.values(), path)
-        for config, path in zip(configs, paths, strict=True)
-    ]
+    results = []
+    for config, path in zip(configs, paths, strict=True):
+        with progress.deciding(traces.traces.values(), path, sys.stderr, show) as deciding:
+            results.append(simulate(config.tail_sampling, deciding, path))
     if args.json:
         print(json.dumps(report_dict(traces, results), indent=2))
     else:

@@ -28,10 +28,12 @@ from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
+from sampler.spans.trace import TraceSpans
 from sampler.telemetry.admin import PROBE_PATHS, AdminServer
 from sampler.telemetry.console import PAGE_PATHS, Console
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.span_metrics import SpanMetrics
 
 if TYPE_CHECKING:
     from sampler.telemetry.selftrace import SelfTracing
@@ -72,11 +74,18 @@ class Daemon:
                 exporter.tracer = self.self_tracing.tracer
         self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow, clock=clock)
         self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock)
-        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, clock, forward=self.fanout)
+        self.span_metrics: SpanMetrics | None = None
+        keep = self.batcher.add
+        if config.span_metrics.enabled:
+            self.span_metrics = SpanMetrics(config.span_metrics, self.metrics)
+            self.metrics.registry.register(self.span_metrics)
+            keep = self._keep_with_exemplar
+        self.sampler = TailSampler(config.tail_sampling, keep, self.metrics, clock, forward=self.fanout)
         self.decisions = DecisionFile(
             config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
         )
-        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp)
+        untraced = self.batcher.add_logs if config.tail_sampling.untraced_logs == "pass_through" else None
+        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
@@ -99,6 +108,13 @@ class Daemon:
         if auth is None:
             return []
         return [token_middleware(TokenAuth(auth, "admin", self.metrics), _unauthenticated, PROBE_PATHS | PAGE_PATHS)]
+
+    def _keep_with_exemplar(self, trace: TraceSpans) -> None:
+        # Exemplars name kept traces only: the span metrics learn of a trace as it is kept.
+        assert self.span_metrics is not None
+        if trace.span_count:
+            self.span_metrics.exemplify(trace)
+        self.batcher.add(trace)
 
     def _deliver(self, payload: Payload) -> None:
         self.fanout.deliver(payload)
@@ -133,6 +149,8 @@ class Daemon:
             )
         if self.config.logging.summary_interval:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
+        if not any(exporter.sends_logs for exporter in self.exporters):
+            log.info("no exporter sends log records (Zipkin has none): log records received are dropped")
         self._ready = True
         self.metrics.ready.set(1)
         log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
@@ -209,11 +227,15 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        # A daemon that never got ready (a start-up error) stops what it started without a word:
+        # the error is the news.
+        was_serving = self._ready
         started = self._clock()
         deadline = started + self.config.shutdown.timeout
         self._ready = False
         self.metrics.ready.set(0)
-        log.info("shutting down: no longer accepting spans")
+        if was_serving:
+            log.info("shutting down: no longer accepting spans")
         if self.grpc_receiver:
             await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
         if self.http_receiver:
@@ -232,7 +254,8 @@ class Daemon:
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
-        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
+        if was_serving:
+            log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def run_until_signalled(
         self,

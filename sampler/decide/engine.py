@@ -9,14 +9,14 @@ import logging
 from collections import Counter as TallyCounter
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import SAMPLED_ENTRY_BYTES, DecisionCache
 from sampler.decide.outcome import NoteMaker, PolicySet, answer_bits, answered, with_late_spans
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
-from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
+from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView, Weight
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
 from sampler.window.window import TraceWindow, memory_of
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # Policy sets kept for naming the policies of remembered decisions (see outcome.PolicySet).
 _POLICY_SETS_KEPT = 64
+# What becomes of log records (tail_sampler_log_records_total): the engine counts those naming a
+# trace, the receivers those naming none.
+LOG_OUTCOMES = ("kept", "dropped", "late_kept", "late_dropped", "passed_through", "untraced_dropped")
 
 
 class ForwardRoom(Protocol):
@@ -35,6 +38,25 @@ class ForwardRoom(Protocol):
 
     def backed_up(self) -> bool:
         """Whether kept batches are already waiting for room outside a full exporter queue."""
+
+
+class Evaluation(NamedTuple):
+    """The combined decision on a trace, the first policy that sampled it, and what it stands for
+    if it was kept with a known probability (None: kept for what it is, or not kept)."""
+
+    decision: Decision
+    first: Policy | None
+    weight: Weight | None
+
+
+def combine_weights(weights: Sequence[Weight | None]) -> Weight | None:
+    """What a trace kept by all these sampled answers stands for. One sampled answer without a
+    probability keeps the trace for certain, so it counts once. Otherwise the trace was kept for
+    the most likely of them: consistent probability decisions share the trace's randomness, so
+    it passes the lowest threshold exactly when it passes any (the lowest adjusted count)."""
+    if not weights or None in weights:
+        return None
+    return min((w for w in weights if w is not None), key=lambda w: w.rate)
 
 
 def combine(decisions: Sequence[Decision]) -> Decision:
@@ -137,6 +159,7 @@ class TailSampler:
         m.window_traces.set_function(lambda: window.trace_count)
         m.window_spans.set_function(lambda: window.span_count)
         m.window_bytes.set_function(lambda: window.nbytes)
+        m.window_log_records.set_function(lambda: window.log_count)
         m.window_capacity.set(window.capacity)
         m.window_memory_bytes.set_function(lambda: window.memory_bytes)
         m.window_memory_limit.set(self._memory_limit)
@@ -151,6 +174,7 @@ class TailSampler:
         self._early = {reason: m.early_decisions.labels(reason) for reason in EARLY_DECISION_REASONS}
         self._spans_kept = m.spans_decided.labels("kept")
         self._spans_dropped = m.spans_decided.labels("dropped")
+        self._logs = {outcome: m.log_records.labels(outcome) for outcome in LOG_OUTCOMES}
         self._decided = {
             (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
             for kept in (True, False)
@@ -252,20 +276,26 @@ class TailSampler:
                 elif span_ingest:
                     self._decide_on_ingest(trace)
             elif (kept := self.sampled_cache.get(trace_id)) is not None:
-                record, forwarded, note = kept
+                record, forwarded, threshold, note = kept
                 note = with_late_spans(note, fragment.span_count)
                 if max_size and forwarded + fragment.nbytes > max_size:
                     # The size cap holds for a kept trace's late spans too.
-                    self.sampled_cache.update(trace_id, (record, forwarded, note))
+                    self.sampled_cache.update(trace_id, (record, forwarded, threshold, note))
                     tally[self._late_too_large] += fragment.span_count
+                    if fragment.log_count:
+                        tally[self._logs["late_dropped"]] += fragment.log_count
                     continue
-                self.sampled_cache.update(trace_id, (record, forwarded + fragment.nbytes, note))
+                self.sampled_cache.update(trace_id, (record, forwarded + fragment.nbytes, threshold, note))
                 tally[self._late_kept] += fragment.span_count
-                self._recorder.apply(fragment, record, cached=True)
+                if fragment.log_count:
+                    tally[self._logs["late_kept"]] += fragment.log_count
+                self._recorder.apply_late(fragment, record, threshold)
                 self._keep(fragment)
             elif (note := self.not_sampled_cache.get(trace_id)) is not None:
                 self.not_sampled_cache.update(trace_id, with_late_spans(note, fragment.span_count))
                 tally[self._late_dropped] += fragment.span_count
+                if fragment.log_count:
+                    tally[self._logs["late_dropped"]] += fragment.log_count
             else:
                 new_traces += 1
                 if max_size and fragment.nbytes > max_size:
@@ -304,14 +334,14 @@ class TailSampler:
     def _decide_on_ingest(self, trace: TraceSpans) -> None:
         """span-ingest: a trace is kept as soon as a policy samples what has arrived of it
         (and dropped as soon as a drop policy matches); otherwise it waits in the window."""
-        final, first = self.evaluate(trace)
+        final, first, weight = self.evaluate(trace)
         if final is Decision.NOT_SAMPLED:
             return
         self.window.discard(trace)
         kept = final is Decision.SAMPLED
         note = self.note(trace, "ingest", evaluated=True)  # before a decision record rewrites spans
-        record = self._recorder.mark(trace, first, "ingest") if kept else b""
-        self._record(trace, kept, "ingest", record, note)
+        record = self._recorder.mark(trace, first, "ingest", weight) if kept else b""
+        self._record(trace, kept, "ingest", record, weight, note)
 
     def decide_due(self) -> int:
         """Decide every trace that is due now; returns how many."""
@@ -350,13 +380,14 @@ class TailSampler:
         self._flush_tally()
         return count
 
-    def evaluate(self, trace: TraceSpans) -> tuple[Decision, Policy | None]:
-        """The combined decision for a trace, and the first policy that sampled it."""
+    def evaluate(self, trace: TraceSpans) -> Evaluation:
+        """The combined decision for a trace, the first policy that sampled it, and its weight."""
         view = TraceView(trace)
         tally = self._tally
         decisions = []
         answers = 0
         first_sampler = None
+        weights: list[Weight | None] = []
         for index, policy in enumerate(self.policies):
             try:
                 decision = policy.evaluate(view)
@@ -370,25 +401,27 @@ class TailSampler:
             decisions.append(decision)
             if decision is Decision.DROPPED:
                 break
-            if decision is Decision.SAMPLED and first_sampler is None:
-                first_sampler = index
-                if self._sample_on_first_match:
-                    break
+            if decision is Decision.SAMPLED:
+                weights.append(policy.weight())
+                if first_sampler is None:
+                    first_sampler = index
+                    if self._sample_on_first_match:
+                        break
         final = combine(decisions)
         # Remembered with the decision (see note); the policies not asked answered nothing.
         self._last_answers = answers
         self._last_credited = first_sampler if final is Decision.SAMPLED else None
         if final is Decision.SAMPLED and first_sampler is not None:
             tally[self._kept_by[first_sampler]] += 1
-            return final, self.policies[first_sampler]
-        return final, None
+            return Evaluation(final, self.policies[first_sampler], combine_weights(weights))
+        return Evaluation(final, None, None)
 
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
-        final, first = self.evaluate(trace)
+        final, first, weight = self.evaluate(trace)
         kept = final is Decision.SAMPLED
         note = self.note(trace, trigger, evaluated=True)  # before a decision record rewrites spans
-        record = self._recorder.mark(trace, first, trigger) if kept else b""
-        self._record(trace, kept, trigger, record, note)
+        record = self._recorder.mark(trace, first, trigger, weight) if kept else b""
+        self._record(trace, kept, trigger, record, weight, note)
 
     def note(self, trace: TraceSpans, trigger: str, evaluated: bool) -> int:
         """What the decision caches remember of deciding this trace now (see outcome.py): with
@@ -420,7 +453,13 @@ class TailSampler:
         return credited, None
 
     def _record(
-        self, trace: TraceSpans, kept: bool, trigger: str, record: bytes = b"", note: int | None = None
+        self,
+        trace: TraceSpans,
+        kept: bool,
+        trigger: str,
+        record: bytes = b"",
+        weight: Weight | None = None,
+        note: int | None = None,
     ) -> None:
         self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
         tally = self._tally
@@ -428,11 +467,16 @@ class TailSampler:
         if note is None:
             note = self.note(trace, trigger, evaluated=False)
         if kept:
-            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, note))
+            threshold = weight.threshold if weight is not None else None
+            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, threshold, note))
             tally[self._spans_kept] += trace.span_count
+            if trace.log_count:
+                tally[self._logs["kept"]] += trace.log_count
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id, note)
             tally[self._spans_dropped] += trace.span_count
+            if trace.log_count:
+                tally[self._logs["dropped"]] += trace.log_count
             if trigger == "too_large":
                 tally[self._too_large] += 1

@@ -193,7 +193,7 @@ class DecisionLookup:
             return describe_pending(trace, engine.policy_set, now, self._wall())
         kept = engine.sampled_cache.get(trace_id)
         if kept is not None:
-            return self._decided(trace_id, True, kept[2], now)
+            return self._decided(trace_id, True, kept[-1], now)  # (record, forwarded, threshold, note)
         note = engine.not_sampled_cache.get(trace_id)
         if note is not None:
             return self._decided(trace_id, False, note, now)
@@ -209,7 +209,7 @@ class DecisionLookup:
     def recent(self, limit: int = RECENT_DECISIONS) -> list[dict[str, Any]]:
         """The last `limit` decisions, newest first, in brief."""
         engine = self._engine
-        entries = [(note, trace_id, True) for trace_id, (_, _, note) in engine.sampled_cache.newest(limit)]
+        entries = [(value[-1], trace_id, True) for trace_id, value in engine.sampled_cache.newest(limit)]
         entries += [(note, trace_id, False) for trace_id, note in engine.not_sampled_cache.newest(limit)]
         entries.sort(key=lambda entry: unpack(entry[0], 0).decided_ms, reverse=True)
         now = self._clock()

@@ -1,10 +1,12 @@
-"""Gathers kept traces into export requests sized in spans and in bytes."""
+"""Gathers kept traces into export requests sized in spans and in bytes, and their log records
+into log export requests (OTLP frames both alike: see spans/framing.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import BatchConfig
@@ -16,16 +18,60 @@ from sampler.telemetry.metrics import Metrics
 _FRAMING_ALLOWANCE = 64
 
 
+Signal = Literal["traces", "logs"]
+
+
 @dataclass(frozen=True)
 class Payload:
-    """One serialized ExportTraceServiceRequest and the number of spans in it."""
+    """One serialized export request: an ExportTraceServiceRequest and the number of spans in it,
+    or (signal "logs") an ExportLogsServiceRequest and the number of log records in it."""
 
     data: bytes
     span_count: int
+    signal: Signal = "traces"
+
+
+class _Pending:
+    """The kept spans (or log records) gathered for the next request, per resource and scope."""
+
+    __slots__ = ("signal", "resources", "count", "nbytes", "opened_at")
+
+    def __init__(self, signal: Signal) -> None:
+        self.signal: Signal = signal
+        self.resources: dict[bytes, dict[bytes, bytearray]] = {}
+        self.count = 0
+        self.nbytes = 0
+        self.opened_at: float | None = None
+
+    def merge(self, groups: Iterable[tuple[ScopeKey, bytes | bytearray]], count: int, size: int, now: float) -> None:
+        if self.opened_at is None:
+            self.opened_at = now
+        resources = self.resources
+        for (resource, scope), framed in groups:
+            scopes = resources.get(resource)
+            if scopes is None:
+                resources[resource] = scopes = {}
+            merged = scopes.get(scope)
+            if merged is None:
+                scopes[scope] = bytearray(framed)
+            else:
+                merged += framed
+        self.count += count
+        self.nbytes += size
+
+    def take(self) -> Payload:
+        data = encode_request((resource, scopes.items()) for resource, scopes in self.resources.items())
+        payload = Payload(data, self.count, self.signal)
+        self.resources = {}
+        self.count = 0
+        self.nbytes = 0
+        self.opened_at = None
+        return payload
 
 
 class Batcher:
     """Merges kept traces per resource and scope; hands each finished request to `deliver`.
+    Their log records go into log requests of their own, bounded the same way.
 
     Traces stay whole within one request unless a single trace is larger than
     `send_batch_max_bytes`, which is then cut at span boundaries.
@@ -39,71 +85,60 @@ class Batcher:
         self._timeout = config.timeout
         self._deliver = deliver
         self._clock = clock
-        self._resources: dict[bytes, dict[bytes, bytearray]] = {}
-        self._span_count = 0
-        self._nbytes = 0
-        self._opened_at: float | None = None
+        self._spans = _Pending("traces")
+        self._logs = _Pending("logs")
         self._flushes = {
             trigger: metrics.batches_built.labels(trigger) for trigger in ("size", "bytes", "timeout", "flush")
         }
 
     def add(self, trace: TraceSpans) -> None:
-        size = self._size_of(trace)
-        if self._span_count and (
-            self._nbytes + size > self._max_bytes or self._span_count + trace.span_count > self._max_spans
-        ):
-            self.flush("bytes" if self._nbytes + size > self._max_bytes else "size")
+        if trace.span_count:
+            self._add(self._spans, trace.groups, trace.span_count)
+        if trace.logs:
+            self._add(self._logs, trace.logs, trace.log_count)
+
+    def add_logs(self, groups: dict[ScopeKey, bytearray], count: int) -> None:
+        """Log records that name no trace, forwarded as they come."""
+        self._add(self._logs, groups, count)
+
+    def _add(self, pending: _Pending, groups: dict[ScopeKey, bytearray], count: int) -> None:
+        size = self._size_of(groups)
+        if pending.count and (pending.nbytes + size > self._max_bytes or pending.count + count > self._max_spans):
+            self._flush(pending, "bytes" if pending.nbytes + size > self._max_bytes else "size")
         if size > self._max_bytes:
-            self._add_oversized(trace)
+            self._add_oversized(pending, groups)
             return
-        self._merge(trace.groups.items(), trace.span_count, size)
-        if self._span_count >= self._max_spans:
-            self.flush("size")
+        pending.merge(groups.items(), count, size, self._clock())
+        if pending.count >= self._max_spans:
+            self._flush(pending, "size")
 
     @staticmethod
-    def _size_of(trace: TraceSpans) -> int:
-        return sum(len(spans) + len(key[0]) + len(key[1]) + _FRAMING_ALLOWANCE for key, spans in trace.groups.items())
+    def _size_of(groups: dict[ScopeKey, bytearray]) -> int:
+        return sum(len(framed) + len(key[0]) + len(key[1]) + _FRAMING_ALLOWANCE for key, framed in groups.items())
 
-    def _merge(self, groups: Iterable[tuple[ScopeKey, bytes | bytearray]], span_count: int, size: int) -> None:
-        if self._opened_at is None:
-            self._opened_at = self._clock()
-        resources = self._resources
-        for (resource, scope), spans in groups:
-            scopes = resources.get(resource)
-            if scopes is None:
-                resources[resource] = scopes = {}
-            merged = scopes.get(scope)
-            if merged is None:
-                scopes[scope] = bytearray(spans)
-            else:
-                merged += spans
-        self._span_count += span_count
-        self._nbytes += size
-
-    def _add_oversized(self, trace: TraceSpans) -> None:
+    def _add_oversized(self, pending: _Pending, groups: dict[ScopeKey, bytearray]) -> None:
         budget = self._max_bytes - _FRAMING_ALLOWANCE
-        for key, spans in trace.groups.items():
-            budget_for_spans = max(1, budget - len(key[0]) - len(key[1]))
-            for chunk in split_framed(spans, budget_for_spans):
-                count = count_fields(chunk)
-                self._merge([(key, chunk)], count, len(chunk) + len(key[0]) + len(key[1]) + _FRAMING_ALLOWANCE)
-                self.flush("bytes")
+        for key, framed in groups.items():
+            budget_for_items = max(1, budget - len(key[0]) - len(key[1]))
+            for chunk in split_framed(framed, budget_for_items):
+                size = len(chunk) + len(key[0]) + len(key[1]) + _FRAMING_ALLOWANCE
+                pending.merge([(key, chunk)], count_fields(chunk), size, self._clock())
+                self._flush(pending, "bytes")
+
+    def _flush(self, pending: _Pending, trigger: str) -> None:
+        if not pending.count:
+            return
+        self._flushes[trigger].inc()
+        self._deliver(pending.take())
 
     def flush(self, trigger: str = "flush") -> None:
-        if not self._span_count:
-            return
-        data = encode_request((resource, scopes.items()) for resource, scopes in self._resources.items())
-        payload = Payload(data, self._span_count)
-        self._resources = {}
-        self._span_count = 0
-        self._nbytes = 0
-        self._opened_at = None
-        self._flushes[trigger].inc()
-        self._deliver(payload)
+        self._flush(self._spans, trigger)
+        self._flush(self._logs, trigger)
 
     def flush_if_stale(self, now: float) -> None:
-        if self._opened_at is not None and now - self._opened_at >= self._timeout:
-            self.flush("timeout")
+        for pending in (self._spans, self._logs):
+            if pending.opened_at is not None and now - pending.opened_at >= self._timeout:
+                self._flush(pending, "timeout")
 
     async def run(self) -> None:
         """Flush batches that waited `timeout`; runs until cancelled."""

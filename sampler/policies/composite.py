@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView
+from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView, Weight
 from sampler.policies.sub_policies import build_sub_policies
 
 
@@ -68,6 +68,7 @@ class CompositePolicy(Policy):
         self._second = -math.inf
         self.last_sampled_by: str | None = None
         self.last_matched_by: str | None = None
+        self._last_weight: Weight | None = None
 
     def evaluate(self, trace: TraceView) -> Decision:
         self.last_sampled_by = self.last_matched_by = None
@@ -84,6 +85,7 @@ class CompositePolicy(Policy):
             if spent <= self._budgets[index] and spent <= total:
                 self._spent[index] = spent
                 self.last_sampled_by = policy.name
+                self._last_weight = policy.weight()
                 return Decision.SAMPLED
             return Decision.NOT_SAMPLED
         return Decision.NOT_SAMPLED
@@ -93,6 +95,10 @@ class CompositePolicy(Policy):
 
     def matched_sub_policy(self) -> str | None:
         return self.last_matched_by
+
+    def weight(self) -> Weight | None:
+        # The sub-policy's own: the share of spans per second is a budget, not a probability.
+        return self._last_weight
 
     def describe(self) -> str:
         shares = zip(self.sub_policies, self._budgets, strict=True)

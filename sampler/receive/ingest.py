@@ -1,11 +1,16 @@
 """What both receivers do with a decoded request: split it per trace, hand it
-to the sampler, count it, and say which spans were refused."""
+to the sampler, count it, and say which spans (or log records) were refused."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -15,7 +20,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
+from sampler.receive.split_logs import LogSplitter
+from sampler.spans.trace import ScopeKey
 from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.span_metrics import SpanMetrics
+
+# Where log records that name no trace go (the batcher), or None to drop them.
+PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
 
 PROTOCOLS = ("grpc", "http", "zipkin")
 # When a client refused for a full window should retry.
@@ -28,11 +39,25 @@ class WindowFull(Exception):
 
 
 class Ingest:
-    def __init__(self, sampler: TailSampler, metrics: Metrics, config: OtlpReceiverConfig | None = None) -> None:
+    def __init__(
+        self,
+        sampler: TailSampler,
+        metrics: Metrics,
+        config: OtlpReceiverConfig | None = None,
+        untraced_logs: PassThrough | None = None,
+        span_metrics: SpanMetrics | None = None,
+    ) -> None:
         self._sampler = sampler
         self.metrics = metrics
+        self._span_metrics = span_metrics
         config = config or OtlpReceiverConfig()
         self._splitter = RequestSplitter(config.max_spans_per_request, config.span_limits)
+        self._log_splitter = LogSplitter()
+        self._untraced_logs = untraced_logs
+        self._log_records = {p: metrics.received_log_records.labels(p) for p in PROTOCOLS}
+        self._passed_through = metrics.log_records.labels("passed_through")
+        self._untraced_dropped = metrics.log_records.labels("untraced_dropped")
+        self._invalid_log_ids = {p: metrics.rejected_log_records.labels(p, "invalid_id") for p in PROTOCOLS}
         self._spans = {p: metrics.received_spans.labels(p) for p in PROTOCOLS}
         self._traces = {p: metrics.received_traces.labels(p) for p in PROTOCOLS}
         self._invalid_ids = {p: metrics.rejected_spans.labels(p, "invalid_id") for p in PROTOCOLS}
@@ -71,6 +96,8 @@ class Ingest:
             self._requests.labels(protocol, "backpressure").inc()
             raise WindowFull(_REFUSAL)
         new_traces = self._sampler.ingest(batch)
+        if self._span_metrics is not None:
+            self._span_metrics.count_request(request, check_ids=batch.rejected_spans > batch.over_limit_spans)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
         response = ExportTraceServiceResponse()
@@ -86,6 +113,38 @@ class Ingest:
             self._requests.labels(protocol, "partial").inc()
             response.partial_success.CopyFrom(
                 ExportTracePartialSuccess(rejected_spans=batch.rejected_spans, error_message=batch.rejection_message)
+            )
+        else:
+            self._requests.labels(protocol, "ok").inc()
+        return response
+
+    async def accept_logs(
+        self, request: ExportLogsServiceRequest, protocol: str, deadline: float | None = None
+    ) -> ExportLogsServiceResponse:
+        """Ingest a logs request: records naming a trace join it in the window (or follow its
+        decision), the others pass through or are dropped. Raises WindowFull as accept() does."""
+        batch = self._log_splitter.split(request)
+        if not await self._sampler.wait_for_room(batch, deadline):
+            self._requests.labels(protocol, "backpressure").inc()
+            raise WindowFull(_REFUSAL)
+        if batch.traces:
+            self._sampler.ingest(batch)
+        untraced = batch.untraced_log_count
+        if untraced:
+            if self._untraced_logs is not None:
+                self._untraced_logs(batch.untraced_logs, untraced)
+                self._passed_through.inc(untraced)
+            else:
+                self._untraced_dropped.inc(untraced)
+        self._log_records[protocol].inc(batch.log_records + untraced)
+        response = ExportLogsServiceResponse()
+        if batch.rejected_spans:
+            self._invalid_log_ids[protocol].inc(batch.rejected_spans)
+            self._requests.labels(protocol, "partial").inc()
+            response.partial_success.CopyFrom(
+                ExportLogsPartialSuccess(
+                    rejected_log_records=batch.rejected_spans, error_message=batch.rejection_message
+                )
             )
         else:
             self._requests.labels(protocol, "ok").inc()

@@ -28,6 +28,7 @@ def _reply(status: int, text: str = "") -> web.Response:
 
 class ZipkinReceiver(HttpReceiver):
     listener_name = "Zipkin"
+    endpoint_key = "receivers.zipkin.endpoint"
     protocol = PROTOCOL
 
     def __init__(self, config: ZipkinReceiverConfig, ingest: Ingest) -> None:

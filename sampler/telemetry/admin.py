@@ -1,4 +1,5 @@
-"""Admin HTTP endpoint: /metrics, /healthz, /readyz, and the console with its API (console.py).
+"""Admin HTTP endpoint: /metrics (Prometheus text, or OpenMetrics with exemplars when the scraper
+asks for it), /healthz, /readyz, and the console with its API (console.py).
 
 `middlewares` (the daemon sets the token check of `admin.auth`) see every request; the
 token check lets PROBE_PATHS through, so probes need no token."""
@@ -9,11 +10,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from sampler.config.model import AdminConfig
 from sampler.telemetry.console import Console
-from sampler.telemetry.endpoints import split_endpoint
+from sampler.telemetry.endpoints import ListenError, split_endpoint
 from sampler.telemetry.metrics import Metrics
 
 # Open even when admin.auth is set: liveness and readiness probes carry no token.
@@ -38,8 +39,9 @@ class AdminServer:
         self.port = 0
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Accept: application/openmetrics-text (as Prometheus sends it) gets OpenMetrics, exemplars included.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self._metrics.registry), headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -62,7 +64,8 @@ class AdminServer:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(f"cannot listen for the admin endpoint on {self._config.endpoint}: {exc.strerror}") from None
+            key = "admin.endpoint, TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint"
+            raise ListenError("the admin endpoint", self._config.endpoint, key, exc) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
         if self._console is not None:

@@ -57,6 +57,11 @@ def _series(metric: Any) -> dict[tuple[str, ...], float]:
     return values
 
 
+def _family(metric: Any) -> str:
+    """The name a metric's readings carry (read_counters): its family's."""
+    return str(metric.describe()[0].name)
+
+
 def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 6) if whole else None
 
@@ -79,6 +84,9 @@ class Console:
             m.exporter_sent_spans,
         )
         self.history = CounterHistory(lambda: read_counters(counted), clock)
+        self._policy_decisions, self._kept_by_policy, self._decided, self._failed, self._dropped = (
+            _family(metric) for metric in counted[:5]
+        )
         self._task: asyncio.Task[None] | None = None
         self._files: dict[str, bytes] = {}
 
@@ -144,14 +152,13 @@ class Console:
             "recent_decisions": engine["recent_decisions"],
         }
 
-    @staticmethod
-    def _policy_rates(name: str, seconds: float, change: Reading) -> dict[str, Any]:
-        decisions = "tail_sampler_policy_decisions"
+    def _policy_rates(self, name: str, seconds: float, change: Reading) -> dict[str, Any]:
+        decisions = self._policy_decisions
         sampled = change.get((decisions, name, "sampled"), 0.0)
         dropped = change.get((decisions, name, "dropped"), 0.0)
         evaluated = sampled + dropped + change.get((decisions, name, "not_sampled"), 0.0)
-        kept = change.get(("tail_sampler_traces_kept_by_policy", name), 0.0)
-        decided = sum(value for key, value in change.items() if key[0] == "tail_sampler_traces_decided")
+        kept = change.get((self._kept_by_policy, name), 0.0)
+        decided = sum(value for key, value in change.items() if key[0] == self._decided)
         return {
             "seconds": round(seconds, 3),
             "evaluated": int(evaluated),
@@ -165,11 +172,10 @@ class Console:
             "kept_ratio": _ratio(kept, decided),
         }
 
-    @staticmethod
-    def _decision_rates(seconds: float, change: Reading) -> dict[str, Any]:
+    def _decision_rates(self, seconds: float, change: Reading) -> dict[str, Any]:
         kept = dropped = 0.0
         for key, value in change.items():
-            if key[0] == "tail_sampler_traces_decided":
+            if key[0] == self._decided:
                 if key[1] == "kept":
                     kept += value
                 else:
@@ -219,12 +225,8 @@ class Console:
             def by_reason(series: dict[tuple[str, ...], float], exporter: str = name) -> dict[str, int]:
                 return {labels[1]: int(value) for labels, value in series.items() if labels[0] == exporter and value}
 
-            failed_recently = sum(
-                value for key, value in change.items() if key[:2] == ("tail_sampler_exporter_failed_attempts", name)
-            )
-            dropped_recently = sum(
-                value for key, value in change.items() if key[:2] == ("tail_sampler_exporter_dropped_spans", name)
-            )
+            failed_recently = sum(value for key, value in change.items() if key[:2] == (self._failed, name))
+            dropped_recently = sum(value for key, value in change.items() if key[:2] == (self._dropped, name))
             exporter: dict[str, Any] = {
                 "name": name,
                 "queue_batches": int(queued.get((name,), 0.0)),

@@ -12,6 +12,8 @@ one server at a time, each with a sink of its own, in the same run:
                  (status_code: ERROR); receivers, exporter and admin endpoint moved to loopback.
                  One variant per --daemon-workers value, with `workers: N` in the config; a
                  daemon that rejects that key runs N=1 without it and reports N>1 unsupported.
+                 --span-metrics off turns the span metrics (span_metrics.enabled, on as shipped)
+                 off; `both` runs each variant with them on and off, to price them per span.
   Collector      tests/collector (v0.161.0) with tail_sampling (the same policy and the same
                  decision_wait, decision_wait_after_root_received, num_traces and decision caches,
                  num_shards = --collector-shards) and batch, on every core (GOMAXPROCS default).
@@ -215,14 +217,16 @@ def shipped_tail_sampling(num_traces: int) -> dict[str, Any]:
 
 
 class Daemon(Server):
-    def __init__(self, workdir: Path, workers: int, num_traces: int) -> None:
+    def __init__(self, workdir: Path, workers: int, num_traces: int, span_metrics: bool = True) -> None:
         super().__init__(workdir)
         self.workers = workers
         self.admin_port = 0
-        self.config_path = workdir / f"sampler-workers-{workers}.yaml"
+        self.span_metrics = span_metrics
+        suffix = "" if span_metrics else "-no-span-metrics"
+        self.config_path = workdir / f"sampler-workers-{workers}{suffix}.yaml"
         self.num_traces = num_traces
         self.with_workers_key = True
-        self.label = f"tail-sampler, workers: {workers}"
+        self.label = f"tail-sampler, workers: {workers}" + ("" if span_metrics else ", span metrics off")
 
     def config(self, sink_port: int) -> dict[str, Any]:
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -235,6 +239,8 @@ class Daemon(Server):
         }
         config["admin"] = {"endpoint": f"127.0.0.1:{self.admin_port}"}
         config["logging"] = {"level": "warning"}
+        if not self.span_metrics:
+            config["span_metrics"] = {"enabled": False}
         if self.with_workers_key:
             config["workers"] = self.workers
         return config
@@ -254,7 +260,9 @@ class Daemon(Server):
         rejected = "'workers'" in check.stderr
         if rejected and self.workers == 1:
             self.with_workers_key = False
-            self.label = "tail-sampler (one process, no `workers` key)"
+            self.label = "tail-sampler (one process, no `workers` key)" + (
+                "" if self.span_metrics else ", span metrics off"
+            )
         elif rejected:
             reason = check.stderr.strip().splitlines()[-1].split(": ", 2)[-1].split(" (")[0].split(";")[0]
             self.unsupported = f"`tail-sampler check` says {reason!r}"
@@ -556,6 +564,12 @@ def main() -> int:
         help="the Collector's tail_sampling num_shards, comma-separated (default: the CPU count)",
     )
     parser.add_argument("--no-collector", action="store_true", help="run the daemon variants only")
+    parser.add_argument(
+        "--span-metrics",
+        choices=("shipped", "off", "both"),
+        default="shipped",
+        help="the daemon's span metrics: as shipped (on), off, or both variants (default: %(default)s)",
+    )
     parser.add_argument("--build-collector", action="store_true", help="build tests/collector if not built yet")
     parser.add_argument(
         "--num-traces", type=int, default=200000, help="num_traces for both (default: %(default)s, room for the load)"
@@ -580,7 +594,10 @@ def main() -> int:
 
 
 def run_bench(args: argparse.Namespace, workdir: Path) -> int:
-    servers: list[Server] = [Daemon(workdir, workers, args.num_traces) for workers in args.daemon_workers]
+    span_metrics = {"shipped": [True], "off": [False], "both": [True, False]}[args.span_metrics]
+    servers: list[Server] = [
+        Daemon(workdir, workers, args.num_traces, on) for workers in args.daemon_workers for on in span_metrics
+    ]
     if not args.no_collector:
         binary = collector_binary(args.build_collector)
         servers += [Collector(workdir, binary, shards, args.num_traces) for shards in args.collector_shards]

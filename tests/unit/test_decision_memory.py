@@ -23,10 +23,11 @@ POLICIES = 16
 
 def measure_entry_bytes(kept: bool, entries: int, policies: int = POLICIES) -> float:
     """Bytes allocated per entry while filling a cache as the engine fills it: a fresh 16-byte
-    trace ID per entry, a note per decision, for kept traces the shared record and the bytes
-    forwarded."""
+    trace ID per entry, a note per decision, for kept traces the bytes forwarded and the
+    decision record and sampling threshold, both shared (a policy's records and weight are)."""
     cache = DecisionCache(entries)
     record = b"r" * 80  # one shared decision record, as DecisionRecorder shares them
+    threshold = (1 << 55) + 12345  # one policy's weight, shared by the traces it keeps
     answers = answer_bits([Decision.NOT_SAMPLED] * (policies - 1) + [Decision.SAMPLED])
     gc.collect()
     tracemalloc.start()
@@ -34,7 +35,7 @@ def measure_entry_bytes(kept: bool, entries: int, policies: int = POLICIES) -> f
         before = tracemalloc.get_traced_memory()[0]
         for index in range(entries):
             note = pack("wait", 3, policies - 1, None, 3_600_000 + index, 20, 5_000 + index, answers)
-            cache.add(os.urandom(16), (record, 5_000 + index, note) if kept else note)
+            cache.add(os.urandom(16), (record, 5_000 + index, threshold, note) if kept else note)
         allocated = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()

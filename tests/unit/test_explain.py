@@ -253,7 +253,7 @@ def test_decisions_made_before_a_reload_keep_their_policies_names():
 
 def test_decisions_loaded_from_the_decision_file_say_so(tmp_path: Path):
     path = tmp_path / "decisions.bin"
-    save(path, [(b"\x01" * 16, b"", 1234)], [b"\x02" * 16])
+    save(path, [(b"\x01" * 16, b"", 1234, None)], [b"\x02" * 16])
     h = Harness([KEEP_ALL])
     asyncio.run(DecisionFile(str(path), h.sampler.sampled_cache, h.sampler.not_sampled_cache).load())
     lookup = lookup_of(h)

@@ -7,6 +7,9 @@ Files, under `<directory>/<exporter name, %-quoted>/`:
 - `<seq>.seg`: a segment. A header (magic, format version), then records appended one
   after the other: magic, payload length, span count, CRC32 of (length, span count,
   payload), then the payload (the serialized export request, as the batcher built it).
+  A logs export request stores its number of log records with the count's top bit set
+  (LOGS_FLAG): no trace request holds 2^31 spans, so files written before logs read
+  the same.
   A daemon appends to one segment at a time; it starts a new one on every start and
   whenever the current one reaches its size.
 - `<seq>.ack`: entries (record offset, kind, CRC32) appended when a record is handed to
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from struct import Struct
 
+from sampler.forward.batcher import Payload, Signal
+
 FORMAT_VERSION = 1
 SEGMENT_HEADER = Struct("<4sI")  # magic, format version
 SEGMENT_MAGIC = b"TSQS"
@@ -35,6 +40,24 @@ _COUNTS = Struct("<II")
 ACK_ENTRY = Struct("<QII")  # record offset, kind, CRC32 of the offset and kind
 _ACK_BODY = Struct("<QI")
 SENDING, ACKED = 1, 2
+LOGS_FLAG = 1 << 31
+
+
+def pack_count(payload: Payload) -> int:
+    """The count field of a payload's record: its spans, or its log records flagged."""
+    return payload.span_count | LOGS_FLAG if payload.signal == "logs" else payload.span_count
+
+
+def unpack_count(stored: int) -> tuple[int, Signal]:
+    """(spans or log records, signal) of a record's count field."""
+    if stored & LOGS_FLAG:
+        return stored & ~LOGS_FLAG, "logs"
+    return stored, "traces"
+
+
+def spans_in(stored: int) -> int:
+    """The spans a record holds: its count, or 0 for a logs record."""
+    return 0 if stored & LOGS_FLAG else stored
 
 
 def segment_name(seq: int) -> str:

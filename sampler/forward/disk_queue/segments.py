@@ -18,6 +18,7 @@ from sampler.forward.disk_queue.format import (
     SEGMENT_MAGIC,
     ack_entry,
     ack_name,
+    pack_count,
     record_crc,
     segment_name,
 )
@@ -100,9 +101,8 @@ class SegmentFiles:
             self._open_segment()
         assert self.active_seq is not None
         offset = self._active_size
-        header = RECORD_HEADER.pack(
-            RECORD_MAGIC, len(data), payload.span_count, record_crc(len(data), payload.span_count, data)
-        )
+        count = pack_count(payload)
+        header = RECORD_HEADER.pack(RECORD_MAGIC, len(data), count, record_crc(len(data), count, data))
         try:
             _write_all(self._active_fd, [header, data])
         except OSError:

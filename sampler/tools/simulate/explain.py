@@ -29,7 +29,7 @@ def explain_recorded(config: TailSamplingConfig, traces: TraceSet, trace_id: byt
     final = Decision.NOT_SAMPLED
     for trace in traces.traces.values():
         clock.advance_to(trace)
-        final, _ = sampler.evaluate(trace)
+        final = sampler.evaluate(trace).decision
         if trace is target:
             break
         earlier += 1
