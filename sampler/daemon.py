@@ -10,21 +10,27 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
 from sampler import __version__
 from sampler.clock import Clock, monotonic
 from sampler.config.model import Config
 from sampler.decide.cache import DecisionFile
 from sampler.decide.engine import TailSampler
+from sampler.decide.explain import DecisionLookup
 from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporters.registry import build_exporter
 from sampler.forward.fanout import Fanout
+from sampler.receive.credentials import TokenAuth, token_middleware
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
 from sampler.spans.trace import TraceSpans
-from sampler.telemetry.admin import AdminServer
+from sampler.telemetry.admin import PROBE_PATHS, AdminServer
+from sampler.telemetry.console import PAGE_PATHS, Console
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
@@ -37,6 +43,10 @@ log = logging.getLogger("sampler")
 # Due traces are looked for this often; it bounds how late past its wait a trace is decided.
 TICK_SECONDS = 0.05
 _RECEIVER_GRACE_SECONDS = 2.0
+
+
+def _unauthenticated(request: web.Request, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=401)
 
 
 class Daemon:
@@ -81,12 +91,23 @@ class Daemon:
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
         zipkin = config.receivers.zipkin
         self.zipkin_receiver = ZipkinReceiver(zipkin, ingest) if zipkin else None
-        self.admin = AdminServer(config.admin, self.metrics, self._readiness)
+        self.admin = AdminServer(
+            config.admin,
+            self.metrics,
+            self._readiness,
+            Console(self.metrics, DecisionLookup(self.sampler, clock), clock),
+        )
         self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._stopping = False
         self.metrics.build_info.labels(__version__).set(1)
+
+    def _admin_middlewares(self) -> list[Middleware]:
+        auth = self.config.admin.auth
+        if auth is None:
+            return []
+        return [token_middleware(TokenAuth(auth, "admin", self.metrics), _unauthenticated, PROBE_PATHS | PAGE_PATHS)]
 
     def _keep_with_exemplar(self, trace: TraceSpans) -> None:
         # Exemplars name kept traces only: the span metrics learn of a trace as it is kept.
@@ -107,6 +128,7 @@ class Daemon:
 
     async def start(self) -> None:
         await self.decisions.load()
+        self.admin.middlewares = self._admin_middlewares()  # reads the token file: may raise OSError
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()
