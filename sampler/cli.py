@@ -1,4 +1,4 @@
-"""The `tail-sampler` command: run, check, schema, simulate, loadgen."""
+"""The `tail-sampler` command: run, check, schema, simulate, explain, loadgen."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import subprocess  # nosec B404 # only to start our own load generator for --demo
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sampler import __version__
 from sampler.config.load import ADMIN_ENDPOINT_ENV, LoadedConfig, default_config_path, read_config
@@ -175,7 +176,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
         print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
-    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}")
+    guarded = ""
+    if config.admin.auth is not None:  # the admin endpoint has no TLS of its own
+        guarded = f" ({describe_security(None, config.admin.auth)}; /healthz and /readyz open)"
+    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}{guarded}")
+    print("  console at /, decision lookup at /api/v1/decisions/{trace_id}")
     print(f"workers: {config.workers or 'one per CPU the process may use'}")
     return 0
 
@@ -309,6 +314,29 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--compare", metavar="OTHER.yaml", help="also run this config's policies, side by side")
     simulate.add_argument("--json", action="store_true", help="print the result as JSON")
     simulate.set_defaults(handler=cmd_simulate)
+
+    explain = commands.add_parser(
+        "explain", help="why a trace was kept, dropped or is still waiting: ask a running daemon, or decide a recording"
+    )
+    explain.add_argument("trace_id", metavar="TRACE_ID", help="32 hexadecimal digits")
+    explain.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        help=f"the running daemon's admin endpoint (default: ${ADMIN_ENDPOINT_ENV}, else 127.0.0.1:8888)",
+    )
+    explain.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a file holding the admin.auth token (default: $TAIL_SAMPLER_ADMIN_TOKEN, if set)",
+    )
+    explain.add_argument(
+        "--input", metavar="TRACES", help="decide offline from this recording (OTLP/JSON lines, as for simulate)"
+    )
+    explain.add_argument(
+        "--config", default=default_config, help="with --input: the config whose policies decide (default: %(default)s)"
+    )
+    explain.add_argument("--json", action="store_true", help="print the answer as JSON")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 
@@ -338,6 +366,61 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         print(format_report(traces, results))
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from sampler.decide.explain import TraceIdError, format_text, parse_trace_id
+
+    try:
+        trace_id = parse_trace_id(args.trace_id)
+    except TraceIdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.input is not None:
+        answer = _explain_recorded(args, trace_id)
+        if answer is None:
+            return 2
+        if not answer:
+            print(f"trace {trace_id.hex()} is not in {args.input}", file=sys.stderr)
+            return 1
+    else:
+        from sampler.tools.ask_admin import AdminUnreachable, ask_decision
+
+        endpoint = args.admin or os.environ.get(ADMIN_ENDPOINT_ENV) or "127.0.0.1:8888"
+        try:
+            token = _read_token(args.token_file)
+            status, answer = ask_decision(endpoint, trace_id.hex(), token)
+        except (AdminUnreachable, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if status != 200:
+            print(f"{'error: ' if status != 404 else ''}{answer.get('error', f'HTTP {status}')}", file=sys.stderr)
+            return 1 if status == 404 else 2
+    print(json.dumps(answer, indent=2) if args.json else format_text(answer))
+    return 0
+
+
+def _read_token(path: str | None) -> str | None:
+    if path is None:
+        return os.environ.get("TAIL_SAMPLER_ADMIN_TOKEN") or None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip() or None
+
+
+def _explain_recorded(args: argparse.Namespace, trace_id: bytes) -> dict[str, Any] | None:
+    """The offline answer; {} when the file has no such trace, None after an error (printed)."""
+    from sampler.tools.simulate.explain import explain_recorded
+    from sampler.tools.simulate.read import InputError, read_traces
+
+    config = _load(args.config)
+    if config is None:
+        return None
+    try:
+        traces = read_traces(args.input)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return explain_recorded(config.tail_sampling, traces, trace_id) or {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

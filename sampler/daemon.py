@@ -15,16 +15,19 @@ from sampler.clock import Clock, monotonic
 from sampler.config.model import Config
 from sampler.decide.cache import DecisionFile
 from sampler.decide.engine import TailSampler
+from sampler.decide.explain import DecisionLookup
 from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporters.registry import build_exporter
 from sampler.forward.fanout import Fanout
+from sampler.receive.credentials import admin_middlewares
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
 from sampler.spans.trace import TraceSpans
 from sampler.telemetry.admin import AdminServer
+from sampler.telemetry.console import Console
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
@@ -86,7 +89,12 @@ class Daemon:
         for receiver in (self.grpc_receiver, self.http_receiver, self.zipkin_receiver):
             if receiver is not None:
                 receiver.reuse_port = shared_ports
-        self.admin = AdminServer(config.admin, self.metrics, self._readiness)
+        self.admin = AdminServer(
+            config.admin,
+            self.metrics,
+            self._readiness,
+            Console(self.metrics, DecisionLookup(self.sampler, clock), clock),
+        )
         self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
@@ -119,6 +127,8 @@ class Daemon:
 
     async def start(self) -> None:
         await self.decisions.load()
+        # Reads the token file: may raise OSError.
+        self.admin.middlewares += admin_middlewares(self.config.admin.auth, self.metrics)
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()

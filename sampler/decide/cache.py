@@ -27,29 +27,40 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from struct import Struct
 from typing import Any
 
+from sampler.decide.outcome import restored
+
 log = logging.getLogger(__name__)
 
-# What one remembered trace ID costs (ID, slot, linked-list node; for kept traces also the
-# (record, bytes forwarded) pair, records being shared), measured with tracemalloc, rounded up.
-SAMPLED_ENTRY_BYTES = 256
-NOT_SAMPLED_ENTRY_BYTES = 160
+# What one remembered trace costs: its ID, dict slot and linked-list node, the note of its
+# decision (outcome.py: one int, ~52 B for up to 16 policies) and, for kept traces, the
+# (record, bytes forwarded, threshold, note) tuple, records and thresholds being shared. Measured with tracemalloc
+# (tests/unit/test_decision_memory.py) on caches whose dict table is at its fullest and its
+# emptiest: 176-216 B and 280-320 B; rounded up.
+SAMPLED_ENTRY_BYTES = 336
+NOT_SAMPLED_ENTRY_BYTES = 224
 
 
 class DecisionCache:
     """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (for kept traces: the decision record late spans carry, the bytes forwarded so far, and
-    the sampling threshold their tracestate gets, None if it stays as it is).
+    (for kept traces: the decision record late spans carry, the bytes forwarded so far, the
+    sampling threshold their tracestate gets (None if it stays as it is) and the note of the
+    decision (outcome.py); for dropped traces: the note).
     Bounded by count; `entry_bytes` estimates what one entry holds in memory."""
 
     def __init__(self, capacity: int, entry_bytes: int = NOT_SAMPLED_ENTRY_BYTES) -> None:
         self.capacity = capacity
         self.entry_bytes = entry_bytes
         self._ids: OrderedDict[bytes, Any] = OrderedDict()
+        # The dict's own methods, for the calls a late span makes (no Python frame in between).
+        self.get: Callable[[bytes], Any] = self._ids.get
+        # A new value for a trace ID the cache holds, keeping its place in the eviction order.
+        self.update: Callable[[bytes, Any], None] = self._ids.__setitem__
 
     def add(self, trace_id: bytes, value: Any = b"") -> None:
         if not self.capacity:
@@ -57,9 +68,6 @@ class DecisionCache:
         self._ids[trace_id] = value
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-    def get(self, trace_id: bytes) -> Any:
-        return self._ids.get(trace_id)
 
     def __contains__(self, trace_id: bytes) -> bool:
         return trace_id in self._ids
@@ -70,6 +78,10 @@ class DecisionCache:
     def items(self) -> list[tuple[bytes, Any]]:
         """Every (trace ID, value), oldest first."""
         return list(self._ids.items())
+
+    def newest(self, count: int) -> list[tuple[bytes, Any]]:
+        """The `count` most recently added (trace ID, value), newest first."""
+        return list(islice(reversed(self._ids.items()), count))
 
     @property
     def memory_bytes(self) -> int:
@@ -210,9 +222,10 @@ class DecisionFile:
             log.error("ignoring saved trace decisions in %s: %s", path, exc)
         else:
             for trace_id, record, forwarded, threshold in kept:
-                self._kept.add(trace_id, (record, forwarded, threshold))
+                self._kept.add(trace_id, (record, forwarded, threshold, restored(forwarded)))
+            dropped_note = restored()
             for trace_id in dropped:
-                self._dropped.add(trace_id)
+                self._dropped.add(trace_id, dropped_note)
             log.info("loaded %d kept and %d dropped trace decisions from %s", len(kept), len(dropped), path)
         # Saved on stop only once loaded, so a failed start never overwrites the file with less.
         self._loaded = True
@@ -223,7 +236,8 @@ class DecisionFile:
         if path is None or not self._loaded:
             return
         kept = [
-            (trace_id, record, forwarded, threshold) for trace_id, (record, forwarded, threshold) in self._kept.items()
+            (trace_id, record, forwarded, threshold)
+            for trace_id, (record, forwarded, threshold, _) in self._kept.items()
         ]
         dropped = [trace_id for trace_id, _ in self._dropped.items()]
         try:

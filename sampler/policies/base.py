@@ -189,6 +189,11 @@ class Policy(ABC):
         name it (tailsampling.composite_policy); None for a policy that credits none."""
         return None
 
+    def matched_sub_policy(self) -> str | None:
+        """The sub-policy that matched the last trace even if this policy did not sample it
+        (composite: a sub-policy over its share), for the decision lookup; by default the credited one."""
+        return self.credited_sub_policy()
+
     def describe(self) -> str:
         if self.settings is None:
             return self.type_name

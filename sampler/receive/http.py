@@ -9,14 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from sampler.config.receivers import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.receive.connections import LimitedTCPSite
-from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
+from sampler.receive.credentials import ServerTls, TokenAuth, describe_security, token_middleware
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_json, parse_protobuf
 from sampler.receive.split_logs import parse_logs_json, parse_logs_protobuf
@@ -105,19 +104,6 @@ class HttpReceiver:
         # Several worker processes listen on the same port (the `workers` key); the kernel spreads connections.
         self.reuse_port = False
 
-    @web.middleware
-    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Before the body is read: an unauthenticated client costs no decoding.
-        auth = self._auth
-        assert auth is not None
-        refusal = auth.check(request.headers.get(auth.header))
-        if refusal is None:
-            return await handler(request)
-        reply = self._unauthenticated(request, refusal)
-        if auth.scheme:
-            reply.headers["WWW-Authenticate"] = auth.scheme
-        return reply
-
     def _error(self, request: web.Request, http_status: int, code: int, message: str) -> web.Response:
         """A refusal in this receiver's format: for OTLP, a Status (gRPC `code`) in the request's encoding."""
         return _status_response(http_status, code, message, JSON if request.content_type == JSON else PROTOBUF)
@@ -199,7 +185,7 @@ class HttpReceiver:
         tls = ServerTls(self._config.tls, self.protocol, metrics) if self._config.tls is not None else None
         app = web.Application(
             client_max_size=self._config.max_request_body_size,
-            middlewares=[self._authenticate] if self._auth is not None else [],
+            middlewares=[token_middleware(self._auth, self._unauthenticated)] if self._auth is not None else [],
         )
         self._add_routes(app)
         runner = web.AppRunner(

@@ -45,9 +45,7 @@ class WindowFull(Exception):
 class Handover(Protocol):
     """Where a request's traces go when several worker processes share them (receive/handoff.py)."""
 
-    async def take(
-        self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True
-    ) -> int:
+    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True) -> int:
         """Every trace of the batch handed to the worker that owns it; how many were new to this
         worker (each owner counts its own in tail_sampler_received_traces_total, unless
         `count_traces` is off: a logs request's traces are not counted as received). Raises

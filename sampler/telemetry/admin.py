@@ -1,5 +1,8 @@
 """Admin HTTP endpoint: /metrics (Prometheus text, or OpenMetrics with exemplars when the scraper
-asks for it), /healthz, /readyz."""
+asks for it), /healthz, /readyz, and the console with its API (console.py).
+
+`middlewares` (the daemon sets the token check of `admin.auth`) see every request; the
+token check lets PROBE_PATHS through, so probes need no token."""
 
 from __future__ import annotations
 
@@ -11,22 +14,34 @@ from aiohttp.typedefs import Middleware
 from prometheus_client.exposition import choose_encoder
 
 from sampler.config.model import AdminConfig
+from sampler.telemetry.console import Console
 from sampler.telemetry.endpoints import ListenError, split_endpoint
 from sampler.telemetry.metrics import Metrics
 
+# Open even when admin.auth is set: liveness and readiness probes carry no token.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
 
 class AdminServer:
-    def __init__(self, config: AdminConfig, metrics: Metrics, readiness: Callable[[], tuple[bool, str]]) -> None:
+    def __init__(
+        self,
+        config: AdminConfig,
+        metrics: Metrics,
+        readiness: Callable[[], tuple[bool, str]],
+        console: Console | None = None,
+    ) -> None:
         self._config = config
         self._metrics = metrics
         self._readiness = readiness
+        self._console = console
+        # Set before start (the daemon's admin.auth check).
+        self.middlewares: list[Middleware] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
         # Set before start() in a worker process (the `workers` key): the supervisor's socket to
         # serve on instead of the configured endpoint, and the routes it drives the worker by.
         self.sock: socket.socket | None = None
         self.routes: list[web.RouteDef] = []
-        self.middlewares: list[Middleware] = []
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         # Accept: application/openmetrics-text (as Prometheus sends it) gets OpenMetrics, exemplars included.
@@ -45,10 +60,16 @@ class AdminServer:
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self._console is not None:
+            self._console.add_routes(app)
         app.add_routes(self.routes)
         self._runner, self.port = await serve_admin(app, self._config.endpoint, self.sock)
+        if self._console is not None:
+            self._console.start()
 
     async def stop(self) -> None:
+        if self._console is not None:
+            await self._console.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 

@@ -349,16 +349,13 @@ class Metrics:
 
 
 class SupervisorMetrics:
-    """What the supervisor of worker processes (the `workers` key) says of them, beside the
-    workers' own metrics it merges into its /metrics."""
+    """What the supervisor of worker processes (the `workers` key) says of them. It registers
+    them beside a Metrics of its own (its process, its admin endpoint's token checks), all of
+    which it adds to its workers' on /metrics."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        # The supervisor's own process, added to its workers' on /metrics.
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
         self.workers = Gauge(f"{PREFIX}_workers", "Worker processes configured (the workers key).", registry=r)
         self.workers_up = Gauge(
             f"{PREFIX}_workers_up", "Worker processes running and answering the supervisor now.", registry=r

@@ -22,15 +22,20 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from sampler.config.model import AdminConfig
+from sampler.config.model import Config
+from sampler.receive.credentials import admin_middlewares
 from sampler.spans.fragments import owner_of
 from sampler.telemetry.admin import serve_admin
-from sampler.telemetry.metrics import SupervisorMetrics
+from sampler.telemetry.console import PAGE_PATHS, merge_status
+from sampler.telemetry.metrics import Metrics, SupervisorMetrics
 from sampler.workers.merge import OPENMETRICS, Families, merge_families, parse_exposition
 
 # Paths with a {trace_id} (32 hex digits): answered by the worker that owns the trace.
 BY_TRACE_ID: tuple[str, ...] = ("/api/v1/decisions/{trace_id}",)
-# Paths every worker answers with JSON: merged (numbers summed, lists joined, objects key by key).
+# Paths whose answer is the same from every worker (the console's page): answered by one.
+FROM_ANY: tuple[str, ...] = tuple(sorted(PAGE_PATHS))
+# Paths every worker answers with JSON about itself, merged into the daemon's answer: by the
+# producer's own merge where it has one (SupervisorAdmin._merges), else key by key (merge_json).
 MERGED_JSON: tuple[str, ...] = ("/api/v1/status",)
 _SCRAPE_TIMEOUT_SECONDS = 5.0
 # Probes have short timeouts of their own: a worker that does not answer at once is not ready.
@@ -89,16 +94,23 @@ def merge_json(values: Sequence[Any]) -> Any:
 class SupervisorAdmin:
     def __init__(
         self,
-        config: AdminConfig,
+        config: Config,
         workers: Sequence[WorkerClient],
+        daemon_metrics: Metrics,
         metrics: SupervisorMetrics,
         phase: Callable[[], str],
+        descriptions: Callable[[], dict[str, str]],
     ) -> None:
-        """`phase`: the supervisor's, starting, running or stopping; ready only while running."""
-        self._config = config
+        """`phase`: the supervisor's, starting, running or stopping; ready only while running.
+        `descriptions`: the policies as the daemon's config describes them, for the status."""
+        self._config = config.admin
         self._workers = workers
+        self._daemon_metrics = daemon_metrics
         self._metrics = metrics
         self._phase = phase
+        self._merges: dict[str, Callable[[list[Any]], Any]] = {
+            "/api/v1/status": lambda statuses: merge_status(statuses, descriptions()),
+        }
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -125,7 +137,7 @@ class SupervisorAdmin:
         up = len(expositions)
         self._metrics.workers_up.set(up)
         # The supervisor's own metrics join: its process's CPU time and memory are the daemon's too.
-        families = merge_families([*expositions, list(self._metrics.registry.collect())])
+        families = merge_families([*expositions, list(self._daemon_metrics.registry.collect())])
         if up < len(self._workers):
             _set_ready(families, 0.0)  # the daemon is not whole while a worker is missing
         registry = CollectorRegistry(auto_describe=False)
@@ -179,12 +191,23 @@ class SupervisorAdmin:
                 return web.Response(status=status, body=body, headers={"Content-Type": content_type or "text/plain"})
         try:
             values = [json.loads(body) for _, _, body in replies]
-        except ValueError:
-            return web.Response(status=502, text="a worker answered with malformed JSON\n")
-        return web.json_response(merge_json(values))
+            merge = self._merges.get(request.path, merge_json)
+            return web.json_response(merge(values))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            return web.Response(status=502, text=f"the workers' answers could not be merged: {exc!r}\n")
+
+    async def _from_any(self, request: web.Request) -> web.Response:
+        for worker in self._workers:
+            try:
+                status, content_type, body = await worker.request("GET", request.path_qs, _SCRAPE_TIMEOUT_SECONDS)
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                continue
+            return web.Response(status=status, body=body, headers={"Content-Type": content_type or "text/plain"})
+        return web.Response(status=503, text="no worker is answering\n")
 
     async def start(self) -> None:
-        app = web.Application()
+        # admin.auth's token, checked here: the workers answer the supervisor alone.
+        app = web.Application(middlewares=admin_middlewares(self._config.auth, self._daemon_metrics))
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -192,6 +215,8 @@ class SupervisorAdmin:
             app.router.add_get(path, self._by_trace_id)
         for path in MERGED_JSON:
             app.router.add_get(path, self._merged_json)
+        for path in FROM_ANY:
+            app.router.add_get(path, self._from_any)
         self._runner, self.port = await serve_admin(app, self._config.endpoint)
 
     async def stop(self) -> None:

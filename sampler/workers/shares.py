@@ -52,6 +52,8 @@ def worker_config(config: Config, index: int, workers: int, ports: Mapping[str, 
             "exporters": {name: _exporter(body, index, workers) for name, body in config.exporters.items()},
             # The supervisor watches the file and tells every worker to reload.
             "reload": config.reload.model_copy(update={"watch_file": False}),
+            # The supervisor checks admin.auth's token; a worker answers its supervisor alone.
+            "admin": config.admin.model_copy(update={"auth": None}),
         }
     )
 

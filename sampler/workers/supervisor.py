@@ -37,10 +37,12 @@ from typing import Any
 import aiohttp
 
 from sampler import __version__
+from sampler.config.load import parse_config
 from sampler.config.model import Config
+from sampler.config.types import ConfigError
 from sampler.decide.reload import file_digest
 from sampler.telemetry.logs import effective_config
-from sampler.telemetry.metrics import SupervisorMetrics
+from sampler.telemetry.metrics import Metrics, SupervisorMetrics
 from sampler.workers.admin import SupervisorAdmin, WorkerClient
 from sampler.workers.plan import CONFIG_LENGTH, START_ERROR, WorkerPlan
 from sampler.workers.shares import orphaned_queue_directories, receiver_endpoints
@@ -68,7 +70,11 @@ class Supervisor:
         self._log_level = log_level
         self._text = Path(config_path).read_text(encoding="utf-8")
         self._digest = file_digest(Path(config_path))
-        self.metrics = SupervisorMetrics()
+        # The daemon's metrics of the supervisor's own (its process, its admin token checks), with
+        # what it says of its workers: all added to the workers' on /metrics.
+        self.daemon_metrics = Metrics()
+        self.daemon_metrics.build_info.labels(__version__).set(1)
+        self.metrics = SupervisorMetrics(self.daemon_metrics.registry)
         self.metrics.workers.set(workers)
         self.sockets: HeldSockets | None = None
         self._clients: list[WorkerClient] = []
@@ -80,6 +86,7 @@ class Supervisor:
         self._ready_once = False
         self._failed = 0  # the exit status a failure calls for, 0 for none
         self._reload_lock = asyncio.Lock()
+        self._described: tuple[object, dict[str, str]] = (None, {})
         self.admin: SupervisorAdmin | None = None
 
     @property
@@ -215,6 +222,8 @@ class Supervisor:
             )
             if all(result is not None for result in results):
                 self._text = text
+                with contextlib.suppress(ConfigError):  # every worker took it: so would this process
+                    self.config = parse_config(text, self.config_path)
                 log.info("config reloaded from %s by all %d workers", path, self.workers)
             else:
                 rejected = [index for index, result in enumerate(results) if result is None]
@@ -258,12 +267,15 @@ class Supervisor:
                 )
             self.sockets = HeldSockets.open(receiver_endpoints(self.config), self.workers)
             self._clients = [WorkerClient(worker.admin_path) for worker in self.sockets.workers]
-            self.admin = SupervisorAdmin(self.config.admin, self._clients, self.metrics, self._phase)
+            self.admin = SupervisorAdmin(
+                self.config, self._clients, self.daemon_metrics, self.metrics, self._phase, self._descriptions
+            )
             await self.admin.start()
             for index in range(self.workers):
                 await self._spawn(index)
             if await self._wait_ready():
                 self._ready_once = True
+                self.daemon_metrics.ready.set(1)
                 self._log_ready()
                 if self.config.reload.watch_file:
                     tasks.append(asyncio.create_task(self._watch_file(self.config.reload.check_interval)))
@@ -280,6 +292,13 @@ class Supervisor:
                 await on_stopping()
             drained = await self._shutdown()
         return self._failed or (0 if drained else 1)
+
+    def _descriptions(self) -> dict[str, str]:
+        """The policies as the daemon's config describes them (each worker runs its share)."""
+        policies = self.config.tail_sampling.policies
+        if self._described[0] is not policies:
+            self._described = (policies, {policy.name: policy.build(time.monotonic).describe() for policy in policies})
+        return self._described[1]
 
     def _phase(self) -> str:
         if self._stopping:
@@ -302,6 +321,7 @@ class Supervisor:
     async def _shutdown(self) -> bool:
         """Every worker stops receiving; then every worker drains; then they exit. True if all did."""
         self._stopping = True
+        self.daemon_metrics.ready.set(0)
         started = time.monotonic()
         timeout = self.config.shutdown.timeout
         alive = [index for index, process in enumerate(self._processes) if process and process.returncode is None]

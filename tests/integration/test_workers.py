@@ -513,3 +513,66 @@ def test_one_busy_connection_is_shared_out_and_its_traces_stay_whole(tmp_path):
         if daemon is not None:
             daemon.kill()
         sink.close()
+
+
+ADMIN_TOKEN = "s3cret-admin-token"  # noqa: S105 # nosec B105 # a test's own token
+
+
+def test_the_console_api_answers_for_every_worker(tmp_path):
+    """The supervisor answers the console's API for the daemon: a trace lookup from the worker that
+    owns the trace, the status of all workers as one, behind admin.auth's token as one process."""
+    sink = GrpcSink()
+    daemon = None
+    rate = {"name": "capped", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 100000}}
+    try:
+        data = config_dict({"otlp": fast_retry(sink.endpoint)}, [ERRORS, rate], decision_wait="300ms", num_traces=3000)
+        data["admin"]["auth"] = {"bearer_tokens": [ADMIN_TOKEN]}
+        daemon, ports = start(tmp_path, data)
+        token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+        def get(path: str, headers: dict[str, str] | None = None) -> requests.Response:
+            return requests.get(daemon.admin + path, headers=headers, timeout=10)
+
+        errors = [make_trace(spans=2, error=True) for _ in range(10)]
+        plain = [make_trace(spans=2) for _ in range(10)]
+        grpc_export(f"127.0.0.1:{ports['grpc']}", make_request([s for _, spans in errors + plain for s in spans]))
+        assert {owner_of(trace_id, 2) for trace_id, _ in errors} == {0, 1}
+        wait_until(lambda: scrape_with(daemon, token).value("tail_sampler_traces_decided_total") == 20)
+
+        for trace_id, _ in errors:
+            answer = get(f"/api/v1/decisions/{trace_id.hex()}", token)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["decision"] == "kept" and answer.json()["spans"] == 2
+        unknown = get(f"/api/v1/decisions/{os.urandom(16).hex()}", token)
+        assert unknown.status_code == 404 and "unknown here" in unknown.json()["error"]
+        assert get("/api/v1/decisions/xyz", token).status_code == 400
+
+        status = get("/api/v1/status", token).json()
+        assert status["workers"] == 2 and status["ready"] is True
+        assert status["window"]["num_traces"] == 3000  # each worker's share, added up
+        assert status["decisions"]["1m"]["decided"] == 20 and status["decisions"]["1m"]["kept"] == 20
+        assert status["decisions"]["1m"]["keep_ratio"] == 1.0
+        described = {policy["name"]: policy["description"] for policy in status["policies"]}
+        assert "spans_per_second=100000" in described["capped"]  # the configured rate, not a worker's share
+        capped = next(policy for policy in status["policies"] if policy["name"] == "capped")
+        assert capped["rates"]["1m"]["evaluated"] == 20  # every trace, over both workers
+
+        for path in ("/healthz", "/readyz", "/", "/console.js"):
+            assert get(path).status_code == 200, path
+        for path in ("/metrics", "/api/v1/status", f"/api/v1/decisions/{errors[0][0].hex()}"):
+            refused = get(path)
+            assert refused.status_code == 401 and "authentication required" in refused.json()["error"], path
+        assert scrape_with(daemon, token).value("tail_sampler_receiver_auth_failures_total", protocol="admin") == 3
+        code, output = daemon.terminate()
+        assert code == 0, output
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        sink.close()
+
+
+def scrape_with(daemon: DaemonProcess, headers: dict[str, str]) -> Metrics:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(daemon.admin + "/metrics", headers=headers, timeout=5).text
+    return Metrics([(s.name, dict(s.labels), s.value) for f in text_string_to_metric_families(text) for s in f.samples])
