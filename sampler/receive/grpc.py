@@ -12,7 +12,7 @@ from google.rpc import error_details_pb2, status_pb2
 from sampler.config.receivers import GrpcProtocolConfig
 from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
-from sampler.receive.split import BadRequest
+from sampler.receive.split import BadRequest, parse_protobuf
 from sampler.receive.split_logs import parse_logs_protobuf
 from sampler.telemetry.endpoints import ListenError
 
@@ -67,7 +67,7 @@ class GrpcReceiver:
         return await self._serve(data, context, self._accept_logs)
 
     async def _accept_traces(self, data: bytes, left: float | None) -> bytes:
-        return await self._ingest.accept_serialized(data, "grpc", left)
+        return (await self._ingest.accept(parse_protobuf(data), "grpc", left)).SerializeToString()
 
     async def _accept_logs(self, data: bytes, left: float | None) -> bytes:
         return (await self._ingest.accept_logs(parse_logs_protobuf(data), "grpc", left)).SerializeToString()

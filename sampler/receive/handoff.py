@@ -20,11 +20,8 @@ How long the client waits depends on what an owner could say:
 A worker that stops receiving first asks every owner it handed fragments to for an answer
 (SYNC): once answered, every earlier message on that socket is in that owner's window.
 
-A worker may also pass a whole request, as it was received, to a less busy one (REQUEST,
-receive/balance.py), which takes it as received there and replies with the client's answer.
-
-A message is a header (body length, kind, message number) and a body; TAKE, PREPARE, COMMIT,
-SYNC and REQUEST get a REPLY with the same number: a status, the traces new to the owner, and a reason when
+A message is a header (body length, kind, message number) and a body; TAKE, PREPARE, COMMIT and
+SYNC get a REPLY with the same number: a status, the traces new to the owner, and a reason when
 refused. COMMIT and ABORT name the PREPARE they conclude by its number. HAND and TAKE bodies
 start with the receiver's protocol (an index into PROTOCOLS), for the owner's count of the traces
 new to it (tail_sampler_received_traces_total).
@@ -38,12 +35,11 @@ import itertools
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from sampler.decide.engine import TailSampler
 from sampler.receive.ingest import PROTOCOLS, RETRY_AFTER_SECONDS, WindowFull
-from sampler.receive.split import BadRequest
 from sampler.spans.fragments import FragmentDecoder, FragmentError, encode_fragments, owner_of
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
@@ -56,9 +52,8 @@ _TIMEOUT = struct.Struct("<d")  # PREPARE: how long the owner may wait for room,
 _NUMBER = struct.Struct("<I")  # COMMIT, ABORT: the PREPARE concluded
 _PROTOCOL = struct.Struct("<B")  # HAND, TAKE: the receiver's protocol, an index into PROTOCOLS
 _UNCOUNTED = 0x80  # in the protocol byte: a logs request, whose traces are not counted as received
-REQUEST_HEADER = struct.Struct("<Bd")  # REQUEST: the protocol (index), the client's deadline (negative: none)
-REPLY, TAKE, PREPARE, COMMIT, ABORT, HAND, SYNC, REQUEST = range(8)
-OK, REFUSED, FAILED, INVALID = range(4)
+REPLY, TAKE, PREPARE, COMMIT, ABORT, HAND, SYNC = range(7)
+OK, REFUSED, FAILED = range(3)
 # The longest a hand-over may take when the request carries no shorter deadline: an owner that
 # does not answer by then is treated as unavailable (it is being restarted, or hangs).
 HANDOFF_TIMEOUT_SECONDS = 5.0
@@ -74,11 +69,6 @@ _WRITE_BUFFER_BYTES = 32 << 20
 _MAX_MESSAGE_BYTES = 1 << 30
 
 
-# Takes a serialized OTLP/protobuf trace request as received over `protocol`, within the client's
-# deadline; the serialized answer. Raises WindowFull or BadRequest as Ingest does.
-RequestHandler = Callable[[bytes, str, "float | None"], Awaitable[bytes]]
-
-
 class OwnerUnavailable(WindowFull):
     """The worker owning some of the request's traces cannot take them now (it is restarting or
     stopping): the client is refused as for a full window, and retries."""
@@ -89,12 +79,8 @@ class OwnerUnavailable(WindowFull):
 class Reply(NamedTuple):
     status: int
     new_traces: int
-    body: bytes  # a refusal's reason, or a REQUEST's answer
+    reason: str
     number: int  # of the message answered
-
-    @property
-    def reason(self) -> str:
-        return self.body.decode(errors="replace")
 
 
 def _unavailable(owner: int, why: str) -> OwnerUnavailable:
@@ -142,7 +128,7 @@ class PeerLink:
                 status, new_traces = _REPLY.unpack_from(body)
                 waiter = self._pending.pop(number, None)
                 if waiter is not None and not waiter.done():
-                    waiter.set_result(Reply(status, new_traces, body[_REPLY.size :], number))
+                    waiter.set_result(Reply(status, new_traces, body[_REPLY.size :].decode(errors="replace"), number))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             reason = f"the connection broke: {exc}" if isinstance(exc, ConnectionError) else reason
         finally:
@@ -243,7 +229,9 @@ class Router:
         self._confirm = confirm
         self._handed_spans = metrics.handoff_spans.labels("sent")
 
-    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True) -> int:
+    async def take(
+        self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True
+    ) -> int:
         """Every fragment of the batch handed to its owner; how many traces were new to this worker
         (the owners count theirs). Raises WindowFull (no room; with block_on_overflow) or
         OwnerUnavailable, having taken none (but see HAND in the module's description)."""
@@ -354,8 +342,6 @@ class HandoffServer:
         self._connections: set[asyncio.StreamWriter] = set()
         self._received_spans = metrics.handoff_spans.labels("received")
         self._received_traces = [metrics.received_traces.labels(protocol) for protocol in PROTOCOLS]
-        # What takes a whole request another worker passed on (REQUEST; see receive/balance.py).
-        self.requests: RequestHandler | None = None
 
     async def start(self) -> None:
         # The reader's limit: a message is read in as few rounds as the socket allows, not 64 KiB at a time.
@@ -380,26 +366,9 @@ class HandoffServer:
         prepared: dict[int, tuple[DecodedBatch, int]] = {}
         waits: set[asyncio.Task[None]] = set()
 
-        def reply(number: int, status: int, new_traces: int = 0, reason: str | bytes = "") -> None:
-            body = _REPLY.pack(status, new_traces) + (reason.encode() if isinstance(reason, str) else reason)
+        def reply(number: int, status: int, new_traces: int = 0, reason: str = "") -> None:
+            body = _REPLY.pack(status, new_traces) + reason.encode()
             writer.write(_HEADER.pack(len(body), REPLY, number) + body)
-
-        async def serve_request(number: int, body: bytes) -> None:
-            protocol, deadline = REQUEST_HEADER.unpack_from(body)
-            assert self.requests is not None
-            try:
-                answer = await self.requests(
-                    body[REQUEST_HEADER.size :], PROTOCOLS[protocol], None if deadline < 0 else deadline
-                )
-            except WindowFull as exc:
-                reply(number, REFUSED, 0, str(exc))
-            except BadRequest as exc:
-                reply(number, INVALID, 0, str(exc))
-            except Exception as exc:  # a request must not take the connection down with it
-                log.exception("a request passed on by another worker failed")
-                reply(number, FAILED, 0, str(exc))
-            else:
-                reply(number, OK, 0, answer)
 
         def forget(number: int) -> None:
             prepared.pop(number, None)
@@ -425,10 +394,6 @@ class HandoffServer:
                         reply(number, OK, self._take(*self._decode(body)))
                     elif kind == SYNC:
                         reply(number, OK)
-                    elif kind == REQUEST and self.requests is not None:
-                        task = asyncio.create_task(serve_request(number, body))
-                        waits.add(task)
-                        task.add_done_callback(waits.discard)
                     elif kind == PREPARE:
                         (timeout,) = _TIMEOUT.unpack_from(body)
                         batch, protocol = self._decode(body[_TIMEOUT.size :])

@@ -117,9 +117,7 @@ class HttpReceiver:
         return reply
 
     async def _export(self, request: web.Request) -> web.Response:
-        return await self._export_signal(
-            request, parse_json, parse_protobuf, self._ingest.accept, self._ingest.accept_serialized
-        )
+        return await self._export_signal(request, parse_json, parse_protobuf, self._ingest.accept)
 
     async def _export_logs(self, request: web.Request) -> web.Response:
         return await self._export_signal(request, parse_logs_json, parse_logs_protobuf, self._ingest.accept_logs)
@@ -130,10 +128,7 @@ class HttpReceiver:
         from_json: Callable[[bytes], Any],
         from_protobuf: Callable[[bytes], Any],
         accept: Callable[[Any, str, float | None], Awaitable[Message]],
-        accept_serialized: Callable[[bytes, str, float | None], Awaitable[bytes]] | None = None,
     ) -> web.Response:
-        """`accept_serialized`, when given, takes a protobuf body as it is (and may pass it to a
-        less busy worker: receive/balance.py)."""
         content_type = request.content_type
         if content_type not in (PROTOBUF, JSON):
             self._ingest.count_failure("http", "unsupported_media_type")
@@ -159,12 +154,7 @@ class HttpReceiver:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, f"cannot read request body: {exc}", content_type)
         try:
-            if content_type == PROTOBUF and accept_serialized is not None:
-                answer = await accept_serialized(data, "http", left)
-                return web.Response(status=200, body=answer, content_type=content_type)
             parsed = from_json(data) if content_type == JSON else from_protobuf(data)
-        except WindowFull as exc:
-            return self._window_full(request, exc)
         except BadRequest as exc:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)

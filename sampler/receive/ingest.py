@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
-from sampler.receive.split import RequestSplitter, parse_protobuf
+from sampler.receive.split import RequestSplitter
 from sampler.receive.split_logs import LogSplitter
 from sampler.spans.trace import DecodedBatch, ScopeKey
 from sampler.telemetry.metrics import Metrics
@@ -50,13 +50,6 @@ class Handover(Protocol):
         worker (each owner counts its own in tail_sampler_received_traces_total, unless
         `count_traces` is off: a logs request's traces are not counted as received). Raises
         WindowFull when they cannot all be taken."""
-
-
-class Balancing(Protocol):
-    """Whether another, less busy worker takes a request as received (receive/balance.py)."""
-
-    async def pass_on(self, data: bytes, protocol: str, deadline: float | None) -> bytes | None:
-        """The serialized answer of the worker that took it, or None to take it here."""
 
 
 class Ingest:
@@ -90,10 +83,8 @@ class Ingest:
         self._refused_connections = metrics.refused_connections
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
-        # Set in a worker process (the `workers` key): the traces go to the workers that own them,
-        # and a busy worker may pass whole requests to a less busy one.
+        # Set in a worker process (the `workers` key): the traces go to the workers that own them.
         self.handover: Handover | None = None
-        self.balancer: Balancing | None = None
 
     async def room(self, protocol: str, timeout: float | None = None) -> float | None:
         """With block_on_overflow, before a request is decoded: wait until there is any room at
@@ -152,19 +143,6 @@ class Ingest:
         else:
             self._requests.labels(protocol, "ok").inc()
         return response
-
-    async def accept_serialized(self, data: bytes, protocol: str, deadline: float | None = None) -> bytes:
-        """Ingest a serialized OTLP/protobuf trace request, here or (workers) by a less busy worker;
-        the serialized response. Raises BadRequest for a body that is not one, and WindowFull."""
-        if self.balancer is not None:
-            answer = await self.balancer.pass_on(data, protocol, deadline)
-            if answer is not None:
-                return answer
-        return await self.accept_serialized_here(data, protocol, deadline)
-
-    async def accept_serialized_here(self, data: bytes, protocol: str, deadline: float | None = None) -> bytes:
-        """accept_serialized, never passed on: what a worker does with a request passed to it."""
-        return (await self.accept(parse_protobuf(data), protocol, deadline)).SerializeToString()
 
     async def accept_logs(
         self, request: ExportLogsServiceRequest, protocol: str, deadline: float | None = None

@@ -323,11 +323,6 @@ class Metrics:
             ["direction"],
             registry=r,
         )
-        self.balanced_requests = Counter(
-            f"{PREFIX}_worker_balanced_requests",
-            "Requests a busy worker passed, as received, to a less busy one, which took them (workers).",
-            registry=r,
-        )
 
         # configuration
         self.config_reloads = Counter(

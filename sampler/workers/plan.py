@@ -26,7 +26,6 @@ class WorkerPlan:
     handoff_fd: int  # this worker's hand-over socket, listening
     admin_fd: int  # this worker's admin socket, listening
     peers: dict[int, str]  # the other workers' hand-over sockets, by index
-    loads_fd: int  # the memory where the workers say how busy they are (receive/balance.py)
     log_level: str  # `run --log-level`, else the config's
 
     def to_json(self) -> str:

@@ -20,7 +20,6 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from sampler.receive.balance import LoadBoard
 from sampler.telemetry.endpoints import ListenError, split_endpoint
 
 _BACKLOG = 512
@@ -97,8 +96,6 @@ class HeldSockets:
 
     ports: dict[str, int] = field(default_factory=dict)
     workers: list[WorkerSockets] = field(default_factory=list)
-    # Memory the workers share, where each says how busy it is (receive/balance.py).
-    loads_fd: int = -1
     _held: list[socket.socket] = field(default_factory=list)
 
     @classmethod
@@ -106,8 +103,6 @@ class HeldSockets:
         held = cls()
         prefix = f"\0tail-sampler-{os.getpid()}-{secrets.token_hex(8)}"
         try:
-            held.loads_fd = os.memfd_create("tail-sampler-loads")
-            os.ftruncate(held.loads_fd, LoadBoard.size(workers))
             for name, endpoint in endpoints.items():
                 port, sock = hold_port(name, endpoint)
                 held.ports[name] = port
@@ -126,6 +121,3 @@ class HeldSockets:
         for sock in self._held:
             sock.close()
         self._held.clear()
-        if self.loads_fd >= 0:
-            os.close(self.loads_fd)
-            self.loads_fd = -1

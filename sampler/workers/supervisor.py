@@ -106,7 +106,6 @@ class Supervisor:
             ports=dict(sockets.ports),
             handoff_fd=mine.handoff.fileno(),
             admin_fd=mine.admin.fileno(),
-            loads_fd=sockets.loads_fd,
             peers={other: s.handoff_path for other, s in enumerate(sockets.workers) if other != index},
             log_level=self._log_level,
         )
@@ -119,7 +118,7 @@ class Supervisor:
             plan.to_json(),
             executable=_INTERPRETER,
             stdin=asyncio.subprocess.PIPE,
-            pass_fds=(mine.handoff.fileno(), mine.admin.fileno(), sockets.loads_fd),
+            pass_fds=(mine.handoff.fileno(), mine.admin.fileno()),
             start_new_session=True,
         )
         assert process.stdin is not None

@@ -27,7 +27,6 @@ from sampler.config.load import parse_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
 from sampler.daemon import Daemon
-from sampler.receive.balance import Balancer, LoadBoard
 from sampler.receive.handoff import HandoffServer, PeerLink, Router
 from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import configure_logging
@@ -71,14 +70,9 @@ class Worker:
         links = {index: PeerLink(index, path) for index, path in plan.peers.items()}
         self.router = Router(plan.index, plan.workers, sampler, links, self.daemon.metrics, confirm=_confirm(shared))
         self.daemon.ingest.handover = self.router
-        board = LoadBoard(plan.loads_fd, plan.index, plan.workers)
-        self.balancer = Balancer(board, links, self.daemon.metrics)
-        self.daemon.ingest.balancer = self.balancer
-        self._balancing: asyncio.Task[None] | None = None
         self.handoff = HandoffServer(
             socket.socket(fileno=plan.handoff_fd), sampler, self.daemon.metrics, admit=_same_user
         )
-        self.handoff.requests = self.daemon.ingest.accept_serialized_here
         admin = self.daemon.admin
         admin.sock = socket.socket(fileno=plan.admin_fd)
         admin.middlewares.append(_from_supervisor)
@@ -93,7 +87,6 @@ class Worker:
     async def start(self) -> None:
         await self.handoff.start()
         await self.daemon.start()
-        self._balancing = asyncio.create_task(self.balancer.run(), name="balance")
         log.info("worker %d of %d ready", self.plan.index, self.plan.workers)
 
     async def _reload(self, request: web.Request) -> web.Response:
@@ -107,8 +100,6 @@ class Worker:
 
     async def stop_receiving(self) -> None:
         """No more requests; every fragment handed to another worker is in its window."""
-        if self._balancing is not None:
-            self._balancing.cancel()
         await self.daemon.stop_receiving()
         await self.router.flush(self.daemon.config.shutdown.timeout)
 
