@@ -21,6 +21,7 @@ from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
 from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
+from sampler.workers.cpus import available_cpus
 
 
 def _read(path: str) -> LoadedConfig | None:
@@ -48,8 +49,6 @@ def _admin_source() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sampler.daemon import Daemon
-
     if args.demo:
         missing = demo_extra_missing("grpc")
         if missing:
@@ -60,24 +59,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     config = loaded.config
-    configure_logging(args.log_level or config.logging.level, config.logging.format)
+    log_level = args.log_level or config.logging.level
+    configure_logging(log_level, config.logging.format)
     log = logging.getLogger("sampler")
     log.info("loaded config %s; admin endpoint %s%s", args.config, config.admin.endpoint, _admin_source())
     if loaded.translation is not None:
         log.info("%s is an OpenTelemetry Collector config, translated (`tail-sampler check` shows how)", args.config)
     for note in loaded.notes:
         log.warning("%s", note)
-    daemon = Daemon(config, config_path=args.config)
+    workers = args.workers or config.workers or available_cpus()
     demo: subprocess.Popen[bytes] | None = None
+    if workers == 1:
+        # One process, no supervisor: the daemon as it always was.
+        from sampler.daemon import Daemon
+
+        daemon = Daemon(config, config_path=args.config)
+
+        def grpc_port() -> int | None:
+            return daemon.grpc_receiver.port if daemon.grpc_receiver else None
+
+    else:
+        from sampler.workers.supervisor import Supervisor
+
+        supervisor = Supervisor(config, args.config, workers, log_level)
+
+        def grpc_port() -> int | None:
+            return supervisor.ports.get("grpc")
 
     async def start_demo() -> None:
         nonlocal demo
         if not args.demo:
             return
-        if daemon.grpc_receiver is None:
+        port = grpc_port()
+        if port is None:
             log.error("--demo needs the OTLP/gRPC receiver enabled")
             return
-        endpoint = f"127.0.0.1:{daemon.grpc_receiver.port}"
+        endpoint = f"127.0.0.1:{port}"
         log.info("--demo: sending checkout traces to %s with `tail-sampler loadgen`", endpoint)
         # A session of its own, so Ctrl-C reaches only the daemon, which stops the generator first.
         demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
@@ -96,7 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 demo.kill()
 
     try:
-        asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+        if workers == 1:
+            asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+        else:
+            return asyncio.run(supervisor.run(start_demo, stop_demo))
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -161,6 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         guarded = f" ({describe_security(None, config.admin.auth)}; /healthz and /readyz open)"
     print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}{guarded}")
     print("  console at /, decision lookup at /api/v1/decisions/{trace_id}")
+    print(f"workers: {config.workers or 'one per CPU the process may use'}")
     return 0
 
 
@@ -223,6 +244,13 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 _ADMIN_ENDPOINT_HELP = (
     f"where /metrics, /healthz and /readyz listen; overrides ${ADMIN_ENDPOINT_ENV}, which overrides admin.endpoint"
 )
@@ -240,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides logging.level")
     run.add_argument("--admin-endpoint", metavar="HOST:PORT", help=_ADMIN_ENDPOINT_HELP)
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="worker processes (overrides the workers key; default: one per CPU the process may use)",
+    )
     run.add_argument("--demo", action="store_true", help="also start a load generator that sends traces to this daemon")
     run.add_argument(
         "--demo-rate", type=float, default=20.0, help="traces per second for --demo (default: %(default)s)"

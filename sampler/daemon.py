@@ -10,9 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
-
 from sampler import __version__
 from sampler.clock import Clock, monotonic
 from sampler.config.model import Config
@@ -23,14 +20,14 @@ from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporters.registry import build_exporter
 from sampler.forward.fanout import Fanout
-from sampler.receive.credentials import TokenAuth, token_middleware
+from sampler.receive.credentials import admin_middlewares
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
 from sampler.spans.trace import TraceSpans
-from sampler.telemetry.admin import PROBE_PATHS, AdminServer
-from sampler.telemetry.console import PAGE_PATHS, Console
+from sampler.telemetry.admin import AdminServer
+from sampler.telemetry.console import Console
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
@@ -45,10 +42,6 @@ TICK_SECONDS = 0.05
 _RECEIVER_GRACE_SECONDS = 2.0
 
 
-def _unauthenticated(request: web.Request, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=401)
-
-
 class Daemon:
     """One tail sampler: receivers, window, policies, batcher, exporters and admin endpoint."""
 
@@ -58,7 +51,9 @@ class Daemon:
         metrics: Metrics | None = None,
         config_path: str | None = None,
         clock: Clock = monotonic,
+        shared_ports: bool = False,
     ) -> None:
+        """`shared_ports`: the receivers listen with SO_REUSEPORT, beside the other workers (sampler/workers)."""
         self.config = config
         self._clock = clock
         self.metrics = metrics or Metrics()
@@ -85,12 +80,15 @@ class Daemon:
             config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
         )
         untraced = self.batcher.add_logs if config.tail_sampling.untraced_logs == "pass_through" else None
-        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics)
+        self.ingest = ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
         zipkin = config.receivers.zipkin
         self.zipkin_receiver = ZipkinReceiver(zipkin, ingest) if zipkin else None
+        for receiver in (self.grpc_receiver, self.http_receiver, self.zipkin_receiver):
+            if receiver is not None:
+                receiver.reuse_port = shared_ports
         self.admin = AdminServer(
             config.admin,
             self.metrics,
@@ -100,14 +98,15 @@ class Daemon:
         self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
-        self._stopping = False
+        self._stopping: asyncio.Future[None] | None = None
+        self._finishing: asyncio.Future[None] | None = None
+        self._stop_started = 0.0
+        self._was_serving = False
+        # How many buffered traces the shutdown decided (a worker's supervisor adds them up).
+        self.decided_at_shutdown = 0
+        # A worker's config is its share of the daemon's: the supervisor logs the daemon's instead.
+        self.log_effective_config = True
         self.metrics.build_info.labels(__version__).set(1)
-
-    def _admin_middlewares(self) -> list[Middleware]:
-        auth = self.config.admin.auth
-        if auth is None:
-            return []
-        return [token_middleware(TokenAuth(auth, "admin", self.metrics), _unauthenticated, PROBE_PATHS | PAGE_PATHS)]
 
     def _keep_with_exemplar(self, trace: TraceSpans) -> None:
         # Exemplars name kept traces only: the span metrics learn of a trace as it is kept.
@@ -128,7 +127,8 @@ class Daemon:
 
     async def start(self) -> None:
         await self.decisions.load()
-        self.admin.middlewares = self._admin_middlewares()  # reads the token file: may raise OSError
+        # Reads the token file: may raise OSError.
+        self.admin.middlewares += admin_middlewares(self.config.admin.auth, self.metrics)
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()
@@ -153,7 +153,8 @@ class Daemon:
             log.info("no exporter sends log records (Zipkin has none): log records received are dropped")
         self._ready = True
         self.metrics.ready.set(1)
-        log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
+        if self.log_effective_config:
+            log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
         log.info(
             "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, admin on port %s; "
             "policies: %s; exporters: %s",
@@ -224,17 +225,26 @@ class Daemon:
         """Stop accepting, decide every buffered trace, flush the exporters within the shutdown timeout.
 
         Safe after a failed or partial start: each part stops only what it started."""
-        if self._stopping:
-            return
-        self._stopping = True
+        await self.stop_receiving()
+        await self.finish()
+        await self.admin.stop()
+
+    async def stop_receiving(self) -> None:
+        """The first step of stop(): no more requests; those in progress are answered. A worker
+        process (sampler/workers) finishes only when every worker got this far, as until then
+        the others may still hand it traces."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_receiving())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_receiving(self) -> None:
         # A daemon that never got ready (a start-up error) stops what it started without a word:
         # the error is the news.
-        was_serving = self._ready
-        started = self._clock()
-        deadline = started + self.config.shutdown.timeout
+        self._was_serving = self._ready
+        self._stop_started = self._clock()
         self._ready = False
         self.metrics.ready.set(0)
-        if was_serving:
+        if self._was_serving:
             log.info("shutting down: no longer accepting spans")
         if self.grpc_receiver:
             await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
@@ -242,19 +252,31 @@ class Daemon:
             await self.http_receiver.stop()
         if self.zipkin_receiver:
             await self.zipkin_receiver.stop()
+
+    async def finish(self) -> None:
+        """The second step of stop(): decide every buffered trace, flush the exporters, save the
+        decisions, within the shutdown timeout counted from stop_receiving(). The admin endpoint
+        stays up (it is the last step of stop())."""
+        await self.stop_receiving()
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish())
+        await asyncio.shield(self._finishing)
+
+    async def _finish(self) -> None:
+        started = self._stop_started
+        deadline = started + self.config.shutdown.timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        decided = self.sampler.decide_all()
+        self.decided_at_shutdown = decided = self.sampler.decide_all()
         self.batcher.flush()
         await self.fanout.drain(deadline)
         await self.decisions.save()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
-        await self.admin.stop()
-        if was_serving:
+        if self._was_serving:
             log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def run_until_signalled(

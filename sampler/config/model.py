@@ -96,6 +96,9 @@ class Config(Model):
     shutdown: ShutdownConfig = ShutdownConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     span_metrics: SpanMetricsConfig = SpanMetricsConfig()
+    # Worker processes, each deciding the traces whose IDs hash to it (see sampler/workers);
+    # none: one per CPU the process may use. 1 runs today's single process.
+    workers: int | None = Field(None, ge=1, le=256)
 
     @property
     def policies(self) -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView, Weight
-from sampler.policies.sub_policies import build_sub_policies
+from sampler.policies.sub_policies import build_sub_policies, sub_policies_for_workers
 
 
 class RateAllocation(PolicySettings):
@@ -53,6 +53,16 @@ class CompositePolicy(Policy):
     @classmethod
     def stateful_reason(cls, settings: Any) -> str | None:
         return f"{cls.type_name} keeps state across traces"
+
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        # Each worker decides 1/workers of the traces, so it spends that share of the budget.
+        return settings.model_copy(
+            update={
+                "max_total_spans_per_second": settings.max_total_spans_per_second / workers,
+                "composite_sub_policy": sub_policies_for_workers(settings.composite_sub_policy, workers),
+            }
+        )
 
     def prepare(self) -> None:
         settings = self.settings

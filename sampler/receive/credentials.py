@@ -286,3 +286,19 @@ def describe_security(tls: ServerTlsConfig | None, auth: ReceiverAuthConfig | No
             sources.append(f"from {auth.bearer_token_file}")
         parts.append(f"token in the {auth.header} header ({', '.join(sources)})")
     return ", ".join(parts)
+
+
+def admin_middlewares(auth: ReceiverAuthConfig | None, metrics: Metrics) -> list[Middleware]:
+    """The admin endpoint's token check (admin.auth), if any: every path but the probes' and the
+    console page's needs the token; a refusal is a JSON 401."""
+    if auth is None:
+        return []
+    from aiohttp import web  # here, as in token_middleware
+
+    from sampler.telemetry.admin import PROBE_PATHS
+    from sampler.telemetry.console import PAGE_PATHS
+
+    def refuse(request: web.Request, message: str) -> web.Response:
+        return web.json_response({"error": message}, status=401)
+
+    return [token_middleware(TokenAuth(auth, "admin", metrics), refuse, PROBE_PATHS | PAGE_PATHS)]

@@ -101,6 +101,8 @@ class HttpReceiver:
         self._runner: web.AppRunner | None = None
         self._auth: TokenAuth | None = None
         self.port = 0
+        # Several worker processes listen on the same port (the `workers` key); the kernel spreads connections.
+        self.reuse_port = False
 
     def _error(self, request: web.Request, http_status: int, code: int, message: str) -> web.Response:
         """A refusal in this receiver's format: for OTLP, a Status (gRPC `code`) in the request's encoding."""
@@ -192,6 +194,7 @@ class HttpReceiver:
             port,
             ssl_context=tls.server_context() if tls is not None else None,
             max_connections=self._config.max_connections,
+            reuse_port=self.reuse_port or None,
             on_refused=lambda: self._ingest.count_refused_connection(self.protocol, "max_connections"),
         )
         try:

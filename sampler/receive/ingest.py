@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
@@ -21,7 +22,7 @@ from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
 from sampler.receive.split_logs import LogSplitter
-from sampler.spans.trace import ScopeKey
+from sampler.spans.trace import DecodedBatch, ScopeKey
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
 
@@ -36,6 +37,19 @@ _REFUSAL = f"no room: the trace window is full or the exporters are backed up; r
 
 class WindowFull(Exception):
     """block_on_overflow: no room in the window before the request's deadline."""
+
+    # What tail_sampler_receiver_requests_total counts the refusal as.
+    result = "backpressure"
+
+
+class Handover(Protocol):
+    """Where a request's traces go when several worker processes share them (receive/handoff.py)."""
+
+    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True) -> int:
+        """Every trace of the batch handed to the worker that owns it; how many were new to this
+        worker (each owner counts its own in tail_sampler_received_traces_total, unless
+        `count_traces` is off: a logs request's traces are not counted as received). Raises
+        WindowFull when they cannot all be taken."""
 
 
 class Ingest:
@@ -69,6 +83,8 @@ class Ingest:
         self._refused_connections = metrics.refused_connections
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
+        # Set in a worker process (the `workers` key): the traces go to the workers that own them.
+        self.handover: Handover | None = None
 
     async def room(self, protocol: str, timeout: float | None = None) -> float | None:
         """With block_on_overflow, before a request is decoded: wait until there is any room at
@@ -78,6 +94,9 @@ class Ingest:
         sampler = self._sampler
         if not sampler.blocking:
             return timeout
+        if self.handover is not None:
+            # With workers, the room is the owners' to give: they are asked once the request is split.
+            return sampler.wait_budget(timeout)
         loop = asyncio.get_running_loop()
         started = loop.time()
         if not await sampler.wait_for_room(None, timeout):
@@ -92,10 +111,17 @@ class Ingest:
         `deadline` seconds pass (block_on_overflow_timeout when None); raises WindowFull if
         there is none by then (the client should retry)."""
         batch = self._splitter.split(request)
-        if not await self._sampler.wait_for_room(batch, deadline):
-            self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(_REFUSAL)
-        new_traces = self._sampler.ingest(batch)
+        if self.handover is not None:
+            try:
+                new_traces = await self.handover.take(batch, protocol, deadline)
+            except WindowFull as refusal:
+                self._requests.labels(protocol, refusal.result).inc()
+                raise
+        else:
+            if not await self._sampler.wait_for_room(batch, deadline):
+                self._requests.labels(protocol, "backpressure").inc()
+                raise WindowFull(_REFUSAL)
+            new_traces = self._sampler.ingest(batch)
         if self._span_metrics is not None:
             self._span_metrics.count_request(request, check_ids=batch.rejected_spans > batch.over_limit_spans)
         self._spans[protocol].inc(batch.span_count)
@@ -124,11 +150,18 @@ class Ingest:
         """Ingest a logs request: records naming a trace join it in the window (or follow its
         decision), the others pass through or are dropped. Raises WindowFull as accept() does."""
         batch = self._log_splitter.split(request)
-        if not await self._sampler.wait_for_room(batch, deadline):
-            self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(_REFUSAL)
-        if batch.traces:
-            self._sampler.ingest(batch)
+        if self.handover is not None:
+            try:
+                await self.handover.take(batch, protocol, deadline, count_traces=False)
+            except WindowFull as refusal:
+                self._requests.labels(protocol, refusal.result).inc()
+                raise
+        else:
+            if not await self._sampler.wait_for_room(batch, deadline):
+                self._requests.labels(protocol, "backpressure").inc()
+                raise WindowFull(_REFUSAL)
+            if batch.traces:
+                self._sampler.ingest(batch)
         untraced = batch.untraced_log_count
         if untraced:
             if self._untraced_logs is not None:

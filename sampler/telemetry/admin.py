@@ -6,6 +6,7 @@ token check lets PROBE_PATHS through, so probes need no token."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -37,6 +38,10 @@ class AdminServer:
         self.middlewares: list[Middleware] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Set before start() in a worker process (the `workers` key): the supervisor's socket to
+        # serve on instead of the configured endpoint, and the routes it drives the worker by.
+        self.sock: socket.socket | None = None
+        self.routes: list[web.RouteDef] = []
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         # Accept: application/openmetrics-text (as Prometheus sends it) gets OpenMetrics, exemplars included.
@@ -57,17 +62,8 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         if self._console is not None:
             self._console.add_routes(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-        await runner.setup()
-        host, port = split_endpoint(self._config.endpoint)
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            key = "admin.endpoint, TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint"
-            raise ListenError("the admin endpoint", self._config.endpoint, key, exc) from None
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        app.add_routes(self.routes)
+        self._runner, self.port = await serve_admin(app, self._config.endpoint, self.sock)
         if self._console is not None:
             self._console.start()
 
@@ -76,3 +72,22 @@ class AdminServer:
             await self._console.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+async def serve_admin(
+    app: web.Application, endpoint: str, sock: socket.socket | None = None
+) -> tuple[web.AppRunner, int]:
+    """Serve an admin app on `endpoint` (host:port), or on `sock` if given; its runner and port (0 for a socket)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    if sock is not None:
+        await web.SockSite(runner, sock).start()
+        return runner, 0
+    host, port = split_endpoint(endpoint)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        key = "admin.endpoint, TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint"
+        raise ListenError("the admin endpoint", endpoint, key, exc) from None
+    return runner, runner.addresses[0][1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from typing import Any, Protocol
 
@@ -263,3 +264,97 @@ class Console:
             body = self._files[name] = _STATIC.joinpath(name).read_bytes()
         headers = {"Content-Security-Policy": _CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
         return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+
+def merge_status(statuses: Sequence[dict[str, Any]], descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The statuses of the worker processes of one daemon (the `workers` key) as one: counts
+    added up and their ratios computed again from the sums, the window, caches and queues added
+    up, the most recent decisions of all. `descriptions`: the policies as the daemon's config
+    describes them (each worker's own carry its share of a rate)."""
+    first = statuses[0]
+    policies = []
+    for index, policy in enumerate(first["policies"]):
+        merged = dict(policy)
+        if descriptions and policy["name"] in descriptions:
+            merged["description"] = descriptions[policy["name"]]
+        merged["rates"] = {
+            window: _policy_rates_of([status["policies"][index]["rates"][window] for status in statuses])
+            for window in policy["rates"]
+        }
+        policies.append(merged)
+    recent = sorted(
+        (entry for status in statuses for entry in status["recent_decisions"]),
+        key=lambda entry: entry.get("decided_seconds_ago") or 0.0,
+    )
+    return {
+        "version": first["version"],
+        "pid": os.getpid(),
+        "workers": len(statuses),
+        "uptime_seconds": max(status["uptime_seconds"] for status in statuses),
+        "ready": all(status["ready"] for status in statuses),
+        "policies": policies,
+        "decisions": {
+            window: _decision_rates_of([status["decisions"][window] for status in statuses])
+            for window in first["decisions"]
+        },
+        "window": _window_of([status["window"] for status in statuses]),
+        "decision_caches": {
+            kind: {
+                **caches,
+                **_sums(
+                    [status["decision_caches"][kind] for status in statuses], ("traces", "capacity", "memory_bytes")
+                ),
+            }
+            for kind, caches in first["decision_caches"].items()
+        },
+        "exporters": _exporters_of([status["exporters"] for status in statuses]),
+        "recent_decisions": recent[: max(len(status["recent_decisions"]) for status in statuses)],
+    }
+
+
+def _sums(parts: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    return {key: sum(part.get(key) or 0 for part in parts) for key in keys if any(key in part for part in parts)}
+
+
+def _longest(parts: Sequence[Mapping[str, Any]]) -> float:
+    return max(part["seconds"] for part in parts)
+
+
+def _policy_rates_of(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    rates = {"seconds": _longest(parts), **_sums(parts, ("evaluated", "sampled", "dropped", "kept", "decided"))}
+    rates["matched_ratio"] = _ratio(rates["sampled"] + rates["dropped"], rates["evaluated"])
+    rates["kept_ratio"] = _ratio(rates["kept"], rates["decided"])
+    return rates
+
+
+def _decision_rates_of(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    seconds = _longest(parts)
+    rates = {"seconds": seconds, **_sums(parts, ("decided", "kept", "dropped"))}
+    rates["keep_ratio"] = _ratio(rates["kept"], rates["decided"])
+    rates["traces_per_second"] = round(sum(part.get("traces_per_second") or 0.0 for part in parts), 3)
+    return rates
+
+
+def _window_of(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    window = _sums(parts, ("traces", "num_traces", "spans", "bytes", "memory_bytes", "memory_limit_bytes"))
+    window["traces_fill"] = _ratio(window["traces"], window["num_traces"])
+    window["memory_fill"] = _ratio(window["memory_bytes"], window["memory_limit_bytes"])
+    return window
+
+
+def _exporters_of(lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    merged = []
+    for index, exporter in enumerate(lists[0]):
+        parts = [exporters[index] for exporters in lists]
+        counts = ("queue_batches", "queue_capacity", "sent_spans", "disk_queue_bytes", "disk_queue_capacity_bytes")
+        one = {"name": exporter["name"], **_sums(parts, counts)}
+        for by_reason in ("failed_attempts", "dropped_spans"):
+            reasons: dict[str, int] = {}
+            for part in parts:
+                for reason, count in part[by_reason].items():
+                    reasons[reason] = reasons.get(reason, 0) + count
+            one[by_reason] = reasons
+        minutes = [part["last_minute"] for part in parts]
+        one["last_minute"] = {"seconds": _longest(minutes), **_sums(minutes, ("failed_attempts", "dropped_spans"))}
+        merged.append(one)
+    return merged

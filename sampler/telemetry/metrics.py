@@ -42,7 +42,8 @@ class Metrics:
         self.requests = Counter(
             f"{PREFIX}_receiver_requests",
             "Export requests handled by the receivers, by result "
-            "(ok, partial, invalid, too_large, unsupported_media_type, backpressure).",
+            "(ok, partial, invalid, too_large, unsupported_media_type, backpressure, "
+            "unavailable: the worker owning some of its traces could not take them).",
             ["protocol", "result"],
             registry=r,
         )
@@ -314,6 +315,15 @@ class Metrics:
             registry=r,
         )
 
+        # workers (the `workers` key): fragments handed to the worker that owns their trace
+        self.handoff_spans = Counter(
+            f"{PREFIX}_worker_handoff_spans",
+            "Spans handed between worker processes to the worker that owns their trace, by direction "
+            "(sent: by the worker that received them, received: by the owner); 0 with one worker.",
+            ["direction"],
+            registry=r,
+        )
+
         # configuration
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads",
@@ -331,3 +341,23 @@ class Metrics:
         # lifecycle
         self.build_info = Gauge(f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 while receivers listen and exporters run.", registry=r)
+
+
+class SupervisorMetrics:
+    """What the supervisor of worker processes (the `workers` key) says of them. It registers
+    them beside a Metrics of its own (its process, its admin endpoint's token checks), all of
+    which it adds to its workers' on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.workers = Gauge(f"{PREFIX}_workers", "Worker processes configured (the workers key).", registry=r)
+        self.workers_up = Gauge(
+            f"{PREFIX}_workers_up", "Worker processes running and answering the supervisor now.", registry=r
+        )
+        self.worker_restarts = Counter(
+            f"{PREFIX}_worker_restarts",
+            "Worker processes that exited unexpectedly and were started again, by worker index.",
+            ["worker"],
+            registry=r,
+        )

@@ -21,7 +21,9 @@ one server at a time, each with a sink of its own, in the same run:
 The load (tests/bench/bench.py's generator) replays pre-serialized OTLP/gRPC requests of 1000
 spans, 100 traces x 10 spans with ~10 attributes each, patching fresh trace IDs into every
 request; every 10th trace has an error status on one span, so 10% of traces must be kept. It is
-a closed loop with a few requests in flight, bounded by --duration and --max-requests.
+a closed loop with a few requests in flight over a few connections (--concurrency,
+--connections: with workers, the kernel gives each connection to one worker, as it would each
+of several clients), bounded by --duration and --max-requests.
 
 The CPU time of the server is utime + stime of its process and every descendant, including
 children they reaped (/proc/PID/stat), read by the load process --warmup seconds after the load
@@ -142,6 +144,7 @@ def run_load_process(args: argparse.Namespace) -> dict[str, Any]:
             pool=pool,
             max_requests=args.max_requests,
             on_accepted=on_accepted,
+            connections=args.connections,
             probe=lambda: {
                 "cpu": tree_cpu_seconds(args.pid),
                 "load_cpu": own_cpu_seconds(),
@@ -412,6 +415,7 @@ def run_once(server: Server, args: argparse.Namespace, workdir: Path, seed: int)
                 [sys.executable, str(HERE), "load", "--target", f"127.0.0.1:{server.grpc_port}"]
                 + ["--pid", str(server.pid), "--duration", str(args.duration), "--warmup", str(args.warmup)]
                 + ["--concurrency", str(args.concurrency), "--max-requests", str(args.max_requests)]
+                + ["--connections", str(args.connections)]
                 + ["--seed", str(seed)],
                 capture_output=True,
                 text=True,
@@ -556,6 +560,13 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20000, help="requests per run at most")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="TCP connections the requests in flight share (default: %(default)s): with workers, the kernel "
+        "gives each connection to one worker, as it would each of several clients",
+    )
     parser.add_argument("--daemon-workers", type=integers, default=[1, 2], help="comma-separated (default: 1,2)")
     parser.add_argument(
         "--collector-shards",
@@ -582,6 +593,7 @@ def main() -> int:
     lp.add_argument("--duration", type=float, required=True)
     lp.add_argument("--warmup", type=float, required=True)
     lp.add_argument("--concurrency", type=int, required=True)
+    lp.add_argument("--connections", type=int, required=True)
     lp.add_argument("--max-requests", type=int, required=True)
     lp.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -609,7 +621,8 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> int:
     print(f"command: {command_line()}")
     print(
         f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load: 1 process, {args.concurrency} "
-        f"requests in flight, {TRACES_PER_REQUEST * SPANS_PER_TRACE} spans/request ({TRACES_PER_REQUEST} traces x "
+        f"requests in flight over {args.connections} connection(s), "
+        f"{TRACES_PER_REQUEST * SPANS_PER_TRACE} spans/request ({TRACES_PER_REQUEST} traces x "
         f"{SPANS_PER_TRACE} spans, every {ERROR_EVERY}th trace an error); {args.duration:g}s per run "
         f"(CPU window after {args.warmup:g}s of warm-up), {args.repeats} repeats"
     )

@@ -248,7 +248,8 @@ def test_a_second_daemon_on_the_same_queue_directory_is_refused(tmp_path, start_
     data = config_dict({EXPORTER: durable_exporter(free_port(), queue_dir)})
     start_daemon(copy.deepcopy(data))
     config_path, _ = write_config(tmp_path, data)
-    result = cli("run", "--config", str(config_path))
+    # One process each, as the daemon in a thread is: with workers, each has a directory of its own.
+    result = cli("run", "--config", str(config_path), "--workers", "1")
     assert result.returncode == 1
     assert f"exporter otlp: queue directory {queue_dir / EXPORTER} is in use by another process" in result.stderr
 

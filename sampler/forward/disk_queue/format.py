@@ -28,6 +28,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from struct import Struct
+from urllib.parse import quote
 
 from sampler.forward.batcher import Payload, Signal
 
@@ -40,6 +41,22 @@ _COUNTS = Struct("<II")
 ACK_ENTRY = Struct("<QII")  # record offset, kind, CRC32 of the offset and kind
 _ACK_BODY = Struct("<QI")
 SENDING, ACKED = 1, 2
+LOCK_NAME = "queue.lock"
+
+
+def queue_directory(directory: str, exporter: str) -> Path:
+    """Where the queue of `exporter` keeps its files, under the configured `directory`."""
+    return Path(directory) / quote(exporter, safe="")
+
+
+def holds_batches(directory: Path) -> bool:
+    """Whether a queue directory has files besides its lock (batches an earlier run left, maybe)."""
+    try:
+        return any(entry.name != LOCK_NAME for entry in directory.iterdir())
+    except OSError:
+        return False
+
+
 LOGS_FLAG = 1 << 31
 
 

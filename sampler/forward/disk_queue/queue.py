@@ -23,20 +23,20 @@ import os
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import quote
 
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload, Signal
 from sampler.forward.disk_queue.format import (
     ACKED,
+    LOCK_NAME,
     RECORD_HEADER,
     SEGMENT_HEADER,
     SENDING,
     Recovered,
     index_directory,
     pack_count,
+    queue_directory,
     read_record,
     segment_name,
     spans_in,
@@ -92,7 +92,7 @@ class DiskQueue:
     ) -> None:
         self.name = name
         self._clock = clock
-        self.directory = Path(config.directory) / quote(name, safe="")
+        self.directory = queue_directory(config.directory, name)
         self.max_bytes = int(config.max_size_mib * _MIB)
         self.segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max(_MIN_SEGMENT_BYTES, self.max_bytes // 8))
         self._fsync: FsyncPolicy = config.fsync
@@ -183,7 +183,7 @@ class DiskQueue:
     def _recover(self) -> Recovered:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.directory / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise OSError(
                 f"exporter {self.name}: cannot use queue directory {self.directory}: {exc.strerror}"
