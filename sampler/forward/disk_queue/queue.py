@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 from array import array
@@ -29,17 +28,9 @@ from urllib.parse import quote
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload
-from sampler.forward.disk_queue.format import (
-    ACKED,
-    RECORD_HEADER,
-    SEGMENT_HEADER,
-    SENDING,
-    Recovered,
-    index_directory,
-    read_record,
-    segment_name,
-)
-from sampler.forward.disk_queue.segments import FsyncPolicy, RoundResult, SegmentFiles
+from sampler.forward.disk_queue.format import ACKED, LOCK_NAME, SEGMENT_MAGIC, SENDING, Recovered, recover
+from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER, read_record, segment_name
+from sampler.storage.segments import FsyncPolicy, RoundResult, SegmentFiles, lock_directory
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -148,7 +139,7 @@ class DiskQueue:
         left_records = left_spans = corrupt = 0
         for seq, scan, acked, sending in recovered.segments:
             segment = _Segment(seq, scan.size, sealed=True)
-            for offset, span_count in zip(scan.offsets, scan.span_counts, strict=True):
+            for offset, span_count in zip(scan.offsets, scan.counts, strict=True):
                 if offset not in acked:
                     segment.offsets.append(offset)
                     segment.span_counts.append(span_count)
@@ -174,26 +165,22 @@ class DiskQueue:
                 left_records,
                 left_spans,
             )
-        self._files = SegmentFiles(self.directory, recovered.next_seq, self.segment_bytes, self._fsync)
+        self._files = SegmentFiles(self.directory, SEGMENT_MAGIC, recovered.next_seq, self.segment_bytes, self._fsync)
         self._writer = asyncio.create_task(self._write_loop(), name=f"disk-queue-{self.name}")
 
     def _recover(self) -> Recovered:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.directory / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = lock_directory(self.directory, LOCK_NAME)
+        except BlockingIOError:
+            raise OSError(
+                f"exporter {self.name}: queue directory {self.directory} is in use by another process"
+            ) from None
         except OSError as exc:
             raise OSError(
                 f"exporter {self.name}: cannot use queue directory {self.directory}: {exc.strerror}"
             ) from None
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._release_lock()
-            raise OSError(
-                f"exporter {self.name}: queue directory {self.directory} is in use by another process"
-            ) from None
-        try:
-            return index_directory(self.directory)
+            return recover(self.directory)
         except OSError as exc:
             self._release_lock()
             raise OSError(f"exporter {self.name}: cannot read queue directory {self.directory}: {exc}") from None
@@ -350,7 +337,8 @@ class DiskQueue:
         waiters, self._round_waiters = self._round_waiters, []
         try:
             try:
-                result = await asyncio.to_thread(self._files.run_round, appends, marks, deletions, sync)
+                records = [(payload.data, payload.span_count) for payload in appends]
+                result = await asyncio.to_thread(self._files.run_round, records, marks, deletions, sync)
             except Exception as exc:  # a bug must not stop the queue: what was in the round is accounted
                 log.exception("exporter %s: queue writer failed", self.name)
                 failure = OSError(errno.EIO, str(exc))
