@@ -151,6 +151,7 @@ class Exporter(ABC):
             self._queue.put_nowait(payload)
         except asyncio.QueueFull:
             self._drop(payload, "queue_full", f"the queue of {self._queue.maxsize} batches is full")
+            payload.settle()
 
     @abstractmethod
     async def send(self, payload: Payload) -> int:
@@ -170,6 +171,7 @@ class Exporter(ABC):
             except Exception as exc:  # never let one payload stop the consumer
                 log.exception("exporter %s: unexpected failure", self.name)
                 self._drop(payload, "permanent_error", str(exc))
+            payload.settle()
             self._queue.task_done()
 
     async def _consume_from_disk(self) -> None:

@@ -13,9 +13,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from sampler.config.receivers import OtlpReceiverConfig
+from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
 from sampler.telemetry.metrics import Metrics
+from sampler.window.log import StorageFull
 
 PROTOCOLS = ("grpc", "http", "zipkin")
 # When a client refused for a full window should retry.
@@ -28,8 +30,15 @@ class WindowFull(Exception):
 
 
 class Ingest:
-    def __init__(self, sampler: TailSampler, metrics: Metrics, config: OtlpReceiverConfig | None = None) -> None:
+    def __init__(
+        self,
+        sampler: TailSampler,
+        metrics: Metrics,
+        config: OtlpReceiverConfig | None = None,
+        durable: DurableWindow | None = None,
+    ) -> None:
         self._sampler = sampler
+        self._durable = durable
         self.metrics = metrics
         config = config or OtlpReceiverConfig()
         self._splitter = RequestSplitter(config.max_spans_per_request, config.span_limits)
@@ -70,6 +79,13 @@ class Ingest:
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()
             raise WindowFull(_REFUSAL)
+        if self._durable is not None:
+            # tail_sampling.storage: acknowledged only once in the window's log.
+            try:
+                await self._durable.admit(batch, self._sampler.wait_budget(deadline))
+            except StorageFull as exc:
+                self._requests.labels(protocol, exc.reason).inc()
+                raise WindowFull(f"{exc}; retry in {RETRY_AFTER_SECONDS}s") from None
         new_traces = self._sampler.ingest(batch)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)

@@ -17,6 +17,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 # A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.spans.framing.
 ScopeKey = tuple[bytes, bytes]
+# Where one fragment of a trace sits in the window's log: (segment, record offset, index in the record).
+LogPosition = tuple[int, int, int]
 
 
 class TraceSpans:
@@ -31,6 +33,7 @@ class TraceSpans:
         "error_seen",
         "first_seen",
         "due",
+        "log_positions",
     )
 
     def __init__(self, trace_id: bytes) -> None:
@@ -44,6 +47,9 @@ class TraceSpans:
         self.error_seen = False
         self.first_seen = 0.0  # monotonic seconds, set when the window adopts the trace
         self.due = 0.0  # monotonic seconds at which the trace is to be decided
+        # With tail_sampling.storage: where its fragments sit in the window's log (window/log.py),
+        # released once the trace is decided and handed on. None without storage.
+        self.log_positions: list[LogPosition] | None = None
 
     def absorb(self, other: TraceSpans) -> None:
         """Append the spans and summary of a later fragment of the same trace."""
@@ -62,6 +68,11 @@ class TraceSpans:
             self.end_max = other.end_max
         self.root_seen = self.root_seen or other.root_seen
         self.error_seen = self.error_seen or other.error_seen
+        if other.log_positions is not None:
+            if self.log_positions is None:
+                self.log_positions = other.log_positions
+            else:
+                self.log_positions += other.log_positions
 
     @property
     def duration_ns(self) -> int:

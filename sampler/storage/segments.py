@@ -112,7 +112,7 @@ class SegmentFiles:
                 errors.append(("sync", exc))
         for seq in deletions:
             try:
-                self._delete(seq)
+                self.delete(seq)
             except OSError as exc:
                 errors.append(("delete", exc))
         return RoundResult(placed, errors, bool(self._unsynced))
@@ -176,7 +176,7 @@ class SegmentFiles:
         write_all(fd, parts)
         self._unsynced.add(fd)
 
-    def _delete(self, seq: int) -> None:
+    def delete(self, seq: int) -> None:
         if seq == self.active_seq:
             self._seal()
             self.active_seq = None

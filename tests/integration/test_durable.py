@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 
 from tests.integration.test_cli import DaemonProcess, cli, free_port, write_config
 from tests.support import (
@@ -314,3 +315,134 @@ def test_a_bad_decision_file_is_reported_and_ignored(tmp_path, grpc_sink, caplog
 
     kept, _ = load(saved)
     assert len(kept) == 1
+
+
+# --- the durable window (tail_sampling.storage) ---------------------------------------
+
+
+def spans_of_traces(traces: dict[bytes, list[Any]]) -> set[bytes]:
+    return {span.span_id for spans in traces.values() for span in spans}
+
+
+def send_each(endpoint: str, traces: dict[bytes, list[Any]]) -> None:
+    for spans in traces.values():
+        grpc_export(endpoint, make_request(spans))
+
+
+def new_traces(count: int, **kwargs: Any) -> dict[bytes, list[Any]]:
+    return dict(make_trace(**kwargs) for _ in range(count))
+
+
+def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace(tmp_path):
+    """The done-criterion of the durable window (#13): backend down, must-keep traces
+    acknowledged in every state a trace can be in (handed to the persistent exporter queue,
+    decided and waiting in the batcher, still undecided in the window), dropped traces beside
+    them, `kill -9`, restart, backend up: every acknowledged span of a kept trace arrives, late
+    spans after the restart follow the decisions made before the crash, no span of a dropped
+    trace is forwarded, and what may arrive twice is counted."""
+    sink_port = free_port()
+    storage = tmp_path / "storage"
+    data = config_dict(
+        {EXPORTER: durable_exporter(sink_port, tmp_path / "queue")},
+        policies=ERRORS_ONLY,
+        decision_wait="8s",  # traces without their root wait this long, from their arrival
+        decision_wait_after_root_received="100ms",  # those with it are decided at once
+        storage={"directory": str(storage), "fsync": "interval", "fsync_interval": "200ms"},
+    )
+    # Before the crash, a batch goes out at 100 spans only: what is decided later waits in the batcher.
+    data["batch"] = {"timeout": "10m", "send_batch_size": 100}
+    config_path, ports = write_config(tmp_path, data)
+    receiver = f"127.0.0.1:{ports['grpc']}"
+
+    handed_on = new_traces(25, spans=4, error=True)  # 100 spans: one batch, into the disk queue
+    in_batcher = new_traces(10, spans=4, error=True)  # decided kept, waiting in the batcher
+    dropped = new_traces(20, spans=4)  # decided dropped
+    undecided_kept = new_traces(10, spans=3, root=False, error=True)  # still in the window
+    undecided_dropped = new_traces(10, spans=3, root=False)
+    decided_before = len(handed_on) + len(in_batcher) + len(dropped)
+
+    first = DaemonProcess(config_path, ports["admin"])
+    try:
+        send_each(receiver, handed_on | dropped)
+        send_each(receiver, in_batcher)
+
+        def decided_written_and_queued() -> bool:
+            metrics = Metrics.scrape(first.admin)
+            return (
+                metrics.value("tail_sampler_traces_decided_total") == decided_before
+                and metrics.value("tail_sampler_decision_journal_written_traces_total") == decided_before
+                and metrics.value("tail_sampler_exporter_disk_queue_spans", exporter=EXPORTER) == 100
+                and metrics.value("tail_sampler_exporter_failed_attempts_total", exporter=EXPORTER) >= 1
+            )
+
+        wait_until(decided_written_and_queued, timeout=30, what="decisions journaled, one batch on disk, sends failing")
+        send_each(receiver, undecided_kept | undecided_dropped)
+        at_kill = Metrics.scrape(first.admin)
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.communicate(timeout=30)
+    assert first.process.returncode == -signal.SIGKILL
+    assert at_kill.value("tail_sampler_window_traces") == len(undecided_kept) + len(undecided_dropped)
+    assert at_kill.value("tail_sampler_forward_batches_total") == 1  # the in-batcher traces never left it
+
+    data["batch"] = {"timeout": "100ms"}
+    config_path.write_text(yaml.safe_dump(data))
+    second = DaemonProcess(config_path, ports["admin"])  # ready: the log is replayed before the receivers open
+    sink: GrpcSink | None = None
+    try:
+        recovered = Metrics.scrape(second.admin)
+        late_kept = [
+            make_span(trace_id, parent=spans[0].span_id) for trace_id, spans in (handed_on | in_batcher).items()
+        ]
+        # An error span would get a new trace kept: for a trace dropped before the crash it must not.
+        late_dropped = [make_span(trace_id, error=True) for trace_id in dropped]
+        grpc_export(receiver, make_request(late_kept + late_dropped))
+        sink = GrpcSink(port=sink_port)
+        kept_traces = handed_on | in_batcher | undecided_kept
+        expected = spans_of_traces(kept_traces) | {span.span_id for span in late_kept}
+
+        def all_arrived_and_decided() -> Metrics | None:
+            metrics = Metrics.scrape(second.admin)
+            arrived = {span.span_id for span in sink.spans()} >= expected
+            decided = metrics.value("tail_sampler_traces_decided_total") == len(undecided_kept) + len(undecided_dropped)
+            return metrics if arrived and decided else None
+
+        metrics = wait_until(all_arrived_and_decided, timeout=60, what="every kept span at the sink")
+        code, output = second.terminate(signal.SIGTERM)
+    finally:
+        second.kill()
+        if sink is not None:
+            sink.close()
+
+    received = sink.spans()
+    unique = {span.span_id for span in received}
+    duplicates = len(received) - len(unique)
+    reported = metrics.value("tail_sampler_window_storage_recovered_spans_total", state="kept") + metrics.value(
+        "tail_sampler_exporter_disk_redelivered_spans_total", exporter=EXPORTER
+    )
+    figures = (
+        f"kept spans acknowledged {len(expected)}, received {len(received)} ({len(unique & expected)} of them, "
+        f"{duplicates} duplicates); recovered from the window's log: "
+        + ", ".join(
+            f"{state} {recovered.value('tail_sampler_window_storage_recovered_spans_total', state=state):.0f}"
+            for state in ("undecided", "kept", "dropped")
+        )
+        + f"; from the exporter queue {recovered.value('tail_sampler_exporter_disk_recovered_spans_total'):.0f}; "
+        f"possible duplicates reported {reported:.0f}"
+    )
+    print(figures)
+    assert code == 0, output
+    assert unique >= expected, figures  # nothing acknowledged of a kept trace is lost
+    assert {span.trace_id for span in received} <= kept_traces.keys(), figures  # nothing of a dropped one forwarded
+    assert duplicates <= reported, figures  # what came twice is counted
+    undecided_spans = len(spans_of_traces(undecided_kept | undecided_dropped))
+    assert recovered.value("tail_sampler_window_storage_recovered_spans_total", state="undecided") == undecided_spans
+    # The batcher's traces were decided, not handed on: forwarded again on the decision the journal kept.
+    assert recovered.value("tail_sampler_window_storage_recovered_spans_total", state="kept") >= len(
+        spans_of_traces(in_batcher)
+    )
+    assert recovered.value("tail_sampler_decision_journal_recovered_traces_total", decision="kept") == len(
+        handed_on
+    ) + len(in_batcher)
+    assert metrics.value("tail_sampler_late_spans_total", decision="dropped") >= len(late_dropped)
+    assert not list((storage / "window").glob("*.seg")), "every segment freed once all was handed on"

@@ -238,6 +238,7 @@ class DiskQueue:
                 "disk_queue_full",
                 f"the queue in {self.directory} holds {self._bytes + self._reserved} of {self.max_bytes} bytes",
             )
+            payload.settle()
             return
         self._reserved += size
         self.records += 1
@@ -365,6 +366,7 @@ class DiskQueue:
                 self._io_error("write", where)
                 reason = "disk_queue_full" if where.errno in _NO_ROOM else "disk_error"
                 self._drop(payload.span_count, reason, f"cannot write to {self.directory}: {where.strerror or where}")
+                payload.settle()
                 continue
             seq, offset = where
             segment = self._segments.get(seq)
@@ -378,6 +380,7 @@ class DiskQueue:
                 self._bytes += SEGMENT_HEADER.size
             segment.offsets.append(offset)
             segment.span_counts.append(payload.span_count)
+            payload.settle()  # on disk: the window's log need not keep these spans any longer
             self._bytes += offset + size - segment.size
             segment.size = offset + size
             written = True

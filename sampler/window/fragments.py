@@ -1,0 +1,112 @@
+"""The records of the window's log: one request's trace fragments, as the bytes they were
+split into, with the summary the policies need and the request's arrival time.
+
+A record's payload, little-endian:
+
+    u64 arrival (wall-clock ns), u32 scope-key count, u32 fragment count
+    per scope key: u32 length, ResourceSpans prefix, u32 length, ScopeSpans prefix
+    per fragment: u8 trace-ID length, trace ID, u32 span count, u32 span bytes (unframed),
+        u64 earliest start, u64 latest end, u8 flags (1: root seen, 2: error seen),
+        u16 group count, then per group: u32 scope-key index, u32 length, the framed spans
+
+The record's count (sampler/storage/format.py) is the request's span count. Encoding copies
+the bytes once and parses nothing; decoding (on start, after a crash) rebuilds the fragments.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from struct import Struct
+
+from sampler.spans.trace import ScopeKey, TraceSpans
+
+_HEAD = Struct("<QII")
+_LENGTH = Struct("<I")
+_SUMMARY = Struct("<IIQQBH")
+_GROUP = Struct("<II")
+_ROOT, _ERROR = 1, 2
+_ID_LENGTHS = [bytes((length,)) for length in range(256)]
+
+
+class DamagedRecordError(ValueError):
+    """A payload that passed its checksum but does not parse (written by another version?)."""
+
+
+def encode(fragments: Sequence[TraceSpans], arrival_ns: int) -> bytes:
+    keys: dict[ScopeKey, int] = {}
+    body: list[bytes | bytearray] = []
+    summary = _SUMMARY.pack
+    group = _GROUP.pack
+    for fragment in fragments:
+        trace_id = fragment.trace_id
+        groups = fragment.groups
+        flags = (_ROOT if fragment.root_seen else 0) | (_ERROR if fragment.error_seen else 0)
+        body += (
+            _ID_LENGTHS[len(trace_id)],
+            trace_id,
+            summary(fragment.span_count, fragment.nbytes, fragment.start_min, fragment.end_max, flags, len(groups)),
+        )
+        for key, spans in groups.items():
+            index = keys.get(key)
+            if index is None:
+                index = keys[key] = len(keys)
+            body += (group(index, len(spans)), spans)
+    head: list[bytes | bytearray] = [_HEAD.pack(arrival_ns, len(keys), len(fragments))]
+    for resource, scope in keys:
+        head += (_LENGTH.pack(len(resource)), resource, _LENGTH.pack(len(scope)), scope)
+    return b"".join(head + body)
+
+
+def decode(payload: bytes) -> tuple[int, list[TraceSpans]]:
+    """(arrival in wall-clock ns, the fragments, in the order written); raises DamagedRecordError."""
+    try:
+        return _decode(memoryview(payload))
+    except (struct.error, IndexError, ValueError) as exc:
+        raise DamagedRecordError(f"a window log record does not parse: {exc}") from None
+
+
+def _decode(view: memoryview) -> tuple[int, list[TraceSpans]]:
+    arrival, key_count, fragment_count = _HEAD.unpack_from(view, 0)
+    position = _HEAD.size
+
+    def chunk() -> bytes:
+        nonlocal position
+        (length,) = _LENGTH.unpack_from(view, position)
+        position += _LENGTH.size
+        value = bytes(view[position : position + length])
+        if len(value) != length:
+            raise ValueError("a length runs past the end")
+        position += length
+        return value
+
+    keys: list[ScopeKey] = []
+    for _ in range(key_count):
+        resource = chunk()
+        keys.append((resource, chunk()))
+    fragments = []
+    for _ in range(fragment_count):
+        id_length = view[position]
+        trace_id = bytes(view[position + 1 : position + 1 + id_length])
+        position += 1 + id_length
+        fragment = TraceSpans(trace_id)
+        span_count, nbytes, start, end, flags, group_count = _SUMMARY.unpack_from(view, position)
+        position += _SUMMARY.size
+        fragment.span_count = span_count
+        fragment.nbytes = nbytes
+        fragment.start_min = start
+        fragment.end_max = end
+        fragment.root_seen = bool(flags & _ROOT)
+        fragment.error_seen = bool(flags & _ERROR)
+        for _ in range(group_count):
+            index, length = _GROUP.unpack_from(view, position)
+            position += _GROUP.size
+            spans = bytearray(view[position : position + length])
+            if len(spans) != length:
+                raise ValueError("a group of spans runs past the end")
+            position += length
+            fragment.groups[keys[index]] = spans
+        fragments.append(fragment)
+    if position != len(view):
+        raise ValueError(f"{len(view) - position} unexpected byte(s) after the fragments")
+    return arrival, fragments
