@@ -2,15 +2,16 @@
 after a clean stop, a late span follows its trace's decision.
 
 Decisions are buffered while a tick (or a request) is processed and appended as one record at
-its end (`flush`), in a worker thread (sampler/storage/); the event loop never waits for it. When
+its end (`flush`): one write from the event loop, the syncs in the store's thread
+(sampler/storage/writer.py). When
 the journal has grown past twice the size of the caches' snapshot, it is compacted: the caches
 are saved to the snapshot file (the format of cache.py, written atomically) and the journal's
 segments before that moment are deleted. A clean stop compacts once more, leaving the snapshot
 alone. On start the snapshot is loaded, then the journal's records in order.
 
 Positions of the window's log (window/log.py) are released through the journal
-(`settle_after`): a fragment is settled only once the decision about its trace is written, so
-a crash never finds a fragment settled whose trace's decision is lost.
+(`settle_after`): a fragment is settled only once the decision about its trace is written (with
+fsync: always, synced), so a crash never finds a fragment settled whose trace's decision is lost.
 
 Where (every path from the config): the snapshot is `decision_cache.persist_path`, or
 `<storage.directory>/decisions.bin`; the journal is `<storage.directory>/decisions/`, or
@@ -36,8 +37,8 @@ from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import DecisionCache, DecisionFileError, KeptEntry, load, save
 from sampler.spans.trace import LogPosition
 from sampler.storage.format import index_directory, read_record, segment_name
-from sampler.storage.segments import FsyncPolicy, SegmentFiles, lock_directory
-from sampler.storage.writer import RoundWriter
+from sampler.storage.segments import FsyncPolicy, SegmentFiles, lock_directory, sync_directory
+from sampler.storage.writer import StoreWriter
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class DecisionJournal:
         self._fsync = fsync
         self._fsync_interval = fsync_interval
         self._clock = clock
-        self._writer: RoundWriter[int] | None = None
+        self._writer: StoreWriter | None = None
         self._lock_fd = -1
         self._records: dict[bytes, int] = {}
         self._entries: list[bytes] = []
@@ -137,7 +138,6 @@ class DecisionJournal:
         self._bytes = 0  # journal segment bytes since the last compaction
         self._snapshot_bytes = 0
         self._closed = False
-        self._round_ok = True
         self._last_error_log = -_ERROR_LOG_INTERVAL
         self._metrics = metrics
         metrics.decision_journal_bytes.set_function(lambda: self._bytes)
@@ -173,7 +173,7 @@ class DecisionJournal:
                 self.snapshot,
             )
         files = SegmentFiles(self.directory, MAGIC, next_seq, _SEGMENT_BYTES, self._fsync)
-        self._writer = RoundWriter(files, self._fsync, self._fsync_interval, self._on_round, self._clock, "journal")
+        self._writer = StoreWriter(files, self._fsync_interval, self._disk_errors, self._clock, "journal")
         self._writer.start()
 
     def _read(self) -> tuple[Decisions | None, list[Decisions], int, int]:
@@ -245,54 +245,66 @@ class DecisionJournal:
         writer = self._writer
         if writer is None:
             return
+        written = True
         if self._count:
             data = encode(list(self._records), self._entries)
-            writer.append(data, self._count, self._count)
-            self._bytes += len(data)
+            count = self._count
             self._records = {}
             self._entries = []
             self._count = 0
-            if self._bytes > max(_MIN_COMPACT_BYTES, 2 * self._snapshot_bytes) and not self._closed:
-                self._compact()
+            try:
+                writer.append([data], count)
+            except OSError as exc:
+                written = False
+                self._io_error("write", exc)
+            else:
+                self._bytes += len(data)
+                self._written.inc(count)
+                if self._bytes > max(_MIN_COMPACT_BYTES, 2 * self._snapshot_bytes) and not self._closed:
+                    self._compact()
         if self._settle and self.on_written is not None:
             positions, self._settle = self._settle, []
-            writer.after_round(lambda: self._release(positions))
-
-    def _release(self, positions: list[LogPosition]) -> None:
-        # After a failed write the decisions may be lost: their fragments stay in the window's
-        # log, to be decided again after a restart (at least once), rather than be settled.
-        if self._round_ok and self.on_written is not None:
-            self.on_written(positions)
+            if not written:
+                # The decisions may be lost: their fragments stay in the window's log, to be
+                # decided again after a restart (at least once), rather than be settled.
+                return
+            if self._fsync == "always":
+                release = self.on_written
+                writer.after_synced(lambda: release(positions))
+            else:
+                self.on_written(positions)
 
     def _compact(self) -> None:
         """Snapshot the caches as they are now and delete the journal written before."""
-        assert self._writer is not None
+        writer = self._writer
+        assert writer is not None
         kept = [(trace_id, record, forwarded) for trace_id, (record, forwarded) in self._kept.items()]
         dropped = [trace_id for trace_id, _ in self._dropped.items()]
+        first_kept = writer.files.rotate()  # what is appended from now on goes to a new segment
         self._bytes = 0
         self._compactions.inc()
+        directory = self.directory
 
-        def compact(files: SegmentFiles) -> None:
-            first_kept = files.rotate()  # what is appended from now on goes to a new segment
+        def save_snapshot() -> None:
+            # In the store's thread: the snapshot first, then the segments it covers (a failed
+            # save raises, and they stay, to be loaded again at start).
             save(self.snapshot, kept, dropped)
             self._snapshot_bytes = self.snapshot.stat().st_size
-            for path in self.directory.glob("*.seg"):
+            for path in directory.glob("*.seg"):
                 stem = path.name.split(".", 1)[0]
                 if stem.isdigit() and int(stem) < first_kept:
-                    files.delete(int(stem))
+                    path.unlink(missing_ok=True)
+            sync_directory(directory)
 
-        self._writer.run(compact)
+        writer.run(save_snapshot)
 
-    def _on_round(self, placed: list[tuple[int, tuple[int, int] | OSError]], errors: list[tuple[str, OSError]]) -> None:
-        for count, where in placed:
-            if isinstance(where, OSError):
-                errors = [*errors, ("write", where)]
-            else:
-                self._written.inc(count)
-        self._round_ok = not any(operation in ("write", "sync") for operation, _ in errors)
+    def _disk_errors(self, errors: list[tuple[str, OSError]]) -> None:
         for operation, error in errors:
-            self._io_errors.labels(STORE, operation).inc()
-            now = self._clock()
-            if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
-                self._last_error_log = now
-                log.error("decision journal: %s failed in %s: %s", operation, self.directory, error)
+            self._io_error(operation, error)
+
+    def _io_error(self, operation: str, error: OSError) -> None:
+        self._io_errors.labels(STORE, operation).inc()
+        now = self._clock()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.error("decision journal: %s failed in %s: %s", operation, self.directory, error)

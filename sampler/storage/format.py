@@ -45,8 +45,13 @@ def record_crc(length: int, count: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(_COUNTS.pack(length, count)))
 
 
-def record_header(payload: bytes, count: int) -> bytes:
-    return RECORD_HEADER.pack(RECORD_MAGIC, len(payload), count, record_crc(len(payload), count, payload))
+def record_header(parts: list[bytes | bytearray | memoryview], count: int) -> tuple[bytes, int]:
+    """The header of a record whose payload is `parts` one after the other, and the payload's length."""
+    length = sum(len(part) for part in parts)
+    crc = zlib.crc32(_COUNTS.pack(length, count))
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return RECORD_HEADER.pack(RECORD_MAGIC, length, count, crc), length
 
 
 def mark_entry(offset: int, value: int) -> bytes:

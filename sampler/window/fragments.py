@@ -1,16 +1,18 @@
 """The records of the window's log: one request's trace fragments, as the bytes they were
 split into, with the summary the policies need and the request's arrival time.
 
-A record's payload, little-endian:
+A record's payload, little-endian: a head, then the fragments' spans one after the other.
 
-    u64 arrival (wall-clock ns), u32 scope-key count, u32 fragment count
+    u64 arrival (wall-clock ns), u32 scope-key count, u32 fragment count, u32 index length
     per scope key: u32 length, ResourceSpans prefix, u32 length, ScopeSpans prefix
-    per fragment: u8 trace-ID length, trace ID, u32 span count, u32 span bytes (unframed),
-        u64 earliest start, u64 latest end, u8 flags (1: root seen, 2: error seen),
-        u16 group count, then per group: u32 scope-key index, u32 length, the framed spans
+    the index, per fragment: u8 trace-ID length, trace ID, u32 span count, u32 span bytes
+        (unframed), u64 earliest start, u64 latest end, u8 flags (1: root seen, 2: error seen),
+        u16 group count, then per group: u32 scope-key index, u32 length of its framed spans
+    then, per fragment and group in the same order, the framed spans
 
-The record's count (sampler/storage/format.py) is the request's span count. Encoding copies
-the bytes once and parses nothing; decoding (on start, after a crash) rebuilds the fragments.
+The record's count (sampler/storage/format.py) is the request's span count. Encoding parses
+nothing and copies no span: the spans are written from the fragments' own buffers. Decoding
+(on start, after a crash) rebuilds the fragments.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from collections.abc import Sequence
 from struct import Struct
 
 from sampler.spans.trace import ScopeKey, TraceSpans
+from sampler.storage.segments import Buffer
 
-_HEAD = Struct("<QII")
+_HEAD = Struct("<QIII")
 _LENGTH = Struct("<I")
 _SUMMARY = Struct("<IIQQBH")
 _GROUP = Struct("<II")
@@ -33,29 +36,38 @@ class DamagedRecordError(ValueError):
     """A payload that passed its checksum but does not parse (written by another version?)."""
 
 
-def encode(fragments: Sequence[TraceSpans], arrival_ns: int) -> bytes:
+def encode(fragments: Sequence[TraceSpans], arrival_ns: int) -> tuple[list[Buffer], int]:
+    """The record's payload in parts to be written one after the other, and its length. The
+    fragments' spans are not copied: they must not change until the record is written."""
     keys: dict[ScopeKey, int] = {}
-    body: list[bytes | bytearray] = []
+    index: list[bytes] = []
+    spans: list[Buffer] = []
     summary = _SUMMARY.pack
     group = _GROUP.pack
+    ids = _ID_LENGTHS
+    span_bytes = 0
     for fragment in fragments:
         trace_id = fragment.trace_id
         groups = fragment.groups
         flags = (_ROOT if fragment.root_seen else 0) | (_ERROR if fragment.error_seen else 0)
-        body += (
-            _ID_LENGTHS[len(trace_id)],
+        index += (
+            ids[len(trace_id)],
             trace_id,
             summary(fragment.span_count, fragment.nbytes, fragment.start_min, fragment.end_max, flags, len(groups)),
         )
-        for key, spans in groups.items():
-            index = keys.get(key)
-            if index is None:
-                index = keys[key] = len(keys)
-            body += (group(index, len(spans)), spans)
-    head: list[bytes | bytearray] = [_HEAD.pack(arrival_ns, len(keys), len(fragments))]
+        for key, framed in groups.items():
+            number = keys.get(key)
+            if number is None:
+                number = keys[key] = len(keys)
+            index.append(group(number, len(framed)))
+            spans.append(framed)
+            span_bytes += len(framed)
+    table = b"".join(index)
+    head_parts: list[bytes] = []
     for resource, scope in keys:
-        head += (_LENGTH.pack(len(resource)), resource, _LENGTH.pack(len(scope)), scope)
-    return b"".join(head + body)
+        head_parts += (_LENGTH.pack(len(resource)), resource, _LENGTH.pack(len(scope)), scope)
+    head = _HEAD.pack(arrival_ns, len(keys), len(fragments), len(table)) + b"".join(head_parts) + table
+    return [head, *spans], len(head) + span_bytes
 
 
 def decode(payload: bytes) -> tuple[int, list[TraceSpans]]:
@@ -67,7 +79,7 @@ def decode(payload: bytes) -> tuple[int, list[TraceSpans]]:
 
 
 def _decode(view: memoryview) -> tuple[int, list[TraceSpans]]:
-    arrival, key_count, fragment_count = _HEAD.unpack_from(view, 0)
+    arrival, key_count, fragment_count, index_length = _HEAD.unpack_from(view, 0)
     position = _HEAD.size
 
     def chunk() -> bytes:
@@ -84,6 +96,8 @@ def _decode(view: memoryview) -> tuple[int, list[TraceSpans]]:
     for _ in range(key_count):
         resource = chunk()
         keys.append((resource, chunk()))
+    index_end = position + index_length
+    spans_at = index_end
     fragments = []
     for _ in range(fragment_count):
         id_length = view[position]
@@ -99,14 +113,14 @@ def _decode(view: memoryview) -> tuple[int, list[TraceSpans]]:
         fragment.root_seen = bool(flags & _ROOT)
         fragment.error_seen = bool(flags & _ERROR)
         for _ in range(group_count):
-            index, length = _GROUP.unpack_from(view, position)
+            number, length = _GROUP.unpack_from(view, position)
             position += _GROUP.size
-            spans = bytearray(view[position : position + length])
-            if len(spans) != length:
+            framed = bytearray(view[spans_at : spans_at + length])
+            if len(framed) != length:
                 raise ValueError("a group of spans runs past the end")
-            position += length
-            fragment.groups[keys[index]] = spans
+            spans_at += length
+            fragment.groups[keys[number]] = framed
         fragments.append(fragment)
-    if position != len(view):
-        raise ValueError(f"{len(view) - position} unexpected byte(s) after the fragments")
+    if position != index_end or spans_at != len(view):
+        raise ValueError("the index and the spans do not add up to the record")
     return arrival, fragments

@@ -2,15 +2,16 @@
 trace fragments, so what was acknowledged survives a crash of the daemon until it is
 decided and handed on.
 
-A request is appended as one record (fragments.py) before it is acknowledged; appends asked
-for while a round is being written go into the next round together (a group commit, in a
-worker thread: sampler/storage/). Each fragment's position (segment, record offset, index)
-rides with its trace (`TraceSpans.log_positions`) through the decision and the batcher; once
-the trace is dropped, or its spans are taken by every exporter, the position is settled: a
-mark in the segment's marks file says so, and a segment is deleted once all its fragments
-are settled. On start, every fragment left unsettled is read back (`recover`) with its
-original arrival time, for the engine to rebuild or forward according to the decisions the
-journal remembers.
+A request is appended as one record (fragments.py) before it is acknowledged: written at once
+from the event loop, and with fsync: always synced by a round of the store's thread that
+serves every request written meanwhile (a group commit: sampler/storage/writer.py).
+
+Each fragment's position (segment, record offset, index) rides with its trace
+(`TraceSpans.log_positions`) through the decision and the batcher. Once the trace is dropped,
+or its spans are taken by every exporter, the position is settled: a mark in the segment's
+marks file says so, and a segment is deleted once all its fragments are settled. On start,
+every fragment left unsettled is read back (`recover`) with its original arrival time, for the
+engine to rebuild or forward according to the decisions the journal remembers.
 
 Files, under `<directory>/window/`: `window.lock` (flock: one daemon per directory), segments
 `<seq>.seg` (magic `TSWL`) and their marks `<seq>.ack` (value: the fragment's index in its record).
@@ -23,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sampler.clock import Clock, monotonic
@@ -41,7 +42,7 @@ from sampler.storage.format import (
     segment_name,
 )
 from sampler.storage.segments import SegmentFiles, lock_directory
-from sampler.storage.writer import RoundWriter
+from sampler.storage.writer import StoreWriter
 from sampler.telemetry.metrics import Metrics
 from sampler.window import fragments
 
@@ -73,13 +74,6 @@ class _Segment:
     sealed: bool = False  # no more records will be appended
 
 
-@dataclass(eq=False)
-class _Append:
-    fragments: list[TraceSpans]
-    size: int
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
 @dataclass
 class Recovered:
     """One record's unsettled fragments, read back at start."""
@@ -107,8 +101,7 @@ class WindowLog:
         self._wall_clock = wall_clock
         self._segments: dict[int, _Segment] = {}  # oldest first
         self._bytes = 0  # segment file bytes
-        self._reserved = 0  # bytes of records accepted and not yet written
-        self._writer: RoundWriter[_Append] | None = None
+        self._writer: StoreWriter | None = None
         self._lock_fd = -1
         self._scans: list[tuple[int, SegmentScan]] = []
         self._freed = asyncio.Event()
@@ -135,9 +128,7 @@ class WindowLog:
                 log.warning("window log: skipped %d torn or damaged record(s) in %s", scan.corrupt, segment_name(seq))
         self._scans = indexed.segments
         files = SegmentFiles(self.directory, MAGIC, indexed.next_seq, self.segment_bytes, self._config.fsync)
-        self._writer = RoundWriter(
-            files, self._config.fsync, self._config.fsync_interval, self._on_round, self._clock, "window log"
-        )
+        self._writer = StoreWriter(files, self._config.fsync_interval, self._disk_errors, self._clock, "window-log")
         self._writer.start()
 
     def _index(self) -> Indexed:
@@ -205,7 +196,6 @@ class WindowLog:
             return
         self._closed = True
         if self._writer is not None:
-            await self._writer.flush()
             for segment in list(self._segments.values()):
                 segment.sealed = True
                 self._maybe_delete(segment)
@@ -228,20 +218,43 @@ class WindowLog:
         pieces = list(batch.traces.values())
         if not pieces:
             return
-        data = fragments.encode(pieces, int(self._wall_clock() * 1e9))
-        size = RECORD_HEADER.size + len(data)
+        data, length = fragments.encode(pieces, int(self._wall_clock() * 1e9))
+        size = RECORD_HEADER.size + length
         if not self.has_room(size):
             raise StorageFull(
-                f"the window's storage is full ({self._bytes + self._reserved} of {self.max_bytes} bytes "
-                f"in {self.directory})"
+                f"the window's storage is full ({self._bytes} of {self.max_bytes} bytes in {self.directory})"
             )
-        self._reserved += size
-        pending = _Append(pieces, size)
-        writer.append(data, batch.span_count, pending)
-        await pending.done  # cancelled with the request: _on_round settles what it wrote
+        try:
+            seq, offset = writer.append(data, batch.span_count)
+        except OSError as exc:
+            self._io_error("write", exc)
+            raise StorageFull(f"cannot write the window's log in {self.directory}: {exc}", "storage_error") from None
+        segment = self._segments.get(seq)
+        if segment is None:
+            # A new segment: the ones before it are complete.
+            for earlier in list(self._segments.values()):
+                if not earlier.sealed:
+                    earlier.sealed = True
+                    self._maybe_delete(earlier)
+            segment = self._segments[seq] = _Segment(seq, SEGMENT_HEADER.size)
+            self._bytes += SEGMENT_HEADER.size
+        self._bytes += offset + size - segment.size
+        segment.size = offset + size
+        positions: list[LogPosition] = []
+        for index, fragment in enumerate(pieces):
+            position = (seq, offset, index)
+            fragment.log_positions = [position]
+            positions.append(position)
+        segment.pending += len(positions)
+        if self._config.fsync == "always":
+            try:
+                await writer.synced()
+            except asyncio.CancelledError:
+                self.settle(positions)  # not acknowledged: the client sends it again
+                raise
 
     def has_room(self, size: int) -> bool:
-        return self._bytes + self._reserved + size <= self.max_bytes
+        return self._bytes + size <= self.max_bytes
 
     def record_size(self, batch: DecodedBatch) -> int:
         """About what appending the batch takes in the log (for waiting on room)."""
@@ -267,43 +280,6 @@ class WindowLog:
     def oldest_segment(self) -> int | None:
         return next(iter(self._segments), None)
 
-    def _on_round(
-        self, placed: list[tuple[_Append, tuple[int, int] | OSError]], errors: list[tuple[str, OSError]]
-    ) -> None:
-        for pending, where in placed:
-            self._reserved -= pending.size
-            if isinstance(where, OSError):
-                self._io_error("write", where)
-                if not pending.done.done():
-                    pending.done.set_exception(
-                        StorageFull(f"cannot write the window's log in {self.directory}: {where}", "storage_error")
-                    )
-                continue
-            seq, offset = where
-            segment = self._segments.get(seq)
-            if segment is None:
-                # A new segment: the ones before it are complete.
-                for earlier in list(self._segments.values()):
-                    if not earlier.sealed:
-                        earlier.sealed = True
-                        self._maybe_delete(earlier)
-                segment = self._segments[seq] = _Segment(seq, SEGMENT_HEADER.size)
-                self._bytes += SEGMENT_HEADER.size
-            self._bytes += offset + pending.size - segment.size
-            segment.size = offset + pending.size
-            positions: list[LogPosition] = []
-            for index, fragment in enumerate(pending.fragments):
-                position = (seq, offset, index)
-                fragment.log_positions = [position]
-                positions.append(position)
-            segment.pending += len(positions)
-            if pending.done.done():  # the request went away meanwhile: it was not acknowledged
-                self.settle(positions)
-            else:
-                pending.done.set_result(None)
-        for operation, error in errors:
-            self._io_error(operation, error)
-
     # --- settling ----------------------------------------------------------
 
     def settle(self, positions: list[LogPosition]) -> None:
@@ -312,7 +288,10 @@ class WindowLog:
         writer = self._writer
         if writer is None:
             return
-        writer.marks(positions)
+        try:
+            writer.marks(positions)
+        except OSError as exc:  # replayed after a restart, then: at least once
+            self._io_error("mark", exc)
         segments = self._segments
         touched = set()
         for seq, _, _ in positions:
@@ -332,6 +311,10 @@ class WindowLog:
             self._freed.set()
 
     # --- accounting --------------------------------------------------------
+
+    def _disk_errors(self, errors: list[tuple[str, OSError]]) -> None:
+        for operation, error in errors:
+            self._io_error(operation, error)
 
     def _io_error(self, operation: str, exc: OSError) -> None:
         self._io_errors.labels(STORE, operation).inc()

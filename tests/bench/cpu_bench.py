@@ -2,6 +2,8 @@
 
 Run:  python tests/bench/cpu_bench.py                         (about 5 minutes)
       python tests/bench/cpu_bench.py --daemon-workers 1,2 --duration 20 --repeats 3
+      python tests/bench/cpu_bench.py --no-collector --daemon-workers 1 --storage off,interval
+                                                   (the cost of the durable window, same run)
 
 Everything runs on this machine over loopback, in separate processes:
   load -> server under test -> sink
@@ -12,6 +14,9 @@ one server at a time, each with a sink of its own, in the same run:
                  (status_code: ERROR); receivers, exporter and admin endpoint moved to loopback.
                  One variant per --daemon-workers value, with `workers: N` in the config; a
                  daemon that rejects that key runs N=1 without it and reports N>1 unsupported.
+                 And one per --storage value: `off` (the default) runs without tail_sampling.storage,
+                 `never`, `interval` or `always` with the durable window on, its log in a fresh
+                 directory under the run's temporary directory (fsync_interval as shipped: 1s).
   Collector      tests/collector (v0.161.0) with tail_sampling (the same policy and the same
                  decision_wait, decision_wait_after_root_received, num_traces and decision caches,
                  num_shards = --collector-shards) and batch, on every core (GOMAXPROCS default).
@@ -215,14 +220,16 @@ def shipped_tail_sampling(num_traces: int) -> dict[str, Any]:
 
 
 class Daemon(Server):
-    def __init__(self, workdir: Path, workers: int, num_traces: int) -> None:
+    def __init__(self, workdir: Path, workers: int, num_traces: int, storage: str = "off") -> None:
         super().__init__(workdir)
         self.workers = workers
         self.admin_port = 0
-        self.config_path = workdir / f"sampler-workers-{workers}.yaml"
+        self.storage = storage
+        self.starts = 0
+        self.config_path = workdir / f"sampler-workers-{workers}-storage-{storage}.yaml"
         self.num_traces = num_traces
         self.with_workers_key = True
-        self.label = f"tail-sampler, workers: {workers}"
+        self.label = f"tail-sampler, workers: {workers}" + (f", storage (fsync: {storage})" if storage != "off" else "")
 
     def config(self, sink_port: int) -> dict[str, Any]:
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -237,6 +244,10 @@ class Daemon(Server):
         config["logging"] = {"level": "warning"}
         if self.with_workers_key:
             config["workers"] = self.workers
+        if self.storage != "off":
+            # A fresh directory per start: a run must not replay what an earlier one left.
+            directory = self.workdir / f"storage-{self.workers}-{self.storage}-{self.starts}"
+            config["tail_sampling"]["storage"] = {"directory": str(directory), "fsync": self.storage}
         return config
 
     def sampler(self, *args: str) -> list[str]:
@@ -251,10 +262,15 @@ class Daemon(Server):
         )
         if check.returncode == 0:
             return
+        if self.storage != "off" and "'storage'" in check.stderr:
+            self.unsupported = "`tail-sampler check` does not know tail_sampling.storage"
+            return
         rejected = "'workers'" in check.stderr
         if rejected and self.workers == 1:
             self.with_workers_key = False
-            self.label = "tail-sampler (one process, no `workers` key)"
+            self.label = "tail-sampler (one process, no `workers` key)" + (
+                f", storage (fsync: {self.storage})" if self.storage != "off" else ""
+            )
         elif rejected:
             reason = check.stderr.strip().splitlines()[-1].split(": ", 2)[-1].split(" (")[0].split(";")[0]
             self.unsupported = f"`tail-sampler check` says {reason!r}"
@@ -263,6 +279,7 @@ class Daemon(Server):
 
     def command(self, sink_port: int) -> list[str]:
         self.grpc_port, self.admin_port = bench.free_port(), bench.free_port()
+        self.starts += 1
         self.config_path.write_text(yaml.safe_dump(self.config(sink_port), sort_keys=False))
         return self.sampler("run", "--config", str(self.config_path))
 
@@ -465,7 +482,9 @@ def summarize(server: Server, runs: list[dict[str, Any]]) -> dict[str, Any]:
     def median(key: str) -> float:
         return statistics.median(run[key] for run in runs)
 
+    variant = {"workers": server.workers, "storage": server.storage} if isinstance(server, Daemon) else {}
     return {
+        **variant,
         "label": server.label,
         "runs": len(runs),
         "whole_runs": sum(run["check"]["whole"] for run in runs),
@@ -509,6 +528,22 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
         )
 
 
+def print_storage_cost(summaries: list[dict[str, Any]]) -> None:
+    """The durable window's cost: each storage variant against the same daemon without storage."""
+    measured = [s for s in summaries if "storage" in s and "rate" in s]
+    for s in measured:
+        if s["storage"] == "off":
+            continue
+        base = next((b for b in measured if b["storage"] == "off" and b["workers"] == s["workers"]), None)
+        if base is None:
+            continue
+        print(
+            f"storage cost, workers: {s['workers']}, fsync: {s['storage']} against off (same run): "
+            f"spans/s {s['rate'] / base['rate']:.2f}x, spans per CPU-second "
+            f"{s['spans_per_cpu_second'] / base['spans_per_cpu_second']:.2f}x"
+        )
+
+
 def format_run(index: int, server: Server, result: dict[str, Any]) -> str:
     check = result["check"]
     problems = {key: value for key, value in check.items() if key not in ("whole", "error traces sent") and value}
@@ -538,6 +573,14 @@ def integers(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
 
+def storage_modes(text: str) -> list[str]:
+    modes = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = set(modes) - {"off", "never", "interval", "always"}
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"storage modes are off, never, interval, always; not {sorted(unknown)}")
+    return modes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -549,6 +592,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
     parser.add_argument("--daemon-workers", type=integers, default=[1, 2], help="comma-separated (default: 1,2)")
+    parser.add_argument(
+        "--storage",
+        type=storage_modes,
+        default=["off"],
+        help="tail_sampling.storage for the daemon: off, or its fsync policy (never, interval, always); "
+        "comma-separated, one variant each (default: off)",
+    )
     parser.add_argument(
         "--collector-shards",
         type=integers,
@@ -580,7 +630,11 @@ def main() -> int:
 
 
 def run_bench(args: argparse.Namespace, workdir: Path) -> int:
-    servers: list[Server] = [Daemon(workdir, workers, args.num_traces) for workers in args.daemon_workers]
+    servers: list[Server] = [
+        Daemon(workdir, workers, args.num_traces, storage)
+        for workers in args.daemon_workers
+        for storage in args.storage
+    ]
     if not args.no_collector:
         binary = collector_binary(args.build_collector)
         servers += [Collector(workdir, binary, shards, args.num_traces) for shards in args.collector_shards]
@@ -612,6 +666,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> int:
 
     summaries = [summarize(server, results[index]) for index, server in enumerate(servers)]
     print_table(summaries)
+    print_storage_cost(summaries)
     if args.json:
         print(json.dumps(summaries))
     failed = any(not run["check"]["whole"] for runs in results.values() for run in runs)

@@ -30,7 +30,7 @@ from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload
 from sampler.forward.disk_queue.format import ACKED, LOCK_NAME, SEGMENT_MAGIC, SENDING, Recovered, recover
 from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER, read_record, segment_name
-from sampler.storage.segments import FsyncPolicy, RoundResult, SegmentFiles, lock_directory
+from sampler.storage.segments import Append, FsyncPolicy, RoundResult, SegmentFiles, lock_directory, perform
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -217,10 +217,8 @@ class DiskQueue:
             self._closing = True
             self._work.set()
             await self._writer
-            try:
-                await asyncio.to_thread(self._files.close)
-            except OSError as exc:
-                self._io_error("sync", exc)
+            for operation, error in await asyncio.to_thread(perform, self._files.close()):
+                self._io_error(operation, error)
         self._release_lock()
 
     # --- producing ---------------------------------------------------------
@@ -338,7 +336,7 @@ class DiskQueue:
         waiters, self._round_waiters = self._round_waiters, []
         try:
             try:
-                records = [(payload.data, payload.span_count) for payload in appends]
+                records: list[Append] = [([payload.data], payload.span_count) for payload in appends]
                 result = await asyncio.to_thread(self._files.run_round, records, marks, deletions, sync)
             except Exception as exc:  # a bug must not stop the queue: what was in the round is accounted
                 log.exception("exporter %s: queue writer failed", self.name)
