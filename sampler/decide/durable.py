@@ -112,6 +112,7 @@ class DurableWindow:
         except StorageFull as exc:
             if not self._decide_early or exc.reason != "storage_full":
                 raise
+        window_log.seal()
         oldest = window_log.oldest_segment
         if oldest is not None:
             self._sampler.decide_early_from(oldest)

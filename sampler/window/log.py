@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 MAGIC = b"TSWL"
 LOCK_NAME = "window.lock"
 _MIB = 1024 * 1024
-# Segments are freed whole: small enough that the cap is mostly usable, large enough that files stay few.
-_MIN_SEGMENT_BYTES = 1 * _MIB
+# Segments are freed whole: an eighth of the cap, so most of it is usable, within bounds that
+# keep files few.
+_MIN_SEGMENT_BYTES = 64 * 1024
 _MAX_SEGMENT_BYTES = 64 * _MIB
 _ERROR_LOG_INTERVAL = 10.0
 STORE = "window"
@@ -279,6 +280,19 @@ class WindowLog:
     @property
     def oldest_segment(self) -> int | None:
         return next(iter(self._segments), None)
+
+    def seal(self) -> None:
+        """If the oldest segment is the one being written, start a new one with the next append,
+        so that the oldest can be freed."""
+        writer = self._writer
+        oldest = next(iter(self._segments.values()), None)
+        if writer is None or oldest is None or oldest.sealed:
+            return
+        writer.files.rotate()
+        for segment in list(self._segments.values()):
+            if not segment.sealed:
+                segment.sealed = True
+                self._maybe_delete(segment)
 
     # --- settling ----------------------------------------------------------
 

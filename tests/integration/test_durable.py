@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from google.rpc.status_pb2 import Status
 
 from tests.integration.test_cli import DaemonProcess, cli, free_port, write_config
 from tests.support import (
@@ -23,6 +24,7 @@ from tests.support import (
     Metrics,
     config_dict,
     grpc_export,
+    http_export,
     make_config,
     make_request,
     make_span,
@@ -446,3 +448,102 @@ def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace
     ) + len(in_batcher)
     assert metrics.value("tail_sampler_late_spans_total", decision="dropped") >= len(late_dropped)
     assert not list((storage / "window").glob("*.seg")), "every segment freed once all was handed on"
+
+
+def test_full_window_storage_refuses_with_retry_hints_and_counts_it(tmp_path, start_daemon):
+    data = config_dict(
+        {EXPORTER: {"endpoint": f"127.0.0.1:{free_port()}", "tls": {"insecure": True}}},
+        decision_wait="60s",  # nothing is decided, so nothing is freed
+        storage={"directory": str(tmp_path), "max_size_mib": 0.2},
+    )
+    daemon = start_daemon(data)
+    accepted = 0
+    for _ in range(400):  # bounded: 0.2 MiB holds far fewer
+        _, spans = make_trace(spans=20)
+        reply = http_export(daemon.http_url, make_request(spans).SerializeToString())
+        if reply.status_code != 200:
+            break
+        accepted += 20
+    assert reply.status_code == 503, reply.text
+    assert reply.headers["Retry-After"] == "1"
+    assert "window's storage is full" in Status.FromString(reply.content).message
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_export(daemon.grpc_endpoint, make_request(make_trace(spans=20)[1]))  # as large as the refused one
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    metrics = daemon.scrape()
+    assert metrics.value("tail_sampler_receiver_requests_total", result="storage_full") == 2
+    assert metrics.value("tail_sampler_window_spans") == accepted  # every acknowledged span is there
+    assert metrics.value("tail_sampler_window_storage_bytes") <= 0.2 * 2**20
+
+
+def test_full_window_storage_with_decide_early_decides_the_oldest_and_takes_the_request(
+    tmp_path, start_daemon, grpc_sink
+):
+    data = config_dict(
+        {EXPORTER: {"endpoint": grpc_sink.endpoint, "tls": {"insecure": True}}},
+        policies=ERRORS_ONLY,
+        decision_wait="60s",
+        storage={"directory": str(tmp_path), "max_size_mib": 0.2, "when_full": "decide_early"},
+    )
+    daemon = start_daemon(data)
+    kept = set()
+    for index in range(300):  # several times what 0.2 MiB holds
+        trace_id, spans = make_trace(spans=20, error=index % 10 == 0)
+        grpc_export(daemon.grpc_endpoint, make_request(spans))
+        if index % 10 == 0:
+            kept.add(trace_id)
+    metrics = daemon.scrape()
+    early = metrics.value("tail_sampler_early_decisions_total", reason="storage")
+    assert early > 0
+    assert metrics.value("tail_sampler_receiver_requests_total", result="storage_full") == 0
+    assert metrics.value("tail_sampler_window_storage_bytes") <= 0.2 * 2**20
+    decided_kept = wait_until(
+        lambda: daemon.scrape().value("tail_sampler_traces_decided_total", decision="kept", trigger="storage"),
+        what="kept traces decided early",
+    )
+    wait_until(lambda: len(grpc_sink.trace_ids()) >= decided_kept, what="the early kept traces at the sink")
+    assert grpc_sink.trace_ids() <= kept
+
+
+def test_late_spans_after_a_kill_9_follow_the_journaled_decisions(tmp_path, grpc_sink):
+    """decision_cache.persist_path alone (no storage): decisions are journaled as made, so a
+    kill -9 does not lose them (the issue: 0 late spans of kept traces forwarded after it)."""
+    data = config_dict(
+        {EXPORTER: {"endpoint": grpc_sink.endpoint, "tls": {"insecure": True}}},
+        policies=ERRORS_ONLY,
+        decision_wait="100ms",
+        decision_cache={"persist_path": str(tmp_path / "decisions.bin")},
+    )
+    config_path, ports = write_config(tmp_path, data)
+    receiver = f"127.0.0.1:{ports['grpc']}"
+    kept = new_traces(30, spans=2, error=True)
+    dropped = new_traces(30, spans=2)
+    first = DaemonProcess(config_path, ports["admin"])
+    try:
+        send_each(receiver, kept | dropped)
+        wait_until(
+            lambda: Metrics.scrape(first.admin).value("tail_sampler_decision_journal_written_traces_total") == 60,
+            what="every decision journaled",
+        )
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.communicate(timeout=30)
+    grpc_sink.wait_for_spans(60)
+
+    second = DaemonProcess(config_path, ports["admin"])
+    try:
+        late_kept = [make_span(trace_id) for trace_id in kept]
+        late_dropped = [make_span(trace_id, error=True) for trace_id in dropped]
+        grpc_export(receiver, make_request(late_kept + late_dropped))
+        wait_until(
+            lambda: {s.span_id for s in grpc_sink.spans()} >= {s.span_id for s in late_kept}, what="late kept spans"
+        )
+        metrics = Metrics.scrape(second.admin)
+        code, output = second.terminate(signal.SIGTERM)
+    finally:
+        second.kill()
+    assert code == 0, output
+    assert metrics.value("tail_sampler_decision_journal_recovered_traces_total", decision="kept") == 30
+    assert metrics.value("tail_sampler_late_spans_total", decision="kept") == 30
+    assert metrics.value("tail_sampler_late_spans_total", decision="dropped") == 30
+    assert grpc_sink.trace_ids() == kept.keys()

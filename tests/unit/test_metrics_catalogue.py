@@ -27,6 +27,8 @@ BOUNDED_LABELS = {
     "version",
     "credential",
     "operation",
+    "state",  # undecided, kept, dropped
+    "store",  # window, decisions
 }
 
 # Base units, as Prometheus names them; a metric measuring one of these quantities ends with its unit.
