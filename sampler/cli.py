@@ -27,6 +27,9 @@ def _load(path: str) -> Config | None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+    except Exception as exc:  # a file the loader has no words for is still a bad config: exit 2, no traceback
+        print(f"error: {path}: cannot load config ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
 
 
 def _apply_admin_endpoint_flag(args: argparse.Namespace) -> None:

@@ -184,9 +184,16 @@ def _describe_error(error: Mapping[str, Any], data: Any, registries: _Registries
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{source}:{line}: the config file is not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8"
+        ) from None
     return parse_config(text, source, os.environ if environ is None else environ)
 
 

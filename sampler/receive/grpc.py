@@ -81,7 +81,14 @@ class GrpcReceiver:
         try:
             # Leave the client a moment to receive the refusal before its deadline.
             left = await self._ingest.room("grpc", None if remaining is None else remaining - 0.1)
-            request = parse_protobuf(data)
+            try:
+                request = parse_protobuf(data)
+            except BadRequest:
+                raise
+            except Exception as exc:  # a gap in the decoder: still the body's fault
+                return grpc.StatusCode.INVALID_ARGUMENT, self._ingest.unreadable(
+                    "grpc", "protobuf ExportTraceServiceRequest", exc
+                )
             return (await self._ingest.accept(request, "grpc", left)).SerializeToString()
         except BadRequest as exc:
             self._ingest.count_failure("grpc", "invalid")

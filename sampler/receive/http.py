@@ -153,6 +153,9 @@ class HttpReceiver:
         except BadRequest as exc:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)
+        except Exception as exc:  # a gap in a decoder: still the body's fault, never a 500
+            what = "OTLP JSON request" if content_type == JSON else "protobuf ExportTraceServiceRequest"
+            return _status_response(400, _INVALID_ARGUMENT, self._ingest.unreadable("http", what, exc), content_type)
         try:
             response = await self._ingest.accept(parsed, "http", left)
         except WindowFull as exc:

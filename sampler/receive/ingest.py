@@ -4,6 +4,7 @@ to the sampler, count it, and say which spans were refused."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -19,7 +20,10 @@ from sampler.receive.split import RequestSplitter
 from sampler.telemetry.metrics import Metrics
 from sampler.window.log import StorageFull
 
+log = logging.getLogger(__name__)
+
 PROTOCOLS = ("grpc", "http", "zipkin")
+_UNREADABLE_LOG_EVERY = 1000
 # When a client refused for a full window should retry.
 RETRY_AFTER_SECONDS = 1
 _REFUSAL = f"no room: the trace window is full or the exporters are backed up; retry in {RETRY_AFTER_SECONDS}s"
@@ -50,6 +54,7 @@ class Ingest:
         self._truncated_values = {
             p: metrics.limited_attributes.labels(p, "attribute_value_length_limit") for p in PROTOCOLS
         }
+        self._unreadable = 0
         self._refused_connections = metrics.refused_connections
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
@@ -109,6 +114,22 @@ class Ingest:
 
     def count_failure(self, protocol: str, result: str) -> None:
         self._requests.labels(protocol, result).inc()
+
+    def unreadable(self, protocol: str, what: str, exc: Exception) -> str:
+        """A body its decoder failed on without a reason of its own (a gap in the decoder): counted
+        as invalid and answered 400 like any malformed body, and logged, the first time and then
+        every _UNREADABLE_LOG_EVERY times, so the gap gets closed. Returns the message."""
+        self._requests.labels(protocol, "invalid").inc()
+        if self._unreadable % _UNREADABLE_LOG_EVERY == 0:
+            log.warning(
+                "%s receiver: a %s could not be decoded (%s: %s); answered 400. Please report it with the body.",
+                protocol,
+                what,
+                type(exc).__name__,
+                exc,
+            )
+        self._unreadable += 1
+        return f"malformed {what}: it cannot be decoded ({type(exc).__name__})"
 
     def count_refused_connection(self, protocol: str, reason: str) -> None:
         self._refused_connections.labels(protocol, reason).inc()

@@ -134,6 +134,16 @@ def test_check_names_both_lines_of_a_duplicate_policy_name(tmp_path):
     )
 
 
+def test_check_exits_2_on_a_config_that_is_not_utf8_naming_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes((REPO / "config" / "sampler.yaml").read_bytes() + b"\n# caf\xe9\n")
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    line = path.read_bytes().count(b"\n")
+    assert f"{path}:{line}: the config file is not UTF-8 text (byte 0xe9)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_check_reports_a_missing_file():
     result = cli("check", "--config", "/nonexistent/sampler.yaml")
     assert result.returncode == 2
