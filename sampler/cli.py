@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from sampler import __version__
+from sampler.config.exporters import OtlpExporterConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.config.load import ADMIN_ENDPOINT_ENV, default_config_path, load_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
@@ -133,6 +134,13 @@ def _exporter_security(exporter: object) -> str:
     tls = getattr(exporter, "tls", None)
     headers = getattr(exporter, "headers", None) or {}
     parts = []
+    if isinstance(exporter, OtlpExporterConfig | OtlpHttpExporterConfig | ZipkinExporterConfig):
+        if not exporter.uses_tls():
+            parts.append("plaintext")
+        elif isinstance(exporter, OtlpExporterConfig) and "://" not in exporter.endpoint:
+            parts.append("TLS: a bare host:port is TLS, as in the Collector; tls.insecure: true for plaintext")
+        else:
+            parts.append("TLS")
     if tls is not None:
         if tls.ca_file:
             parts.append(f"CA {tls.ca_file}")
