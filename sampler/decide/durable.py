@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
@@ -123,7 +123,7 @@ class DurableWindow:
             )
         await window_log.append(batch)
 
-    def release(self, positions: list[LogPosition]) -> None:
+    def release(self, positions: Sequence[LogPosition]) -> None:
         """Kept spans taken by every exporter: settled once their decisions are written."""
         if self.journal is not None:
             self.journal.settle_after(positions)

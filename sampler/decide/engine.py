@@ -18,6 +18,7 @@ from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
+from sampler.window.log import segment_of
 from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,11 @@ class TailSampler:
         window = self.window
         count = 0
         counter = self._early["storage"]
-        while (trace := window.oldest()) is not None and trace.log_positions and trace.log_positions[0][0] <= segment:
+        while (
+            (trace := window.oldest()) is not None
+            and (held := trace.log_positions) is not None
+            and segment_of(held if isinstance(held, int) else held[0]) <= segment
+        ):
             window.discard(trace)
             self._tally[counter] += 1
             self._decide(trace, "storage")

@@ -28,14 +28,14 @@ import asyncio
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from struct import Struct
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import DecisionCache, DecisionFileError, KeptEntry, load, save
-from sampler.spans.trace import LogPosition
+from sampler.spans.trace import LogPosition, LogPositions
 from sampler.storage.format import index_directory, read_record, segment_name
 from sampler.storage.segments import FsyncPolicy, SegmentFiles, lock_directory, sync_directory
 from sampler.storage.writer import StoreWriter
@@ -236,9 +236,12 @@ class DecisionJournal:
         self._entries += (_DROPPED, _ID_LENGTHS[len(trace_id)], trace_id)
         self._count += 1
 
-    def settle_after(self, positions: list[LogPosition]) -> None:
+    def settle_after(self, positions: LogPositions | Sequence[LogPosition]) -> None:
         """Settle these positions of the window's log once what is recorded so far is written."""
-        self._settle += positions
+        if isinstance(positions, int):
+            self._settle.append(positions)
+        else:
+            self._settle += positions
 
     def flush(self) -> None:
         """Append the decisions recorded since the last flush as one record (called once per tick)."""

@@ -11,7 +11,7 @@ from sampler.clock import Clock, monotonic
 from sampler.config.exporters import BatchConfig
 from sampler.forward.receipt import Receipt
 from sampler.spans.framing import count_fields, encode_request, split_framed
-from sampler.spans.trace import ScopeKey, TraceSpans
+from sampler.spans.trace import ScopeKey, TraceSpans, add_positions
 from sampler.telemetry.metrics import Metrics
 
 # Framing around the spans (request, resource and scope fields) is small but not free.
@@ -75,7 +75,7 @@ class Batcher:
             self._add_oversized(trace)
             return
         if trace.log_positions is not None and self._release is not None:
-            self._positions += trace.log_positions
+            add_positions(self._positions, trace.log_positions)
         self._merge(trace.groups.items(), trace.span_count, size)
         if self._span_count >= self._max_spans:
             self.flush("size")
@@ -105,7 +105,9 @@ class Batcher:
         receipt = None
         if trace.log_positions is not None and self._release is not None:
             # Every piece carries one receipt, held open until the last piece is handed over.
-            receipt = self._receipt = Receipt(trace.log_positions, self._release)
+            positions: list[int] = []
+            add_positions(positions, trace.log_positions)
+            receipt = self._receipt = Receipt(positions, self._release)
             receipt.expect()
         try:
             for key, spans in trace.groups.items():

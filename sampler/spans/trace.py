@@ -17,8 +17,19 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 # A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.spans.framing.
 ScopeKey = tuple[bytes, bytes]
-# Where one fragment of a trace sits in the window's log: (segment, record offset, index in the record).
-LogPosition = tuple[int, int, int]
+# Where one fragment of a trace sits in the window's log, packed in one int: see
+# sampler/window/log.py. A trace holds one position, as an int, when it arrived in one request
+# (most do), or a tuple of them: neither is an object the garbage collector has to track.
+LogPosition = int
+LogPositions = int | tuple[int, ...]
+
+
+def add_positions(positions: list[LogPosition], held: LogPositions) -> None:
+    """Append the positions a trace holds to a list."""
+    if isinstance(held, int):
+        positions.append(held)
+    else:
+        positions += held
 
 
 class TraceSpans:
@@ -49,7 +60,7 @@ class TraceSpans:
         self.due = 0.0  # monotonic seconds at which the trace is to be decided
         # With tail_sampling.storage: where its fragments sit in the window's log (window/log.py),
         # released once the trace is decided and handed on. None without storage.
-        self.log_positions: list[LogPosition] | None = None
+        self.log_positions: LogPositions | None = None
 
     def absorb(self, other: TraceSpans) -> None:
         """Append the spans and summary of a later fragment of the same trace."""
@@ -68,11 +79,15 @@ class TraceSpans:
             self.end_max = other.end_max
         self.root_seen = self.root_seen or other.root_seen
         self.error_seen = self.error_seen or other.error_seen
-        if other.log_positions is not None:
-            if self.log_positions is None:
-                self.log_positions = other.log_positions
+        more = other.log_positions
+        if more is not None:
+            held = self.log_positions
+            if held is None:
+                self.log_positions = more
             else:
-                self.log_positions += other.log_positions
+                self.log_positions = (held if isinstance(held, tuple) else (held,)) + (
+                    more if isinstance(more, tuple) else (more,)
+                )
 
     @property
     def duration_ns(self) -> int:

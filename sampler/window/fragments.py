@@ -11,8 +11,7 @@ A record's payload, little-endian: a head, then the fragments' spans one after t
     then, per fragment and group in the same order, the framed spans
 
 The record's count (sampler/storage/format.py) is the request's span count. Encoding parses
-nothing and copies no span: the spans are written from the fragments' own buffers. Decoding
-(on start, after a crash) rebuilds the fragments.
+nothing; decoding (on start, after a crash) rebuilds the fragments.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from collections.abc import Sequence
 from struct import Struct
 
 from sampler.spans.trace import ScopeKey, TraceSpans
-from sampler.storage.segments import Buffer
 
 _HEAD = Struct("<QIII")
 _LENGTH = Struct("<I")
@@ -36,16 +34,15 @@ class DamagedRecordError(ValueError):
     """A payload that passed its checksum but does not parse (written by another version?)."""
 
 
-def encode(fragments: Sequence[TraceSpans], arrival_ns: int) -> tuple[list[Buffer], int]:
-    """The record's payload in parts to be written one after the other, and its length. The
-    fragments' spans are not copied: they must not change until the record is written."""
+def encode(fragments: Sequence[TraceSpans], arrival_ns: int) -> bytes:
+    """The record's payload. Its parts are joined here, once: the checksum and the write then
+    take one buffer, which costs less than going over hundreds of small parts twice."""
     keys: dict[ScopeKey, int] = {}
     index: list[bytes] = []
-    spans: list[Buffer] = []
+    spans: list[bytes | bytearray] = []
     summary = _SUMMARY.pack
     group = _GROUP.pack
     ids = _ID_LENGTHS
-    span_bytes = 0
     for fragment in fragments:
         trace_id = fragment.trace_id
         groups = fragment.groups
@@ -61,13 +58,13 @@ def encode(fragments: Sequence[TraceSpans], arrival_ns: int) -> tuple[list[Buffe
                 number = keys[key] = len(keys)
             index.append(group(number, len(framed)))
             spans.append(framed)
-            span_bytes += len(framed)
     table = b"".join(index)
     head_parts: list[bytes] = []
     for resource, scope in keys:
         head_parts += (_LENGTH.pack(len(resource)), resource, _LENGTH.pack(len(scope)), scope)
     head = _HEAD.pack(arrival_ns, len(keys), len(fragments), len(table)) + b"".join(head_parts) + table
-    return [head, *spans], len(head) + span_bytes
+    spans.insert(0, head)
+    return b"".join(spans)
 
 
 def decode(payload: bytes) -> tuple[int, list[TraceSpans]]:

@@ -6,8 +6,8 @@ A request is appended as one record (fragments.py) before it is acknowledged: wr
 from the event loop, and with fsync: always synced by a round of the store's thread that
 serves every request written meanwhile (a group commit: sampler/storage/writer.py).
 
-Each fragment's position (segment, record offset, index) rides with its trace
-(`TraceSpans.log_positions`) through the decision and the batcher. Once the trace is dropped,
+Each fragment's position (segment, record offset, index; packed in one int by `position`) rides
+with its trace (`TraceSpans.log_positions`) through the decision and the batcher. Once the trace is dropped,
 or its spans are taken by every exporter, the position is settled: a mark in the segment's
 marks file says so, and a segment is deleted once all its fragments are settled. On start,
 every fragment left unsettled is read back (`recover`) with its original arrival time, for the
@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,25 @@ _MIN_SEGMENT_BYTES = 64 * 1024
 _MAX_SEGMENT_BYTES = 64 * _MIB
 _ERROR_LOG_INTERVAL = 10.0
 STORE = "window"
+_OFFSET_BITS, _INDEX_BITS = 32, 24
+
+
+def position(seq: int, offset: int, index: int) -> LogPosition:
+    """A fragment's position: its segment, its record's offset and its index in the record."""
+    return (seq << (_OFFSET_BITS + _INDEX_BITS)) | (offset << _INDEX_BITS) | index
+
+
+def unpack(where: LogPosition) -> tuple[int, int, int]:
+    """(segment, record offset, index) of a position."""
+    return (
+        where >> (_OFFSET_BITS + _INDEX_BITS),
+        (where >> _INDEX_BITS) & ((1 << _OFFSET_BITS) - 1),
+        where & ((1 << _INDEX_BITS) - 1),
+    )
+
+
+def segment_of(where: LogPosition) -> int:
+    return where >> (_OFFSET_BITS + _INDEX_BITS)
 
 
 class StorageFull(Exception):
@@ -160,7 +179,7 @@ class WindowLog:
                     continue
                 batch = DecodedBatch()
                 for index, fragment in fragments_left:
-                    fragment.log_positions = [(seq, offset, index)]
+                    fragment.log_positions = position(seq, offset, index)
                     batch.traces[fragment.trace_id] = fragment
                     batch.span_count += fragment.span_count
                 segment.pending += len(fragments_left)
@@ -219,14 +238,16 @@ class WindowLog:
         pieces = list(batch.traces.values())
         if not pieces:
             return
-        data, length = fragments.encode(pieces, int(self._wall_clock() * 1e9))
-        size = RECORD_HEADER.size + length
+        if len(pieces) >= 1 << _INDEX_BITS:
+            raise StorageFull(f"a request of {len(pieces)} traces is more than the window's log takes in one record")
+        data = fragments.encode(pieces, int(self._wall_clock() * 1e9))
+        size = RECORD_HEADER.size + len(data)
         if not self.has_room(size):
             raise StorageFull(
                 f"the window's storage is full ({self._bytes} of {self.max_bytes} bytes in {self.directory})"
             )
         try:
-            seq, offset = writer.append(data, batch.span_count)
+            seq, offset = writer.append([data], batch.span_count)
         except OSError as exc:
             self._io_error("write", exc)
             raise StorageFull(f"cannot write the window's log in {self.directory}: {exc}", "storage_error") from None
@@ -241,17 +262,16 @@ class WindowLog:
             self._bytes += SEGMENT_HEADER.size
         self._bytes += offset + size - segment.size
         segment.size = offset + size
-        positions: list[LogPosition] = []
-        for index, fragment in enumerate(pieces):
-            position = (seq, offset, index)
-            fragment.log_positions = [position]
-            positions.append(position)
-        segment.pending += len(positions)
+        base = position(seq, offset, 0)
+        positions = range(base, base + len(pieces))
+        for where, fragment in zip(positions, pieces):  # noqa: B905 - the same length by construction
+            fragment.log_positions = where
+        segment.pending += len(pieces)
         if self._config.fsync == "always":
             try:
                 await writer.synced()
             except asyncio.CancelledError:
-                self.settle(positions)  # not acknowledged: the client sends it again
+                self.settle(list(positions))  # not acknowledged: the client sends it again
                 raise
 
     def has_room(self, size: int) -> bool:
@@ -296,19 +316,20 @@ class WindowLog:
 
     # --- settling ----------------------------------------------------------
 
-    def settle(self, positions: list[LogPosition]) -> None:
+    def settle(self, positions: Sequence[LogPosition]) -> None:
         """These fragments are decided and handed on (or dropped): they are not replayed after a
         restart, and their segments are freed once nothing else in them is pending."""
         writer = self._writer
         if writer is None:
             return
+        marks = [unpack(where) for where in positions]
         try:
-            writer.marks(positions)
+            writer.marks(marks)
         except OSError as exc:  # replayed after a restart, then: at least once
             self._io_error("mark", exc)
         segments = self._segments
         touched = set()
-        for seq, _, _ in positions:
+        for seq, _, _ in marks:
             segment = segments.get(seq)
             if segment is not None:
                 segment.pending -= 1

@@ -16,7 +16,7 @@ from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
 from sampler.policies.registry import POLICIES
 from sampler.receive.split import RequestSplitter
-from sampler.spans.trace import TraceSpans
+from sampler.spans.trace import TraceSpans, add_positions
 from sampler.telemetry.metrics import Metrics
 from sampler.window.log import StorageFull
 from tests.support import make_request, make_span, make_trace
@@ -57,8 +57,10 @@ class Daemonish:
     def hand_on(self) -> None:
         """Every exporter took every kept trace: release their positions (forward/receipt.py)."""
         for trace in self.kept:
-            if trace.log_positions:
-                self.durable.release(trace.log_positions)
+            if trace.log_positions is not None:
+                positions: list[int] = []
+                add_positions(positions, trace.log_positions)
+                self.durable.release(positions)
         self.sampler.decide_due()  # a tick: the journal is written, the releases go to the log
 
     def value(self, name: str, **labels: str) -> float:

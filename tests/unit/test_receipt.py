@@ -41,7 +41,7 @@ class Released:
 
 def kept_trace(position: int, spans: int = 2) -> Any:
     trace = trace_of(make_trace(spans=spans)[1])
-    trace.log_positions = [(1, position, 0)]
+    trace.log_positions = (position,)
     return trace
 
 
@@ -59,7 +59,7 @@ async def test_positions_are_released_once_every_exporter_delivered_the_batch():
     assert released.positions == []  # the slow one has not started
     await slow.start()
     await asyncio.wait_for(slow._queue.join(), 5)
-    assert released.positions == [(1, 8, 0), (1, 90, 0)]
+    assert released.positions == [8, 90]
     await fast.shutdown(0)
     await slow.shutdown(0)
 
@@ -75,9 +75,9 @@ async def test_a_batch_dropped_for_a_full_queue_is_released_but_not_one_cut_off_
     batcher.flush()
     batcher.add(kept_trace(90))
     batcher.flush()  # queue full: dropped and counted, so settled
-    assert released.positions == [(1, 90, 0)]
+    assert released.positions == [90]
     await exporter.shutdown(0)  # the queued one is cut off: it stays in the log for the next start
-    assert released.positions == [(1, 90, 0)]
+    assert released.positions == [90]
 
 
 async def test_a_persistent_queue_releases_a_batch_once_it_is_on_disk(tmp_path):
@@ -92,7 +92,7 @@ async def test_a_persistent_queue_releases_a_batch_once_it_is_on_disk(tmp_path):
     batcher.add(kept_trace(8))
     batcher.flush()
     await exporter._disk.flush()
-    assert released.positions == [(1, 8, 0)]
+    assert released.positions == [8]
     await exporter._disk.close()
 
 
@@ -109,7 +109,7 @@ async def test_the_pieces_of_an_oversized_trace_release_its_positions_after_the_
     batcher = Batcher(BatchConfig(send_batch_max_bytes=2000), deliver, metrics, FakeClock(), release=released)
     trace_id, spans = make_trace(spans=2)
     trace = trace_of(spans + [make_span(trace_id, attributes={"blob": "x" * 600}) for _ in range(8)])
-    trace.log_positions = [(3, 40, 1)]
+    trace.log_positions = (40,)
     batcher.add(trace)
     assert len(delivered) > 2
     receipts = {id(payload.receipt) for payload in delivered}
@@ -118,4 +118,4 @@ async def test_the_pieces_of_an_oversized_trace_release_its_positions_after_the_
         payload.settle()
         assert released.positions == []
     delivered[-1].settle()
-    assert released.positions == [(3, 40, 1)]
+    assert released.positions == [40]

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sampler.config.tail_sampling import WindowStorageConfig
-from sampler.spans.trace import DecodedBatch, TraceSpans
+from sampler.spans.trace import DecodedBatch, TraceSpans, add_positions
 from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER
 from sampler.telemetry.metrics import Metrics
 from sampler.window import fragments
-from sampler.window.log import StorageFull, WindowLog
+from sampler.window.log import StorageFull, WindowLog, unpack
 from tests.support import make_request, make_span, make_trace
 from tests.unit.helpers import FakeClock, split
 
@@ -47,9 +47,7 @@ def request_fragments(traces: int, services: int) -> list[TraceSpans]:
 @given(traces=st.integers(min_value=1, max_value=30), services=st.integers(min_value=1, max_value=4))
 def test_property_a_record_decodes_to_the_fragments_it_was_made_of(traces, services):
     pieces = request_fragments(traces, services)
-    parts, length = fragments.encode(pieces, 1_700_000_000_123_456_789)
-    payload = b"".join(parts)
-    assert len(payload) == length
+    payload = fragments.encode(pieces, 1_700_000_000_123_456_789)
     arrival, decoded = fragments.decode(payload)
     assert arrival == 1_700_000_000_123_456_789
     assert len(decoded) == len(pieces)
@@ -58,10 +56,9 @@ def test_property_a_record_decodes_to_the_fragments_it_was_made_of(traces, servi
 
 @given(cut=st.integers(min_value=1, max_value=200))
 def test_property_a_cut_record_is_refused_never_misread(cut):
-    parts, length = fragments.encode(request_fragments(3, 2), 1)
-    payload = b"".join(parts)
+    payload = fragments.encode(request_fragments(3, 2), 1)
     with pytest.raises(fragments.DamagedRecordError):
-        fragments.decode(payload[: max(0, length - cut)])
+        fragments.decode(payload[: max(0, len(payload) - cut)])
 
 
 # --- the log -------------------------------------------------------------------------------
@@ -96,12 +93,17 @@ def batch_of(*traces: int) -> DecodedBatch:
     return batch
 
 
-def positions(batch: DecodedBatch) -> list[tuple[int, int, int]]:
-    found = []
+def positions(batch: DecodedBatch) -> list[int]:
+    found: list[int] = []
     for fragment in batch.traces.values():
         assert fragment.log_positions is not None
-        found += fragment.log_positions
+        add_positions(found, fragment.log_positions)
     return found
+
+
+def where(batch: DecodedBatch) -> list[tuple[int, int, int]]:
+    """(segment, record offset, index) of each fragment of the batch."""
+    return [unpack(position) for position in positions(batch)]
 
 
 async def test_an_appended_request_gets_positions_and_its_segment_goes_once_all_is_settled(tmp_path):
@@ -111,8 +113,8 @@ async def test_an_appended_request_gets_positions_and_its_segment_goes_once_all_
     first, second = batch_of(3, 2), batch_of(4)
     await log.append(first)
     await log.append(second)
-    assert [index for _, _, index in positions(first)] == [0, 1]
-    assert positions(first)[0][:2] != positions(second)[0][:2]  # two records
+    assert [index for _, _, index in where(first)] == [0, 1]
+    assert where(first)[0][:2] != where(second)[0][:2]  # two records
     assert harness.value("tail_sampler_window_storage_bytes") == sum(
         (log.directory / name).stat().st_size for name in harness.segments
     )
@@ -162,7 +164,7 @@ async def test_after_a_crash_only_unsettled_fragments_come_back_with_their_arriv
     await restarted.log.open()
     records = await restarted.recovered()
     assert [list(batch.traces) for _, batch in records] == [
-        [tid for tid in early.traces if early.traces[tid].log_positions != [settled]],
+        [tid for tid in early.traces if early.traces[tid].log_positions != settled],
         list(late.traces),
     ]
     (early_at, first), (late_at, _) = records
@@ -221,7 +223,7 @@ async def test_a_damaged_record_is_counted_and_the_rest_recovered(tmp_path):
     (name,) = live.segments
     path = live.log.directory / name
     data = bytearray(path.read_bytes())
-    _, offset, _ = positions(batches[1])[0]
+    _, offset, _ = where(batches[1])[0]
     data[offset + RECORD_HEADER.size + 40] ^= 0xFF
     path.write_bytes(bytes(data))
 
@@ -249,7 +251,7 @@ async def test_a_late_fragment_joins_its_trace_and_both_positions_travel_with_it
     second = DecodedBatch(split(make_request(spans[1:] + [make_span(trace_id)])))
     await harness.log.append(first)
     await harness.log.append(second)
-    expected = positions(first) + positions(second)
+    expected = tuple(positions(first) + positions(second))
     whole = first.traces[trace_id]
     whole.absorb(second.traces[trace_id])
     assert whole.log_positions == expected
