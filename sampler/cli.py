@@ -1,4 +1,4 @@
-"""The `tail-sampler` command: run, check, schema, simulate, loadgen."""
+"""The `tail-sampler` command: run, check, schema, simulate, explain, loadgen."""
 
 from __future__ import annotations
 
@@ -11,26 +11,33 @@ import signal
 import subprocess  # nosec B404 # only to start our own load generator for --demo
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sampler import __version__
 from sampler.config.exporters import OtlpExporterConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
-from sampler.config.load import ADMIN_ENDPOINT_ENV, default_config_path, load_config
+from sampler.config.load import ADMIN_ENDPOINT_ENV, LoadedConfig, default_config_path, read_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
 from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
+from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
 
 
-def _load(path: str) -> Config | None:
+def _read(path: str) -> LoadedConfig | None:
     try:
-        return load_config(path)
+        return read_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
     except Exception as exc:  # a file the loader has no words for is still a bad config: exit 2, no traceback
         print(f"error: {path}: cannot load config ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
+
+
+def _load(path: str) -> Config | None:
+    loaded = _read(path)
+    return None if loaded is None else loaded.config
 
 
 def _apply_admin_endpoint_flag(args: argparse.Namespace) -> None:
@@ -53,12 +60,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"error: --demo {missing}", file=sys.stderr)
             return 2
     _apply_admin_endpoint_flag(args)
-    config = _load(args.config)
-    if config is None:
+    loaded = _read(args.config)
+    if loaded is None:
         return 2
+    config = loaded.config
     configure_logging(args.log_level or config.logging.level, config.logging.format)
     log = logging.getLogger("sampler")
     log.info("loaded config %s; admin endpoint %s%s", args.config, config.admin.endpoint, _admin_source())
+    if loaded.translation is not None:
+        log.info("%s is an OpenTelemetry Collector config, translated (`tail-sampler check` shows how)", args.config)
+    for note in loaded.notes:
+        log.warning("%s", note)
     daemon = Daemon(config, config_path=args.config)
     demo: subprocess.Popen[bytes] | None = None
 
@@ -75,6 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
             [sys.executable, "-m", "sampler", "loadgen", "--endpoint", endpoint, "--rate", str(args.demo_rate)],
             start_new_session=True,
+            # Its summary line is for a user of loadgen itself; here it would be a stray line on exit.
+            stdout=subprocess.DEVNULL,
         )
 
     async def stop_demo() -> None:
@@ -87,6 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("%s", exc)
         return 1
@@ -98,11 +115,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     _apply_admin_endpoint_flag(args)
-    config = _load(args.config)
-    if config is None:
+    loaded = _read(args.config)
+    if loaded is None:
         return 2
+    if args.translate:
+        if loaded.translation is None:
+            print(
+                f"error: {args.config} is not an OpenTelemetry Collector config, nothing to translate", file=sys.stderr
+            )
+            return 2
+        print(loaded.translation, end="")
+        return 0
+    config = loaded.config
     sampling = config.tail_sampling
     print(f"{args.config}: valid")
+    if loaded.translation is not None:
+        print(
+            "an OpenTelemetry Collector config, translated into the tail-sampler's own; "
+            "`check --translate` prints the translation, to keep as the config from now on"
+        )
+        if loaded.notes:
+            print("not carried over:")
+            for note in loaded.notes:
+                print(f"  - {note}")
     print(
         f"window: decision_wait={sampling.decision_wait:g}s "
         f"decision_wait_after_root_received={sampling.decision_wait_after_root_received:g}s "
@@ -125,7 +160,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
         print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
-    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}")
+    guarded = ""
+    if config.admin.auth is not None:  # the admin endpoint has no TLS of its own
+        guarded = f" ({describe_security(None, config.admin.auth)}; /healthz and /readyz open)"
+    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}{guarded}")
+    print("  console at /, decision lookup at /api/v1/decisions/{trace_id}")
     return 0
 
 
@@ -185,6 +224,13 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sent = run_load(settings, stop)
     print(json.dumps(sent), flush=True)
+    if sent["traces"] and not sent["delivered_spans"]:
+        print(
+            f"error: none of the {sent['traces']} traces' spans reached {args.endpoint} ({args.protocol}): "
+            "is a receiver listening there? The SDK's log lines above say why",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -214,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config and print what it would run")
     check.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     check.add_argument("--admin-endpoint", metavar="HOST:PORT", help=_ADMIN_ENDPOINT_HELP)
+    check.add_argument(
+        "--translate",
+        action="store_true",
+        help="for an OpenTelemetry Collector config: print the tail-sampler config it translates to",
+    )
     check.set_defaults(handler=cmd_check)
 
     schema = commands.add_parser("schema", help="print a JSON Schema of the config file, for editors")
@@ -240,10 +291,34 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--compare", metavar="OTHER.yaml", help="also run this config's policies, side by side")
     simulate.add_argument("--json", action="store_true", help="print the result as JSON")
     simulate.set_defaults(handler=cmd_simulate)
+
+    explain = commands.add_parser(
+        "explain", help="why a trace was kept, dropped or is still waiting: ask a running daemon, or decide a recording"
+    )
+    explain.add_argument("trace_id", metavar="TRACE_ID", help="32 hexadecimal digits")
+    explain.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        help=f"the running daemon's admin endpoint (default: ${ADMIN_ENDPOINT_ENV}, else 127.0.0.1:8888)",
+    )
+    explain.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a file holding the admin.auth token (default: $TAIL_SAMPLER_ADMIN_TOKEN, if set)",
+    )
+    explain.add_argument(
+        "--input", metavar="TRACES", help="decide offline from this recording (OTLP/JSON lines, as for simulate)"
+    )
+    explain.add_argument(
+        "--config", default=default_config, help="with --input: the config whose policies decide (default: %(default)s)"
+    )
+    explain.add_argument("--json", action="store_true", help="print the answer as JSON")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from sampler.tools.simulate import progress
     from sampler.tools.simulate.read import InputError, read_traces
     from sampler.tools.simulate.report import format_report, report_dict
     from sampler.tools.simulate.run import simulate
@@ -252,20 +327,77 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     configs = [config for config in (_load(path) for path in paths) if config is not None]
     if len(configs) != len(paths):
         return 2
+    show = progress.wanted(args.input, sys.stderr, args.json)
     try:
-        traces = read_traces(args.input)
+        with progress.reading(args.input, sys.stderr, show) as bar:
+            traces = read_traces(args.input, progress=bar.update)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = [
-        simulate(config.tail_sampling, traces.traces.values(), path)
-        for config, path in zip(configs, paths, strict=True)
-    ]
+    results = []
+    for config, path in zip(configs, paths, strict=True):
+        with progress.deciding(traces.traces.values(), path, sys.stderr, show) as deciding:
+            results.append(simulate(config.tail_sampling, deciding, path))
     if args.json:
         print(json.dumps(report_dict(traces, results), indent=2))
     else:
         print(format_report(traces, results))
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from sampler.decide.explain import TraceIdError, format_text, parse_trace_id
+
+    try:
+        trace_id = parse_trace_id(args.trace_id)
+    except TraceIdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.input is not None:
+        answer = _explain_recorded(args, trace_id)
+        if answer is None:
+            return 2
+        if not answer:
+            print(f"trace {trace_id.hex()} is not in {args.input}", file=sys.stderr)
+            return 1
+    else:
+        from sampler.tools.ask_admin import AdminUnreachable, ask_decision
+
+        endpoint = args.admin or os.environ.get(ADMIN_ENDPOINT_ENV) or "127.0.0.1:8888"
+        try:
+            token = _read_token(args.token_file)
+            status, answer = ask_decision(endpoint, trace_id.hex(), token)
+        except (AdminUnreachable, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if status != 200:
+            print(f"{'error: ' if status != 404 else ''}{answer.get('error', f'HTTP {status}')}", file=sys.stderr)
+            return 1 if status == 404 else 2
+    print(json.dumps(answer, indent=2) if args.json else format_text(answer))
+    return 0
+
+
+def _read_token(path: str | None) -> str | None:
+    if path is None:
+        return os.environ.get("TAIL_SAMPLER_ADMIN_TOKEN") or None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip() or None
+
+
+def _explain_recorded(args: argparse.Namespace, trace_id: bytes) -> dict[str, Any] | None:
+    """The offline answer; {} when the file has no such trace, None after an error (printed)."""
+    from sampler.tools.simulate.explain import explain_recorded
+    from sampler.tools.simulate.read import InputError, read_traces
+
+    config = _load(args.config)
+    if config is None:
+        return None
+    try:
+        traces = read_traces(args.input)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return explain_recorded(config.tail_sampling, traces, trace_id) or {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,23 +10,30 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
 from sampler import __version__
 from sampler.clock import Clock, monotonic
 from sampler.config.model import Config
 from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
+from sampler.decide.explain import DecisionLookup
 from sampler.decide.reload import ConfigReloader
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporters.registry import build_exporter
 from sampler.forward.fanout import Fanout
+from sampler.receive.credentials import TokenAuth, token_middleware
 from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
-from sampler.spans.trace import LogPosition
-from sampler.telemetry.admin import AdminServer
+from sampler.spans.trace import LogPosition, TraceSpans
+from sampler.telemetry.admin import PROBE_PATHS, AdminServer
+from sampler.telemetry.console import PAGE_PATHS, Console
 from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.span_metrics import SpanMetrics
 
 if TYPE_CHECKING:
     from sampler.telemetry.selftrace import SelfTracing
@@ -36,6 +43,10 @@ log = logging.getLogger("sampler")
 # Due traces are looked for this often; it bounds how late past its wait a trace is decided.
 TICK_SECONDS = 0.05
 _RECEIVER_GRACE_SECONDS = 2.0
+
+
+def _unauthenticated(request: web.Request, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=401)
 
 
 class Daemon:
@@ -63,20 +74,45 @@ class Daemon:
                 exporter.tracer = self.self_tracing.tracer
         self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow, clock=clock)
         self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock, release=self._release)
-        self.sampler = TailSampler(config.tail_sampling, self.batcher.add, self.metrics, clock, forward=self.fanout)
+        self.span_metrics: SpanMetrics | None = None
+        keep = self.batcher.add
+        if config.span_metrics.enabled:
+            self.span_metrics = SpanMetrics(config.span_metrics, self.metrics)
+            self.metrics.registry.register(self.span_metrics)
+            keep = self._keep_with_exemplar
+        self.sampler = TailSampler(config.tail_sampling, keep, self.metrics, clock, forward=self.fanout)
         self.durable = DurableWindow(config.tail_sampling, self.sampler, self.metrics, clock)
-        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, self.durable)
+        untraced = self.batcher.add_logs if config.tail_sampling.untraced_logs == "pass_through" else None
+        ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics, self.durable)
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
         zipkin = config.receivers.zipkin
         self.zipkin_receiver = ZipkinReceiver(zipkin, ingest) if zipkin else None
-        self.admin = AdminServer(config.admin, self.metrics, self._readiness)
+        self.admin = AdminServer(
+            config.admin,
+            self.metrics,
+            self._readiness,
+            Console(self.metrics, DecisionLookup(self.sampler, clock), clock),
+        )
         self.reloader = ConfigReloader(config_path, config, self.sampler, self.metrics) if config_path else None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._stopping = False
         self.metrics.build_info.labels(__version__).set(1)
+
+    def _admin_middlewares(self) -> list[Middleware]:
+        auth = self.config.admin.auth
+        if auth is None:
+            return []
+        return [token_middleware(TokenAuth(auth, "admin", self.metrics), _unauthenticated, PROBE_PATHS | PAGE_PATHS)]
+
+    def _keep_with_exemplar(self, trace: TraceSpans) -> None:
+        # Exemplars name kept traces only: the span metrics learn of a trace as it is kept.
+        assert self.span_metrics is not None
+        if trace.span_count:
+            self.span_metrics.exemplify(trace)
+        self.batcher.add(trace)
 
     def _deliver(self, payload: Payload) -> None:
         self.fanout.deliver(payload)
@@ -93,6 +129,7 @@ class Daemon:
 
     async def start(self) -> None:
         await self.durable.open()
+        self.admin.middlewares = self._admin_middlewares()  # reads the token file: may raise OSError
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()
@@ -114,6 +151,8 @@ class Daemon:
             )
         if self.config.logging.summary_interval:
             self._tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
+        if not any(exporter.sends_logs for exporter in self.exporters):
+            log.info("no exporter sends log records (Zipkin has none): log records received are dropped")
         self._ready = True
         self.metrics.ready.set(1)
         log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
@@ -190,11 +229,15 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        # A daemon that never got ready (a start-up error) stops what it started without a word:
+        # the error is the news.
+        was_serving = self._ready
         started = self._clock()
         deadline = started + self.config.shutdown.timeout
         self._ready = False
         self.metrics.ready.set(0)
-        log.info("shutting down: no longer accepting spans")
+        if was_serving:
+            log.info("shutting down: no longer accepting spans")
         if self.grpc_receiver:
             await self.grpc_receiver.stop(_RECEIVER_GRACE_SECONDS)
         if self.http_receiver:
@@ -214,7 +257,8 @@ class Daemon:
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         await self.admin.stop()
-        log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
+        if was_serving:
+            log.info("shut down in %.1fs; decided %d buffered trace(s) on the way", self._clock() - started, decided)
 
     async def run_until_signalled(
         self,

@@ -23,6 +23,11 @@ import requests
 import yaml
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -77,12 +82,43 @@ def spans_of(requests_: Iterable[ExportTraceServiceRequest]) -> list[SpanSeen]:
     return seen
 
 
+@dataclass
+class LogSeen:
+    trace_id: bytes
+    span_id: bytes
+    body: str
+    service: str
+    scope_attributes: dict[str, Any]
+
+
+def logs_of(requests_: Iterable[ExportLogsServiceRequest]) -> list[LogSeen]:
+    seen = []
+    for request in requests_:
+        for resource_logs in request.resource_logs:
+            service = next(
+                (a.value.string_value for a in resource_logs.resource.attributes if a.key == "service.name"), ""
+            )
+            for scope_logs in resource_logs.scope_logs:
+                scope = {
+                    a.key: getattr(a.value, a.value.WhichOneof("value") or "string_value")
+                    for a in scope_logs.scope.attributes
+                }
+                for record in scope_logs.log_records:
+                    seen.append(LogSeen(record.trace_id, record.span_id, record.body.string_value, service, scope))
+    return seen
+
+
 class _SinkBase:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: list[ExportTraceServiceRequest] = []
+        self.log_requests: list[ExportLogsServiceRequest] = []
         self.raw_sizes: list[int] = []
         self.attempts = 0
+
+    def log_records(self) -> list[LogSeen]:
+        with self.lock:
+            return logs_of(list(self.log_requests))
 
     def spans(self) -> list[SpanSeen]:
         with self.lock:
@@ -118,6 +154,7 @@ class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
         self.failures = deque(failures)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self), self.server)
         if tls is None:
             self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         else:
@@ -156,6 +193,18 @@ class GrpcSink(_SinkBase, trace_service_pb2_grpc.TraceServiceServicer):
         self.server.stop(0)
 
 
+class _LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
+    """A GrpcSink's LogsService: log requests are kept beside the trace requests."""
+
+    def __init__(self, sink: GrpcSink) -> None:
+        self.sink = sink
+
+    def Export(self, request: ExportLogsServiceRequest, context: grpc.ServicerContext) -> ExportLogsServiceResponse:  # noqa: N802
+        with self.sink.lock:
+            self.sink.log_requests.append(request)
+        return ExportLogsServiceResponse()
+
+
 class HttpSink(_SinkBase):
     """A real OTLP/HTTP server. `failures` are (HTTP status, Retry-After header | None) answered first."""
 
@@ -184,7 +233,9 @@ class HttpSink(_SinkBase):
                     sink.attempts += 1
                     sink.headers_seen.append(dict(self.headers))
                     failure = sink.failures.popleft() if sink.failures else None
-                    if failure is None:
+                    if failure is None and self.path.endswith("/v1/logs"):
+                        sink.log_requests.append(ExportLogsServiceRequest.FromString(body))
+                    elif failure is None:
                         sink.requests.append(ExportTraceServiceRequest.FromString(body))
                 if failure is not None:
                     status, retry_after = failure
@@ -316,12 +367,23 @@ class DaemonThread:
         return f"http://127.0.0.1:{self.daemon.http_receiver.port}/v1/traces"
 
     @property
+    def http_logs_url(self) -> str:
+        assert self.daemon and self.daemon.http_receiver
+        return f"http://127.0.0.1:{self.daemon.http_receiver.port}/v1/logs"
+
+    @property
     def admin_url(self) -> str:
         assert self.daemon
         return f"http://127.0.0.1:{self.daemon.admin.port}"
 
+    @property
+    def admin_token(self) -> str | None:
+        """The first token of admin.auth, if the config sets one: the tests' own scrapes carry it."""
+        auth = self.config.admin.auth
+        return auth.bearer_tokens[0].get_secret_value() if auth is not None and auth.bearer_tokens else None
+
     def scrape(self) -> Metrics:
-        return Metrics.scrape(self.admin_url)
+        return Metrics.scrape(self.admin_url, self.admin_token)
 
     def stop(self) -> None:
         if self.daemon is not None and self.thread.is_alive():
@@ -357,8 +419,9 @@ class Metrics:
     samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
 
     @classmethod
-    def scrape(cls, admin_url: str) -> Metrics:
-        text = requests.get(admin_url + "/metrics", timeout=5).text
+    def scrape(cls, admin_url: str, token: str | None = None) -> Metrics:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        text = requests.get(admin_url + "/metrics", headers=headers, timeout=5).text
         samples = []
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

@@ -1,4 +1,4 @@
-"""The OTLP/JSON mapping of trace export requests.
+"""The OTLP/JSON mapping of trace and log export requests.
 
 OTLP/JSON is protobuf's JSON mapping with two differences that matter here:
 trace and span IDs are hex strings (not base64), and enums are integers.
@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -330,3 +331,59 @@ def request_to_dict(request: ExportTraceServiceRequest) -> dict[str, Any]:
 def request_to_json(request: ExportTraceServiceRequest) -> str:
     """One line of OTLP/JSON, as the Collector's file exporter writes it."""
     return json.dumps(request_to_dict(request), separators=(",", ":"))
+
+
+# --- logs ------------------------------------------------------------------------
+
+
+def _convert_log_ids(request: Any, convert: Callable[[str, str], str | bytes]) -> None:
+    if not isinstance(request, dict):
+        raise ValueError("the request must be a JSON object")
+    for resource_logs in _child_list(request, "resourceLogs", "resource_logs"):
+        if not isinstance(resource_logs, dict):
+            raise ValueError("resourceLogs entries must be objects")
+        for scope_logs in _child_list(resource_logs, "scopeLogs", "scope_logs"):
+            if not isinstance(scope_logs, dict):
+                raise ValueError("scopeLogs entries must be objects")
+            for record in _child_list(scope_logs, "logRecords", "log_records"):
+                if not isinstance(record, dict):
+                    raise ValueError("logRecords entries must be objects")
+                _convert_fields(record, convert)
+
+
+def logs_request_from_json_exact(data: bytes | str) -> ExportLogsServiceRequest:
+    """Parse an OTLP/JSON logs request with json_format (see request_from_json_exact)."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+    _convert_log_ids(document, _hex_to_base64)
+    request = ExportLogsServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+    return request
+
+
+_LOGS_REQUEST = _message_converter(ExportLogsServiceRequest.DESCRIPTOR, {})
+
+
+def logs_request_from_json(data: bytes | str) -> ExportLogsServiceRequest:
+    """Parse an OTLP/JSON logs request by the fast path of request_from_json, falling back
+    to logs_request_from_json_exact for anything unusual (and for every error)."""
+    try:
+        document = json.loads(data)
+        _convert_log_ids(document, _hex_to_bytes)
+        return ExportLogsServiceRequest(**_LOGS_REQUEST(document, 0))
+    except Exception:
+        return logs_request_from_json_exact(data)
+
+
+def logs_request_to_json(request: ExportLogsServiceRequest) -> str:
+    """One line of OTLP/JSON logs, as the Collector's file exporter writes it."""
+    document = json_format.MessageToDict(request, use_integers_for_enums=True)
+    _convert_log_ids(document, _base64_to_hex)
+    return json.dumps(document, separators=(",", ":"))

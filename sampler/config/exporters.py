@@ -99,6 +99,8 @@ class OtlpExporterConfig(_NetworkExporterConfig):
 class OtlpHttpExporterConfig(_NetworkExporterConfig):
     tls: HttpClientTlsConfig = HttpClientTlsConfig()
     traces_endpoint: str | None = None
+    # Where log records go; by default `endpoint` + /v1/logs, as for the Collector's exporter.
+    logs_endpoint: str | None = None
     timeout: Duration = Field(30.0, gt=0)
 
     def uses_tls(self) -> bool:

@@ -11,12 +11,14 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sampler.config.collector import Translation, is_collector_config, translate
 from sampler.config.exporters import ExporterConfig, exporter_type
 from sampler.config.model import AdminConfig, Config
 from sampler.config.types import ConfigError
@@ -181,7 +183,26 @@ def _describe_error(error: Mapping[str, Any], data: Any, registries: _Registries
     return loc, message
 
 
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and, for an OpenTelemetry Collector config, how it was translated."""
+
+    config: Config
+    # What of a Collector config does not carry over, as `file:line: key.path: what instead` lines.
+    notes: tuple[str, ...] = ()
+    # The daemon's own config a Collector config translates to, as YAML (environment references as written).
+    translation: str | None = None
+
+
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    return read_config(path, environ).config
+
+
+def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
+    return read_config_text(text, source, environ).config
+
+
+def read_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedConfig:
     source = str(path)
     try:
         data = Path(path).read_bytes()
@@ -194,10 +215,10 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError(
             f"{source}:{line}: the config file is not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8"
         ) from None
-    return parse_config(text, source, os.environ if environ is None else environ)
+    return read_config_text(text, source, os.environ if environ is None else environ)
 
 
-def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
+def read_config_text(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> LoadedConfig:
     environ = os.environ if environ is None else environ
     try:
         loader = yaml.SafeLoader(text)
@@ -223,12 +244,53 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
         raise ConfigError(
             f"{source}:1: the config must be a mapping of sections (receivers, tail_sampling, exporters...)"
         )
+    translation = _translate(data) if is_collector_config(data) else None
     try:
-        config = _validate(data, lines, source)
+        config = _validate(data, lines, source, translation)
     except RecursionError:
         raise ConfigError(f"{source}: invalid configuration: a YAML alias refers to itself") from None
-    return _admin_endpoint_from_environment(config, environ)
+    config = _admin_endpoint_from_environment(config, environ)
+    traces = config.telemetry.traces
+    if traces is not None and traces.endpoint is None and not any(name in environ for name in _OTLP_ENDPOINT_VARIABLES):
+        raise ConfigError(
+            f"{source}:{_line_of(('telemetry', 'traces'), lines)}: telemetry.traces.endpoint: not set, and neither "
+            f"is {' nor '.join(_OTLP_ENDPOINT_VARIABLES)}: set one of them"
+        )
+    if translation is None:
+        return LoadedConfig(config)
+    in_line_order = sorted(translation.notes, key=lambda finding: _line_of(finding.path, lines))
+    notes = tuple(_at_line(source, finding.path, lines, finding.message) for finding in in_line_order)
+    return LoadedConfig(config, notes, _translated_yaml(text, source, notes))
 
+
+def _translate(data: dict[str, Any]) -> Translation:
+    from sampler.forward.exporters.registry import EXPORTERS  # see _validate
+
+    return translate(data, tuple(EXPORTERS))
+
+
+def _at_line(source: str, path: tuple[Any, ...], lines: Mapping[tuple[Any, ...], int], message: str) -> str:
+    return f"{source}:{_line_of(path, lines)}: {_format_path(path)}: {message}"
+
+
+_TRANSLATION_ORDER = ("receivers", "tail_sampling", "batch", "exporters", "admin", "logging")
+
+
+def _translated_yaml(text: str, source: str, notes: tuple[str, ...]) -> str:
+    """The translation of the file as written, `${env:...}` references unexpanded, so that it can
+    replace the file (and no secret from the environment is printed)."""
+    translated = _translate(yaml.safe_load(text)).data
+    ordered = {key: translated[key] for key in _TRANSLATION_ORDER if key in translated}
+    header = [f"# tail-sampler config translated from the OpenTelemetry Collector config {source}"]
+    if notes:
+        header.append("# Not carried over:")
+        header.extend(f"#   {note}" for note in notes)
+    body = yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return "\n".join(header) + "\n" + body
+
+
+# Where self-tracing sends without telemetry.traces.endpoint, as the OpenTelemetry SDK reads them.
+_OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 # Set, this variable is the admin endpoint whatever the file's admin.endpoint says (and `run
 # --admin-endpoint` sets it): the image sets it to all interfaces, so that its published port and
@@ -247,7 +309,18 @@ def _admin_endpoint_from_environment(config: Config, environ: Mapping[str, str])
     return config.model_copy(update={"admin": AdminConfig(endpoint=endpoint)})
 
 
-def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str) -> Config:
+def _validate(
+    data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str, translation: Translation | None = None
+) -> Config:
+    """The config of `data`, or a ConfigError listing every problem found, in line order. A Collector
+    config is validated as the daemon's config it translates to, its errors told at the Collector
+    file's lines and key paths."""
+    described: list[tuple[int, str]] = []
+    if translation is not None:
+        for finding in translation.errors:
+            described.append((_line_of(finding.path, lines), _at_line(source, finding.path, lines, finding.message)))
+        data, lines = translation.data, translation.daemon_lines(lines)
+
     # Imported here, not at the top: the policy and exporter modules import this package's models,
     # and importing any module of a package first runs the package's __init__, which imports this one.
     from sampler.forward.exporters.registry import EXPORTERS
@@ -274,12 +347,19 @@ def _validate(data: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source
     errors.extend(policy_errors + exporter_errors)
     if isinstance(raw_sampling, dict) and raw_sampling.get("sampling_strategy") == "span-ingest":
         errors.extend(_span_ingest_errors(policies))
-    if errors:
-        described = []
-        for error in errors:
-            loc, message = _describe_error(error, data, registries)
-            line = _line_of(loc, lines)
-            described.append((line, f"{source}:{line}: {_format_path(loc)}: {message}"))
+    for error in errors:
+        loc, message = _describe_error(error, data, registries)
+        if translation is not None:
+            if translation.errors and len(loc) == 1 and error["type"] in ("missing", "too_short"):
+                continue  # a section left empty by a translation error, which says why
+            if error["type"] == "extra_forbidden":
+                message = message.replace("unknown key", "the tail-sampler has no key", 1) + "; leave it out"
+            loc_in_source = translation.source_path(loc)
+        else:
+            loc_in_source = loc
+        line = _line_of(loc, lines)
+        described.append((line, f"{source}:{line}: {_format_path(loc_in_source)}: {message}"))
+    if described:
         described.sort(key=lambda item: item[0])
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(text for _, text in described))
     assert config is not None

@@ -1,4 +1,5 @@
-"""The whole configuration file (`Config`) and its small sections: admin, logging, reload, shutdown, telemetry."""
+"""The whole configuration file (`Config`) and its small sections: admin, logging, reload, shutdown,
+telemetry, span metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from sampler.config.exporters import BatchConfig
-from sampler.config.receivers import ReceiversConfig
+from sampler.config.receivers import ReceiverAuthConfig, ReceiversConfig
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.config.types import Duration, Model
 from sampler.extras import demo_extra_missing
@@ -15,6 +16,9 @@ from sampler.extras import demo_extra_missing
 
 class AdminConfig(Model):
     endpoint: str = "127.0.0.1:8888"
+    # A token for everything but /healthz and /readyz (the console, its API, /metrics), checked as
+    # the receivers check theirs; for an endpoint exposed beyond loopback.
+    auth: ReceiverAuthConfig | None = None
 
 
 class LoggingConfig(Model):
@@ -36,9 +40,10 @@ class ShutdownConfig(Model):
 
 
 class SelfTracesConfig(Model):
-    # Where the daemon sends traces of its own decision and export batches: host:port for
-    # OTLP/gRPC (plaintext), a URL for OTLP/HTTP.
-    endpoint: str
+    # Where the daemon sends traces of its own decision and export batches: host:port (plaintext)
+    # or an http:// or https:// URL for OTLP/gRPC, a URL for OTLP/HTTP. Unset: the
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT variable (see telemetry/selftrace.py).
+    endpoint: str | None = None
     protocol: Literal["grpc", "http"] = "grpc"
     sample_ratio: float = Field(1.0, ge=0, le=1)
 
@@ -55,6 +60,30 @@ class TelemetryConfig(Model):
     traces: SelfTracesConfig | None = None
 
 
+# The Collector's spanmetrics connector's default explicit buckets, in seconds (it emits them in ms).
+SPAN_METRICS_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0)
+
+
+class SpanMetricsConfig(Model):
+    """Request, error and duration metrics of every span received, before sampling, as the
+    Collector's spanmetrics connector names them (see sampler/telemetry/span_metrics.py)."""
+
+    enabled: bool = True
+    # Series (service, span name, kind, status) at most; spans of further ones are counted in one
+    # overflow series, labelled otel_metric_overflow="true".
+    aggregation_cardinality_limit: int = Field(2000, gt=0)
+    # Upper bounds of the duration histogram's buckets.
+    buckets: list[Duration] = Field(default_factory=lambda: list(SPAN_METRICS_BUCKETS), min_length=1)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> SpanMetricsConfig:
+        if any(later <= earlier for earlier, later in zip(self.buckets, self.buckets[1:], strict=False)):
+            raise ValueError("buckets must be increasing")
+        if self.buckets[0] <= 0:
+            raise ValueError("buckets must be longer than 0s")
+        return self
+
+
 class Config(Model):
     receivers: ReceiversConfig = ReceiversConfig()
     tail_sampling: TailSamplingConfig
@@ -66,6 +95,7 @@ class Config(Model):
     reload: ReloadConfig = ReloadConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    span_metrics: SpanMetricsConfig = SpanMetricsConfig()
 
     @property
     def policies(self) -> list[Any]:

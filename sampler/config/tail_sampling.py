@@ -54,6 +54,8 @@ class TailSamplingConfig(Model):
     memory_limit_mib: float = Field(0, ge=0)
     # A trace reaching this many buffered spans is decided at once. 0 turns it off.
     max_spans_per_trace: int = Field(0, ge=0)
+    # Log records naming no trace (no trace ID) have no decision to follow: forwarded at once, or dropped.
+    untraced_logs: Literal["pass_through", "drop"] = "pass_through"
     decision_cache: DecisionCacheConfig = DecisionCacheConfig()
     storage: WindowStorageConfig | None = None
     # Validated per policy type in a second step (see parse_config), since the

@@ -7,21 +7,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter as TallyCounter
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import SAMPLED_ENTRY_BYTES, DecisionCache
 from sampler.decide.journal import DecisionJournal
+from sampler.decide.outcome import NoteMaker, PolicySet, answer_bits, answered, with_late_spans
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
-from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView
+from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView, Weight
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
 from sampler.window.log import segment_of
 from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
+
+# Policy sets kept for naming the policies of remembered decisions (see outcome.PolicySet).
+_POLICY_SETS_KEPT = 64
+# What becomes of log records (tail_sampler_log_records_total): the engine counts those naming a
+# trace, the receivers those naming none.
+LOG_OUTCOMES = ("kept", "dropped", "late_kept", "late_dropped", "passed_through", "untraced_dropped")
 
 
 class ForwardRoom(Protocol):
@@ -32,6 +40,25 @@ class ForwardRoom(Protocol):
 
     def backed_up(self) -> bool:
         """Whether kept batches are already waiting for room outside a full exporter queue."""
+
+
+class Evaluation(NamedTuple):
+    """The combined decision on a trace, the first policy that sampled it, and what it stands for
+    if it was kept with a known probability (None: kept for what it is, or not kept)."""
+
+    decision: Decision
+    first: Policy | None
+    weight: Weight | None
+
+
+def combine_weights(weights: Sequence[Weight | None]) -> Weight | None:
+    """What a trace kept by all these sampled answers stands for. One sampled answer without a
+    probability keeps the trace for certain, so it counts once. Otherwise the trace was kept for
+    the most likely of them: consistent probability decisions share the trace's randomness, so
+    it passes the lowest threshold exactly when it passes any (the lowest adjusted count)."""
+    if not weights or None in weights:
+        return None
+    return min((w for w in weights if w is not None), key=lambda w: w.rate)
 
 
 def combine(decisions: Sequence[Decision]) -> Decision:
@@ -83,6 +110,12 @@ class TailSampler:
         self._tally: TallyCounter[Any] = TallyCounter()
         # Decisions are journaled as they are made when set (decision_cache.persist_path, storage).
         self.journal: DecisionJournal | None = None
+        # What the decision caches remember of each decision (outcome.py) refers to these.
+        self.started = clock()
+        self.policy_sets: OrderedDict[int, PolicySet] = OrderedDict()
+        self.policy_set = PolicySet.of(0, [])
+        self._last_answers = 0  # answer_bits of the last evaluation
+        self._last_credited: int | None = None
         self.set_policies(config.policies)
         self._bind_metrics()
 
@@ -100,12 +133,29 @@ class TailSampler:
         ]
         self.policies = [config.build(self._clock) for config in ordered]
         m = self._metrics
-        self._policy_counters = [
-            {decision: m.policy_decisions.labels(policy.name, decision.value) for decision in Decision}
-            for policy in self.policies
+        # Per policy and answer: its counter, and its bits in a decision's note (outcome.py).
+        self._policy_answers = [
+            {
+                decision: (m.policy_decisions.labels(policy.name, decision.value), answer_bits([decision], index))
+                for decision in Decision
+            }
+            for index, policy in enumerate(self.policies)
         ]
         self._kept_by = [m.traces_kept_by_policy.labels(policy.name) for policy in self.policies]
         self._policy_errors = [m.policy_evaluation_errors.labels(policy.name) for policy in self.policies]
+        policy_set = PolicySet.of(self.policy_set.generation + 1 if self.policy_sets else 0, self.policies)
+        self.policy_set = self.policy_sets[policy_set.generation] = policy_set
+        self._notes = NoteMaker(policy_set.generation)
+        while len(self.policy_sets) > _POLICY_SETS_KEPT:
+            self.policy_sets.popitem(last=False)
+        self._none_sampled = answer_bits([Decision.NOT_SAMPLED] * len(self.policies))
+        # Policies that can name a sub-policy (composite), by position.
+        self._naming_sub_policies = [
+            index
+            for index, policy in enumerate(self.policies)
+            if type(policy).matched_sub_policy is not Policy.matched_sub_policy
+            or type(policy).credited_sub_policy is not Policy.credited_sub_policy
+        ]
 
     def _bind_metrics(self) -> None:
         m = self._metrics
@@ -113,6 +163,7 @@ class TailSampler:
         m.window_traces.set_function(lambda: window.trace_count)
         m.window_spans.set_function(lambda: window.span_count)
         m.window_bytes.set_function(lambda: window.nbytes)
+        m.window_log_records.set_function(lambda: window.log_count)
         m.window_capacity.set(window.capacity)
         m.window_memory_bytes.set_function(lambda: window.memory_bytes)
         m.window_memory_limit.set(self._memory_limit)
@@ -127,6 +178,7 @@ class TailSampler:
         self._early = {reason: m.early_decisions.labels(reason) for reason in EARLY_DECISION_REASONS}
         self._spans_kept = m.spans_decided.labels("kept")
         self._spans_dropped = m.spans_decided.labels("dropped")
+        self._logs = {outcome: m.log_records.labels(outcome) for outcome in LOG_OUTCOMES}
         self._decided = {
             (kept, trigger): m.traces_decided.labels("kept" if kept else "dropped", trigger)
             for kept in (True, False)
@@ -231,19 +283,27 @@ class TailSampler:
                 elif span_ingest:
                     self._decide_on_ingest(trace)
             elif (kept := self.sampled_cache.get(trace_id)) is not None:
-                record, forwarded = kept
-                forwarded += fragment.nbytes
-                if max_size and forwarded > max_size:
+                record, forwarded, threshold, note = kept
+                note = with_late_spans(note, fragment.span_count)
+                if max_size and forwarded + fragment.nbytes > max_size:
                     # The size cap holds for a kept trace's late spans too.
+                    self.sampled_cache.update(trace_id, (record, forwarded, threshold, note))
                     tally[self._late_too_large] += fragment.span_count
+                    if fragment.log_count:
+                        tally[self._logs["late_dropped"]] += fragment.log_count
                     self._settle(fragment)
                     continue
-                self.sampled_cache.add(trace_id, (record, forwarded))
+                self.sampled_cache.update(trace_id, (record, forwarded + fragment.nbytes, threshold, note))
                 tally[self._late_kept] += fragment.span_count
-                self._recorder.apply(fragment, record, cached=True)
+                if fragment.log_count:
+                    tally[self._logs["late_kept"]] += fragment.log_count
+                self._recorder.apply_late(fragment, record, threshold)
                 self._keep(fragment)
-            elif trace_id in self.not_sampled_cache:
+            elif (note := self.not_sampled_cache.get(trace_id)) is not None:
+                self.not_sampled_cache.update(trace_id, with_late_spans(note, fragment.span_count))
                 tally[self._late_dropped] += fragment.span_count
+                if fragment.log_count:
+                    tally[self._logs["late_dropped"]] += fragment.log_count
                 self._settle(fragment)
             else:
                 new_traces += 1
@@ -306,13 +366,14 @@ class TailSampler:
     def _decide_on_ingest(self, trace: TraceSpans) -> None:
         """span-ingest: a trace is kept as soon as a policy samples what has arrived of it
         (and dropped as soon as a drop policy matches); otherwise it waits in the window."""
-        final, first = self.evaluate(trace)
+        final, first, weight = self.evaluate(trace)
         if final is Decision.NOT_SAMPLED:
             return
         self.window.discard(trace)
         kept = final is Decision.SAMPLED
-        record = self._recorder.mark(trace, first, "ingest") if kept else b""
-        self._record(trace, kept, "ingest", record)
+        note = self.note(trace, "ingest", evaluated=True)  # before a decision record rewrites spans
+        record = self._recorder.mark(trace, first, "ingest", weight) if kept else b""
+        self._record(trace, kept, "ingest", record, weight, note)
 
     def decide_due(self) -> int:
         """Decide every trace that is due now; returns how many."""
@@ -325,7 +386,8 @@ class TailSampler:
                 lag.observe(max(0.0, now - trace.due))
                 if self._span_ingest:
                     # Every arrival was evaluated already: what no policy sampled by now is not kept.
-                    self._record(trace, False, trigger)
+                    self._last_answers, self._last_credited = self._none_sampled, None
+                    self._record(trace, False, trigger, note=self.note(trace, trigger, evaluated=True))
                 else:
                     self._decide(trace, trigger)
                 count += 1
@@ -350,12 +412,14 @@ class TailSampler:
         self._flush_tally()
         return count
 
-    def evaluate(self, trace: TraceSpans) -> tuple[Decision, Policy | None]:
-        """The combined decision for a trace, and the first policy that sampled it."""
+    def evaluate(self, trace: TraceSpans) -> Evaluation:
+        """The combined decision for a trace, the first policy that sampled it, and its weight."""
         view = TraceView(trace)
         tally = self._tally
         decisions = []
+        answers = 0
         first_sampler = None
+        weights: list[Weight | None] = []
         for index, policy in enumerate(self.policies):
             try:
                 decision = policy.evaluate(view)
@@ -363,42 +427,94 @@ class TailSampler:
                 log.exception("policy %r failed on a trace; counting it as not sampled", policy.name)
                 self._policy_errors[index].inc()
                 decision = Decision.NOT_SAMPLED
-            tally[self._policy_counters[index][decision]] += 1
+            counter, bits = self._policy_answers[index][decision]
+            tally[counter] += 1
+            answers |= bits
             decisions.append(decision)
             if decision is Decision.DROPPED:
                 break
-            if decision is Decision.SAMPLED and first_sampler is None:
-                first_sampler = index
-                if self._sample_on_first_match:
-                    break
+            if decision is Decision.SAMPLED:
+                weights.append(policy.weight())
+                if first_sampler is None:
+                    first_sampler = index
+                    if self._sample_on_first_match:
+                        break
         final = combine(decisions)
+        # Remembered with the decision (see note); the policies not asked answered nothing.
+        self._last_answers = answers
+        self._last_credited = first_sampler if final is Decision.SAMPLED else None
         if final is Decision.SAMPLED and first_sampler is not None:
             tally[self._kept_by[first_sampler]] += 1
-            return final, self.policies[first_sampler]
-        return final, None
+            return Evaluation(final, self.policies[first_sampler], combine_weights(weights))
+        return Evaluation(final, None, None)
 
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
-        final, first = self.evaluate(trace)
+        final, first, weight = self.evaluate(trace)
         kept = final is Decision.SAMPLED
-        record = self._recorder.mark(trace, first, trigger) if kept else b""
-        self._record(trace, kept, trigger, record)
+        note = self.note(trace, trigger, evaluated=True)  # before a decision record rewrites spans
+        record = self._recorder.mark(trace, first, trigger, weight) if kept else b""
+        self._record(trace, kept, trigger, record, weight, note)
 
-    def _record(self, trace: TraceSpans, kept: bool, trigger: str, record: bytes = b"") -> None:
+    def note(self, trace: TraceSpans, trigger: str, evaluated: bool) -> int:
+        """What the decision caches remember of deciding this trace now (see outcome.py): with
+        `evaluated`, the answers of the last evaluation, which was of this trace; otherwise none
+        (no policy ran). The spans and bytes are the trace's as it arrived."""
+        credited = sub_policy = None
+        answers = 0
+        if evaluated:
+            answers = self._last_answers
+            credited = self._last_credited
+            if self._naming_sub_policies:
+                credited, sub_policy = self._sub_policy(credited, answers)
+        decided_ms = int((self._clock() - self.started) * 1000)
+        return self._notes.make(trigger, credited, sub_policy, answers, decided_ms, trace.span_count, trace.nbytes)
+
+    def _sub_policy(self, credited: int | None, answers: int) -> tuple[int | None, int | None]:
+        """(policy, sub-policy) positions: for a kept trace, the credited policy and the sub-policy
+        it credits; for a trace no policy kept, the first policy whose sub-policy matched it
+        without sampling it (composite: over its share), or (None, None)."""
+        positions = [credited] if credited is not None else self._naming_sub_policies
+        for position in positions:
+            if not answered(answers, position):
+                break
+            policy = self.policies[position]
+            name = policy.credited_sub_policy() if credited is not None else policy.matched_sub_policy()
+            found = self.policy_set.sub_policy_position(position, name)
+            if found is not None:
+                return position, found
+        return credited, None
+
+    def _record(
+        self,
+        trace: TraceSpans,
+        kept: bool,
+        trigger: str,
+        record: bytes = b"",
+        weight: Weight | None = None,
+        note: int | None = None,
+    ) -> None:
         self._metrics.trace_age_at_decision.observe(max(0.0, self._clock() - trace.first_seen))
         tally = self._tally
         tally[self._decided[(kept, trigger)]] += 1
+        if note is None:
+            note = self.note(trace, trigger, evaluated=False)
         journal = self.journal
         if kept:
-            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes))
+            threshold = weight.threshold if weight is not None else None
+            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, threshold, note))
             if journal is not None:
-                journal.kept(trace.trace_id, record, trace.nbytes)
+                journal.kept(trace.trace_id, record, trace.nbytes, threshold)
             tally[self._spans_kept] += trace.span_count
+            if trace.log_count:
+                tally[self._logs["kept"]] += trace.log_count
             self._keep(trace)
         else:
-            self.not_sampled_cache.add(trace.trace_id)
+            self.not_sampled_cache.add(trace.trace_id, note)
             if journal is not None:
                 journal.dropped(trace.trace_id)
                 self._settle(trace)
             tally[self._spans_dropped] += trace.span_count
+            if trace.log_count:
+                tally[self._logs["dropped"]] += trace.log_count
             if trigger == "too_large":
                 tally[self._too_large] += 1

@@ -19,7 +19,8 @@ Where (every path from the config): the snapshot is `decision_cache.persist_path
 
     u32 decision-record count, per record: u32 length, the encoded decision record
     per decision: u8 kind (1 kept, 0 dropped), u8 trace-ID length, trace ID,
-        for kept ones: u32 index of its decision record, u64 bytes forwarded so far
+        for kept ones: u32 index of its decision record, u64 bytes forwarded so far,
+        u64 sampling threshold (ot=th; all ones: none)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from struct import Struct
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import DecisionCache, DecisionFileError, KeptEntry, load, save
+from sampler.decide.outcome import restored
 from sampler.spans.trace import LogPosition, LogPositions
 from sampler.storage.format import index_directory, read_record, segment_name
 from sampler.storage.segments import FsyncPolicy, SegmentFiles, lock_directory, sync_directory
@@ -50,7 +52,8 @@ _SEGMENT_BYTES = 16 * 1024 * 1024
 # Compaction happens once the journal holds this much, or twice the snapshot if that is more.
 _MIN_COMPACT_BYTES = 4 * 1024 * 1024
 _LENGTH = Struct("<I")
-_KEPT_VALUES = Struct("<IQ")  # decision-record index, bytes forwarded
+_KEPT_VALUES = Struct("<IQQ")  # decision-record index, bytes forwarded, threshold
+_NO_THRESHOLD = (1 << 64) - 1
 _KEPT, _DROPPED = b"\x01", b"\x00"
 _ID_LENGTHS = [bytes((length,)) for length in range(256)]
 _ERROR_LOG_INTERVAL = 10.0
@@ -87,9 +90,9 @@ def decode(payload: bytes) -> Decisions:
             raise ValueError("a trace ID runs past the end")
         position += 2 + id_length
         if kind == 1:
-            index, forwarded = _KEPT_VALUES.unpack_from(view, position)
+            index, forwarded, threshold = _KEPT_VALUES.unpack_from(view, position)
             position += _KEPT_VALUES.size
-            kept.append((trace_id, records[index], forwarded))
+            kept.append((trace_id, records[index], forwarded, None if threshold == _NO_THRESHOLD else threshold))
         else:
             dropped.append(trace_id)
     return kept, dropped
@@ -153,11 +156,12 @@ class DecisionJournal:
         An unreadable snapshot or record is logged and skipped; an unusable directory raises OSError."""
         snapshot, segments, next_seq, corrupt = await asyncio.to_thread(self._read)
         kept_count = dropped_count = 0
+        dropped_note = restored()
         for kept, dropped in ([snapshot] if snapshot else []) + segments:
-            for trace_id, record, forwarded in kept:
-                self._kept.add(trace_id, (record, forwarded))
+            for trace_id, record, forwarded, threshold in kept:
+                self._kept.add(trace_id, (record, forwarded, threshold, restored(forwarded)))
             for trace_id in dropped:
-                self._dropped.add(trace_id)
+                self._dropped.add(trace_id, dropped_note)
             kept_count += len(kept)
             dropped_count += len(dropped)
         if corrupt:
@@ -225,11 +229,12 @@ class DecisionJournal:
 
     # --- recording ---------------------------------------------------------
 
-    def kept(self, trace_id: bytes, record: bytes, forwarded: int) -> None:
+    def kept(self, trace_id: bytes, record: bytes, forwarded: int, threshold: int | None = None) -> None:
         index = self._records.get(record)
         if index is None:
             index = self._records[record] = len(self._records)
-        self._entries += (_KEPT, _ID_LENGTHS[len(trace_id)], trace_id, _KEPT_VALUES.pack(index, forwarded))
+        stored = _NO_THRESHOLD if threshold is None else threshold
+        self._entries += (_KEPT, _ID_LENGTHS[len(trace_id)], trace_id, _KEPT_VALUES.pack(index, forwarded, stored))
         self._count += 1
 
     def dropped(self, trace_id: bytes) -> None:
@@ -281,7 +286,10 @@ class DecisionJournal:
         """Snapshot the caches as they are now and delete the journal written before."""
         writer = self._writer
         assert writer is not None
-        kept = [(trace_id, record, forwarded) for trace_id, (record, forwarded) in self._kept.items()]
+        kept = [
+            (trace_id, record, forwarded, threshold)
+            for trace_id, (record, forwarded, threshold, _) in self._kept.items()
+        ]
         dropped = [trace_id for trace_id, _ in self._dropped.items()]
         first_kept = writer.files.rotate()  # what is appended from now on goes to a new segment
         self._bytes = 0

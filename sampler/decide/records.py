@@ -10,18 +10,20 @@ them keep working:
 
 and, beyond the Collector:
 
-- `tailsampling.sample_rate`: for a trace kept by a policy that samples 1 in N
-  (probabilistic: 100 / percentage; dynamic, throughput: the key's current rate),
-  so a backend can extrapolate counts;
+- `tailsampling.sample_rate`: for a trace kept with a known probability (probabilistic,
+  dynamic, throughput), the number of traces it stands for, samplers upstream included
+  (its adjusted count), so a backend can extrapolate counts;
 - `tailsampling.early_decision`: the trace was decided early because a bound was reached:
   "overflow" (num_traces), "memory" (memory_limit_mib), "span_limit" (max_spans_per_trace)
   or "storage" (the window's log full, with tail_sampling.storage.when_full: decide_early);
 - `tailsampling.root_seen: false`: the trace was decided without its root span.
 
-The attributes are appended to the scope's bytes (see wire.add_scope_attributes).
-The spans leave untouched, except that a trace kept at a sample rate also gets the
-OpenTelemetry tracestate threshold `ot=th:` of its combined probability on every
-span; a rate a sampler upstream recorded there is multiplied in, not lost.
+The attributes are appended to the scope's bytes (see framing.add_scope_attributes). The spans
+leave untouched, except that a trace kept by an OpenTelemetry consistent probability decision
+gets that decision's rejection threshold as `ot=th:` in every span's tracestate (late spans
+too), whether or not records are on: the specification asks every stage that changes the
+probability to say so. Thresholds are never lowered, and one its randomness contradicts is
+replaced.
 """
 
 from __future__ import annotations
@@ -29,17 +31,19 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.policies.base import Policy, TraceView
+from sampler.policies.base import Policy, Weight
 from sampler.spans.framing import (
     TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE,
     TAG_SCOPE_SPAN,
     add_scope_attributes,
+    decode_varint,
     frame,
     varint,
 )
 from sampler.spans.trace import TraceSpans
+from sampler.spans.tracestate import ot_fields, trace_id_randomness, with_threshold
 
 _CACHED = frame(
     TAG_INSTRUMENTATION_SCOPE_ATTRIBUTE,
@@ -51,62 +55,27 @@ EARLY_DECISION_REASONS = ("overflow", "memory", "span_limit", "storage")
 _RECORD_CACHE_LIMIT = 1024
 
 
-_THRESHOLD_BITS = 56
-_MAX_THRESHOLD = 1 << _THRESHOLD_BITS
-
-
-def ot_threshold(trace_state: str) -> int | None:
-    """The rejection threshold T of an OpenTelemetry tracestate (`ot=th:...`), or None."""
-    for member in trace_state.split(","):
-        key, _, value = member.strip().partition("=")
-        if key != "ot":
-            continue
-        for field in value.split(";"):
-            name, _, text = field.partition(":")
-            if name == "th" and 0 < len(text) <= 14:
-                try:
-                    return int(text.ljust(14, "0"), 16)
-                except ValueError:
-                    return None
-    return None
-
-
-def with_threshold(trace_state: str, threshold: int) -> str:
-    """The tracestate with `ot=th:` set to `threshold` (other members and ot fields kept)."""
-    encoded = f"{threshold:014x}".rstrip("0") or "0"
-    members = [m.strip() for m in trace_state.split(",") if m.strip()]
-    for index, member in enumerate(members):
-        key, _, value = member.partition("=")
-        if key == "ot":
-            fields = [f for f in value.split(";") if f and not f.startswith("th:")]
-            members[index] = "ot=" + ";".join([f"th:{encoded}", *fields])
-            return ",".join(members)
-    return ",".join([f"ot=th:{encoded}", *members])
-
-
-def upstream_probability(trace: TraceSpans) -> float:
-    """The probability a sampler upstream kept this trace with, from its spans' tracestate (1 if none)."""
-    if not any(b"ot=" in spans for spans in trace.groups.values()):
-        return 1.0
-    for record in TraceView(trace).spans():
-        threshold = ot_threshold(record.span.trace_state)
-        if threshold is not None:
-            return 1 - threshold / _MAX_THRESHOLD
-    return 1.0
-
-
-def rewrite_threshold(trace: TraceSpans, probability: float) -> None:
-    """Set every span's `ot=th:` to the threshold of `probability` (OpenTelemetry's
-    probability sampling), so a backend can count each kept span as 1/probability."""
-    threshold = min(_MAX_THRESHOLD - 1, max(0, round((1 - probability) * _MAX_THRESHOLD)))
+def rewrite_threshold(trace: TraceSpans, threshold: int) -> None:
+    """Set every span's `ot=th:` to `threshold`, or keep its own where that is as high and its
+    randomness agrees (a threshold is never lowered). A span whose tracestate stays as it is
+    keeps the bytes it arrived in; only the others are encoded again."""
     groups = {}
     nbytes = 0
-    for key, spans in trace.groups.items():
-        scope_spans = ScopeSpans.FromString(key[1] + bytes(spans))
+    default_randomness = trace_id_randomness(trace.trace_id)
+    for key, framed in trace.groups.items():
         rewritten = bytearray()
-        for span in scope_spans.spans:
-            span.trace_state = with_threshold(span.trace_state, threshold)
-            data = span.SerializeToString()
+        position, end = 0, len(framed)
+        while position < end:
+            length, body = decode_varint(framed, position + 1)
+            data = bytes(framed[body : body + length])
+            position = body + length
+            span = Span.FromString(data)
+            own, randomness = ot_fields(span.trace_state)
+            if randomness is None:
+                randomness = default_randomness
+            if own is None or not threshold <= own <= randomness:
+                span.trace_state = with_threshold(span.trace_state, threshold)
+                data = span.SerializeToString()
             rewritten += TAG_SCOPE_SPAN + varint(len(data)) + data
             nbytes += len(data)
         groups[key] = rewritten
@@ -132,19 +101,22 @@ class DecisionRecorder:
         self._encoded: dict[tuple[Any, ...], bytes] = {}
         self._scopes: dict[tuple[bytes, bytes], bytes] = {}
 
-    def mark(self, trace: TraceSpans, policy: Policy | None, trigger: str) -> bytes:
-        """Record the decision on a kept trace; returns the record, for its late spans."""
+    def mark(self, trace: TraceSpans, policy: Policy | None, trigger: str, weight: Weight | None = None) -> bytes:
+        """Record the decision on a kept trace, the first policy that sampled it and what it
+        stands for (see TailSampler.evaluate); returns the record, for its late spans."""
+        if weight is not None and weight.threshold is not None:
+            rewrite_threshold(trace, weight.threshold)
         if not self.enabled:
             return b""
-        rate = policy.sample_rate() if policy is not None else None
-        if rate is not None:
-            # A trace sampled upstream (tracestate ot=th) already stood for 1/p traces: rates multiply.
-            probability = upstream_probability(trace) / rate
-            rewrite_threshold(trace, probability)
-            rate = 1 / probability
-        record = self.record(policy, trigger, trace.root_seen, rate)
+        record = self.record(policy, trigger, trace.root_seen, weight.rate if weight is not None else None)
         self.apply(trace, record)
         return record
+
+    def apply_late(self, fragment: TraceSpans, record: bytes, threshold: int | None) -> None:
+        """Late spans of a kept trace: its threshold and its record, marked as from the cache."""
+        if threshold is not None:
+            rewrite_threshold(fragment, threshold)
+        self.apply(fragment, record, cached=True)
 
     def record(self, policy: Policy | None, trigger: str, root_seen: bool, rate: float | None = None) -> bytes:
         """The encoded scope attributes for a trace kept by `policy` at 1 in `rate`."""
@@ -177,7 +149,8 @@ class DecisionRecorder:
         return encoded
 
     def apply(self, trace: TraceSpans, record: bytes, cached: bool = False) -> None:
-        """Add the record (and, for late spans, cached_decision) to every scope of the trace."""
+        """Add the record (and, for late spans, cached_decision) to every scope of the trace,
+        its log records' scopes included."""
         if not self.enabled:
             return
         attributes = record + _CACHED if cached else record
@@ -186,6 +159,12 @@ class DecisionRecorder:
                 (resource, self._scope_with(scope, attributes)): spans
                 for (resource, scope), spans in trace.groups.items()
             }
+            if trace.logs:
+                # A ScopeLogs prefix is framed as a ScopeSpans one: its records say the same.
+                trace.logs = {
+                    (resource, self._scope_with(scope, attributes)): records
+                    for (resource, scope), records in trace.logs.items()
+                }
 
     def _scope_with(self, scope: bytes, attributes: bytes) -> bytes:
         # Kept traces of one service share scopes; rewrite each (scope, record) pair once.

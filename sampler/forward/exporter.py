@@ -25,7 +25,7 @@ from tenacity.stop import stop_base
 
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueConfig, RetryConfig
-from sampler.forward.batcher import Payload
+from sampler.forward.batcher import Payload, Signal
 from sampler.forward.disk_queue.queue import DiskQueue
 from sampler.telemetry.metrics import Metrics
 
@@ -132,6 +132,8 @@ class Exporter(ABC):
     kind: str = ""
     # Where it sends, as logs name it (its endpoint, and TLS or plaintext); subclasses set it.
     target: str = ""
+    # Whether its format carries log records (Zipkin's has none: they are counted as dropped).
+    sends_logs: bool = True
     # Set by the daemon when telemetry.traces is on: each batch's delivery becomes a span.
     tracer: Tracer | None = None
 
@@ -152,11 +154,14 @@ class Exporter(ABC):
         self._closing_deadline: float | None = None
         self._last_drop_log: dict[str, float] = {}
         self._failure_log = FailureLog(name, self.kind, clock)
-        self._sent_spans = metrics.exporter_sent_spans.labels(name)
+        self._sent = {
+            "traces": metrics.exporter_sent_spans.labels(name),
+            "logs": metrics.exporter_sent_log_records.labels(name),
+        }
         self._sent_requests = metrics.exporter_sent_requests.labels(name)
         self._retries = metrics.exporter_retries.labels(name)
         self._failed = metrics.exporter_failed_requests
-        self._dropped = metrics.exporter_dropped_spans
+        self._dropped = {"traces": metrics.exporter_dropped_spans, "logs": metrics.exporter_dropped_log_records}
         self._disk: DiskQueue | None = None
         if queue.enabled and queue.storage is not None:
             disk = self._disk = DiskQueue(name, queue.storage, metrics, self._drop_count, clock=clock)
@@ -206,6 +211,10 @@ class Exporter(ABC):
     # --- sending -----------------------------------------------------------
 
     def enqueue(self, payload: Payload) -> None:
+        if payload.signal == "logs" and not self.sends_logs:
+            self._drop(payload, "unsupported", f"the {self.kind} format has no log records")
+            payload.settle()
+            return
         if self._disk is not None:
             self._disk.put(payload)
             return
@@ -284,9 +293,9 @@ class Exporter(ABC):
             return True
         self._failure_log.succeeded()
         self._sent_requests.inc()
-        self._sent_spans.inc(payload.span_count - rejected)
+        self._sent[payload.signal].inc(payload.span_count - rejected)
         if rejected:
-            self._drop_count(rejected, "rejected", "the downstream rejected them (partial success)")
+            self._drop_count(rejected, "rejected", "the downstream rejected them (partial success)", payload.signal)
         return True
 
     def _batch_span(self, payload: Payload) -> contextlib.AbstractContextManager[object]:
@@ -322,15 +331,18 @@ class Exporter(ABC):
     # --- accounting --------------------------------------------------------
 
     def _drop(self, payload: Payload, reason: str, why: str) -> None:
-        self._drop_count(payload.span_count, reason, why)
+        self._drop_count(payload.span_count, reason, why, payload.signal)
 
-    def _drop_count(self, spans: int, reason: str, why: str) -> None:
-        self._dropped.labels(self.name, reason).inc(spans)
-        trace.get_current_span().set_status(StatusCode.ERROR, f"dropped {spans} span(s): {reason}")
+    def _drop_count(self, count: int, reason: str, why: str, signal: Signal = "traces") -> None:
+        """Count `count` kept spans (signal logs: log records) as finally not delivered."""
+        self._dropped[signal].labels(self.name, reason).inc(count)
+        items = "span(s)" if signal == "traces" else "log record(s)"
+        trace.get_current_span().set_status(StatusCode.ERROR, f"dropped {count} {items}: {reason}")
         now = self._clock()
-        if now - self._last_drop_log.get(reason, -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
-            self._last_drop_log[reason] = now
-            log.error("exporter %s dropped %d kept span(s) (%s): %s", self.name, spans, reason, why)
+        key = f"{signal}:{reason}"
+        if now - self._last_drop_log.get(key, -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
+            self._last_drop_log[key] = now
+            log.error("exporter %s dropped %d kept %s (%s): %s", self.name, count, items, reason, why)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind}

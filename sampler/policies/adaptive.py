@@ -6,9 +6,12 @@ counts with an exponential moving average recomputed every adjustment_interval,
 and give each key a sample rate so that rare keys are kept more and frequent
 keys less. `dynamic` aims at an overall goal sample rate; `throughput` at a
 number of kept traces per second, deriving the goal rate from the measured
-incoming rate. A trace is kept with probability 1/rate, decided by a hash of its
-trace ID, so replicas with the same rates agree. Until the first adjustment
-every trace is kept at rate 1 (there is nothing to adapt to yet).
+incoming rate. A trace is kept with probability 1/rate by OpenTelemetry consistent
+probability sampling: its randomness (trace ID or tracestate `rv`) against the threshold of
+1/rate times the probability a sampler upstream kept it with (the proportional mode of the
+specification), so replicas with the same rates agree, and the threshold written to the kept
+spans (ot=th) gives every span its adjusted count. Until the first adjustment every trace is
+kept at rate 1 (there is nothing to adapt to yet).
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from typing import Any
 from pydantic import Field
 
 from sampler.config.types import Duration
-from sampler.policies.base import Decision, Policy, PolicySettings, TraceView
-from sampler.policies.probabilistic import fnv1a_64
+from sampler.policies.base import Decision, Policy, PolicySettings, TraceView, Weight
+from sampler.spans.tracestate import probability_to_threshold, threshold_probability
 
-_MAX_UINT64 = (1 << 64) - 1
 _OTHER_KEY = "\x00other"
 
 
@@ -33,7 +35,6 @@ class AdaptiveSettings(PolicySettings):
     weight: float = Field(0.5, gt=0, le=1)
     age_out_value: float = Field(0.5, ge=0)
     max_keys: int = Field(500, gt=0)
-    hash_salt: str = "tail-sampler-adaptive"
 
 
 def _trace_key(trace: TraceView, fields: list[str], use_trace_length: bool) -> str:
@@ -107,8 +108,7 @@ class AdaptivePolicy(Policy):
         self._ema: dict[str, float] = {}
         self._rates: dict[str, float] = {}
         self._next_adjustment = self.clock() + settings.adjustment_interval
-        self._salted = fnv1a_64(settings.hash_salt.encode())
-        self._last_rate: float | None = None
+        self._weight: Weight | None = None
 
     def goal_rate(self, traces_per_second: float) -> float:
         raise NotImplementedError
@@ -142,12 +142,16 @@ class AdaptivePolicy(Policy):
             key = _OTHER_KEY
         self._counts[key] = self._counts.get(key, 0) + 1
         rate = self._rates.get(key, 1.0)
-        self._last_rate = rate
         if rate <= 1:
+            self._weight = None  # kept for what it is: counts once (or as its upstream threshold says)
             return Decision.SAMPLED
-        return (
-            Decision.SAMPLED if fnv1a_64(trace.trace_id, self._salted) <= _MAX_UINT64 / rate else Decision.NOT_SAMPLED
-        )
+        upstream, randomness = trace.sampling()
+        kept = threshold_probability(upstream) if upstream is not None else 1.0
+        threshold = probability_to_threshold(kept / rate)
+        if randomness < threshold:
+            return Decision.NOT_SAMPLED
+        self._weight = Weight.of_threshold(threshold)
+        return Decision.SAMPLED
 
-    def sample_rate(self) -> float | None:
-        return self._last_rate
+    def weight(self) -> Weight | None:
+        return self._weight

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView
+from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView, Weight
 from sampler.policies.sub_policies import all_sample, build_sub_policies, stateful_sub_policy
 
 
@@ -32,6 +32,12 @@ class AndPolicy(Policy):
 
     def evaluate(self, trace: TraceView) -> Decision:
         return Decision.SAMPLED if all_sample(self.sub_policies, trace) else Decision.NOT_SAMPLED
+
+    def weight(self) -> Weight | None:
+        # Kept when every sub-policy samples: consistent probability sub-policies pass together
+        # above the highest threshold, which is also the highest adjusted count.
+        weights = [w for w in (policy.weight() for policy in self.sub_policies) if w is not None]
+        return max(weights, key=lambda w: w.rate) if weights else None
 
     def describe(self) -> str:
         return "and(" + ", ".join(f"{p.name}: {p.describe()}" for p in self.sub_policies) + ")"

@@ -6,7 +6,7 @@ import builtins
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Annotated, Any, ClassVar, Protocol, cast
+from typing import Annotated, Any, ClassVar, NamedTuple, Protocol, cast
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationInfo
@@ -14,12 +14,27 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationInfo
 from sampler.clock import Clock
 from sampler.policies.attribute_lookup import AttributeIndex
 from sampler.spans.trace import SpanRecord, TraceSpans
+from sampler.spans.tracestate import TraceSampling, adjusted_count, ot_fields, trace_id_randomness
 
 
 class Decision(enum.Enum):
     NOT_SAMPLED = "not_sampled"
     SAMPLED = "sampled"
     DROPPED = "dropped"  # vetoes every other policy's decision
+
+
+class Weight(NamedTuple):
+    """What a trace kept with a known probability stands for (see decide/records.py)."""
+
+    # The OpenTelemetry rejection threshold (ot=th) its spans get: a consistent probability
+    # decision (R >= threshold). None: the decision was not one (a hash), spans keep theirs.
+    threshold: int | None
+    # Its adjusted count: how many traces it stands for, samplers upstream included.
+    rate: float
+
+    @classmethod
+    def of_threshold(cls, threshold: int) -> Weight:
+        return cls(threshold, adjusted_count(threshold))
 
 
 class PolicySettings(BaseModel):
@@ -32,12 +47,13 @@ class TraceView:
     """What a policy sees of a finished trace: the summary kept on ingest, and
     the spans themselves, parsed from their buffered bytes only when asked for."""
 
-    __slots__ = ("trace", "_records", "_attributes")
+    __slots__ = ("trace", "_records", "_attributes", "_sampling")
 
     def __init__(self, trace: TraceSpans) -> None:
         self.trace = trace
         self._records: list[SpanRecord] | None = None
         self._attributes: AttributeIndex | None = None
+        self._sampling: TraceSampling | None = None
 
     @property
     def trace_id(self) -> bytes:
@@ -65,6 +81,27 @@ class TraceView:
                 records.extend([SpanRecord(resource, scope, span) for span in scope_spans.spans])
             self._records = records
         return self._records
+
+    def sampling(self) -> TraceSampling:
+        """The trace's randomness R (the `rv` of its spans' tracestate, else its trace ID's last
+        56 bits) and the highest threshold a sampler upstream recorded on its spans (`th`,
+        None if none did); a `th` that R contradicts is ignored, as the specification says."""
+        if self._sampling is None:
+            randomness = None
+            thresholds = []
+            # Spans rarely carry an `ot` member: parse them only when some bytes say they might.
+            if any(b"ot=" in spans for spans in self.trace.groups.values()):
+                for record in self.spans():
+                    fields = ot_fields(record.span.trace_state)
+                    if fields.randomness is not None and randomness is None:
+                        randomness = fields.randomness
+                    if fields.threshold is not None:
+                        thresholds.append(fields.threshold)
+            if randomness is None:
+                randomness = trace_id_randomness(self.trace.trace_id)
+            consistent = [t for t in thresholds if t <= randomness]
+            self._sampling = TraceSampling(max(consistent) if consistent else None, randomness)
+        return self._sampling
 
     def attribute_values(self, key: str) -> Iterator[Any]:
         """Values of `key` on each span's resource, then on the span itself, as the Collector looks them up."""
@@ -135,14 +172,20 @@ class Policy(ABC):
     @abstractmethod
     def evaluate(self, trace: TraceView) -> Decision: ...
 
-    def sample_rate(self) -> float | None:
-        """The sample rate (1 in N) behind this policy's last sampled decision, if it has one."""
+    def weight(self) -> Weight | None:
+        """What the trace of this policy's last sampled decision stands for, if it was sampled with
+        a known probability; None if it was sampled for what it is (then it counts once)."""
         return None
 
     def credited_sub_policy(self) -> str | None:
         """The sub-policy that made this policy's last sampled decision, as decision records
         name it (tailsampling.composite_policy); None for a policy that credits none."""
         return None
+
+    def matched_sub_policy(self) -> str | None:
+        """The sub-policy that matched the last trace even if this policy did not sample it
+        (composite: a sub-policy over its share), for the decision lookup; by default the credited one."""
+        return self.credited_sub_policy()
 
     def describe(self) -> str:
         if self.settings is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView
+from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView, Weight
 from sampler.policies.sub_policies import build_sub_policies
 
 
@@ -67,9 +67,11 @@ class CompositePolicy(Policy):
         self._spent = [0] * len(self.sub_policies)
         self._second = -math.inf
         self.last_sampled_by: str | None = None
+        self.last_matched_by: str | None = None
+        self._last_weight: Weight | None = None
 
     def evaluate(self, trace: TraceView) -> Decision:
-        self.last_sampled_by = None
+        self.last_sampled_by = self.last_matched_by = None
         second = math.floor(self.clock())
         if second != self._second:
             self._second = second
@@ -78,16 +80,25 @@ class CompositePolicy(Policy):
         for index, policy in enumerate(self.sub_policies):
             if policy.evaluate(trace) is not Decision.SAMPLED:
                 continue
+            self.last_matched_by = policy.name
             spent = self._spent[index] + trace.span_count
             if spent <= self._budgets[index] and spent <= total:
                 self._spent[index] = spent
                 self.last_sampled_by = policy.name
+                self._last_weight = policy.weight()
                 return Decision.SAMPLED
             return Decision.NOT_SAMPLED
         return Decision.NOT_SAMPLED
 
     def credited_sub_policy(self) -> str | None:
         return self.last_sampled_by
+
+    def matched_sub_policy(self) -> str | None:
+        return self.last_matched_by
+
+    def weight(self) -> Weight | None:
+        # The sub-policy's own: the share of spans per second is a budget, not a probability.
+        return self._last_weight
 
     def describe(self) -> str:
         shares = zip(self.sub_policies, self._budgets, strict=True)

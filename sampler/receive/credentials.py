@@ -14,12 +14,18 @@ import hmac
 import logging
 import ssl
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sampler.clock import Clock, monotonic
 from sampler.config.receivers import ReceiverAuthConfig, ServerTlsConfig
 from sampler.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +242,31 @@ class TokenAuth:
             self._failures["invalid"].inc()
             return f"the token in the {header} header is not valid"
         return None
+
+
+def token_middleware(
+    auth: TokenAuth,
+    refuse: Callable[[web.Request, str], web.Response],
+    open_paths: Collection[str] = (),
+) -> Middleware:
+    """An aiohttp middleware that lets a request through only with an accepted token (paths in
+    `open_paths` need none); `refuse` makes the 401 answer, in the server's own format."""
+    from aiohttp import web  # here: `check` and the CLI, which import this module, need no aiohttp
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Before the body is read: an unauthenticated client costs no decoding.
+        if request.path in open_paths:
+            return await handler(request)
+        refusal = auth.check(request.headers.get(auth.header))
+        if refusal is None:
+            return await handler(request)
+        reply = refuse(request, refusal)
+        if auth.scheme:
+            reply.headers["WWW-Authenticate"] = auth.scheme
+        return reply
+
+    return authenticate
 
 
 def describe_security(tls: ServerTlsConfig | None, auth: ReceiverAuthConfig | None) -> str:

@@ -1,8 +1,9 @@
-"""OTLP/gRPC receiver: TraceService/Export, gzip accepted (gRPC decompresses)."""
+"""OTLP/gRPC receiver: TraceService/Export and LogsService/Export, gzip accepted (gRPC decompresses)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf import duration_pb2
@@ -12,10 +13,15 @@ from sampler.config.receivers import GrpcProtocolConfig
 from sampler.receive.credentials import ServerTls, TlsMaterial, TokenAuth, describe_security
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_protobuf
+from sampler.receive.split_logs import parse_logs_protobuf
+from sampler.telemetry.endpoints import ListenError
 
 log = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+# Parses a request body and ingests it within the time left (None: no deadline); the serialized response.
+_Accept = Callable[[bytes, float | None], Awaitable[bytes]]
 
 
 def _server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
@@ -53,6 +59,30 @@ class GrpcReceiver:
         self.port = 0
 
     async def _export(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return await self._serve(data, context, self._accept_traces)
+
+    async def _export_logs(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return await self._serve(data, context, self._accept_logs)
+
+    async def _accept_traces(self, data: bytes, left: float | None) -> bytes:
+        try:
+            request = parse_protobuf(data)
+        except BadRequest:
+            raise
+        except Exception as exc:  # a gap in the decoder: still the body's fault
+            raise BadRequest(self._ingest.unreadable("grpc", "protobuf ExportTraceServiceRequest", exc)) from None
+        return (await self._ingest.accept(request, "grpc", left)).SerializeToString()
+
+    async def _accept_logs(self, data: bytes, left: float | None) -> bytes:
+        try:
+            request = parse_logs_protobuf(data)
+        except BadRequest:
+            raise
+        except Exception as exc:  # a gap in the decoder: still the body's fault
+            raise BadRequest(self._ingest.unreadable("grpc", "protobuf ExportLogsServiceRequest", exc)) from None
+        return (await self._ingest.accept_logs(request, "grpc", left)).SerializeToString()
+
+    async def _serve(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes], accept: _Accept) -> bytes:
         if self._auth is not None:
             header = self._auth.header
             value = next((v for k, v in context.invocation_metadata() or () if k == header), None)
@@ -60,7 +90,7 @@ class GrpcReceiver:
             if refusal is not None:
                 del data  # see below
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
-        outcome = await self._handle(data, context.time_remaining())
+        outcome = await self._handle(data, context.time_remaining(), accept)
         # An abort raises, and its traceback keeps this frame alive until a GC pass (rare with a
         # full window): the request must not be in it by then, or refused requests pile up.
         del data
@@ -76,20 +106,14 @@ class GrpcReceiver:
             context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
         await context.abort(code, message)
 
-    async def _handle(self, data: bytes, remaining: float | None) -> bytes | tuple[grpc.StatusCode, str]:
+    async def _handle(
+        self, data: bytes, remaining: float | None, accept: _Accept
+    ) -> bytes | tuple[grpc.StatusCode, str]:
         """The serialized response, or the status to abort with."""
         try:
             # Leave the client a moment to receive the refusal before its deadline.
             left = await self._ingest.room("grpc", None if remaining is None else remaining - 0.1)
-            try:
-                request = parse_protobuf(data)
-            except BadRequest:
-                raise
-            except Exception as exc:  # a gap in the decoder: still the body's fault
-                return grpc.StatusCode.INVALID_ARGUMENT, self._ingest.unreadable(
-                    "grpc", "protobuf ExportTraceServiceRequest", exc
-                )
-            return (await self._ingest.accept(request, "grpc", left)).SerializeToString()
+            return await accept(data, left)
         except BadRequest as exc:
             self._ingest.count_failure("grpc", "invalid")
             return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
@@ -107,17 +131,22 @@ class GrpcReceiver:
             maximum_concurrent_rpcs=self._config.max_concurrent_rpcs or None,
         )
         # No deserializer: the handler parses, so a malformed body gets a clear INVALID_ARGUMENT.
-        handler = grpc.method_handlers_generic_handler(
-            SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
+        handlers = (
+            grpc.method_handlers_generic_handler(
+                SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
+            ),
+            grpc.method_handlers_generic_handler(
+                LOGS_SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export_logs)}
+            ),
         )
-        server.add_generic_rpc_handlers((handler,))
+        server.add_generic_rpc_handlers(handlers)
         try:
             if tls is None:
                 self.port = server.add_insecure_port(self._config.endpoint)
             else:
                 self.port = server.add_secure_port(self._config.endpoint, _server_credentials(tls))
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
+        except RuntimeError:
+            raise ListenError("OTLP/gRPC", self._config.endpoint, "receivers.otlp.protocols.grpc.endpoint") from None
         await server.start()
         self._server = server
         if tls is not None or self._auth is not None:

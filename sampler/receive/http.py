@@ -1,29 +1,32 @@
-"""OTLP/HTTP receiver: POST /v1/traces, binary protobuf or JSON, optionally gzip."""
+"""OTLP/HTTP receiver: POST /v1/traces and /v1/logs, binary protobuf or JSON, optionally gzip."""
 
 from __future__ import annotations
 
 import json
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sampler.config.receivers import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.receive.connections import LimitedTCPSite
-from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
+from sampler.receive.credentials import ServerTls, TokenAuth, describe_security, token_middleware
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_json, parse_protobuf
-from sampler.telemetry.endpoints import split_endpoint
+from sampler.receive.split_logs import parse_logs_json, parse_logs_protobuf
+from sampler.telemetry.endpoints import ListenError, split_endpoint
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
+LOGS_PATH = "/v1/logs"
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
@@ -72,7 +75,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return _inflate(data, limit) if encoding in ("gzip", "deflate") else data
 
 
-def _encode(message: status_pb2.Status | ExportTraceServiceResponse, content_type: str) -> bytes:
+def _encode(message: Message, content_type: str) -> bytes:
     if content_type == JSON:
         return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
     return message.SerializeToString()
@@ -86,8 +89,9 @@ def _status_response(http_status: int, code: int, message: str, content_type: st
 class HttpReceiver:
     """OTLP/HTTP; subclasses serve other formats over HTTP (Zipkin) through `_add_routes`."""
 
-    # Named when the endpoint cannot be listened on.
+    # Named when the endpoint cannot be listened on, with the config key that moves it.
     listener_name = "OTLP/HTTP"
+    endpoint_key = "receivers.otlp.protocols.http.endpoint"
     # The protocol label of metrics.
     protocol = "http"
 
@@ -97,19 +101,6 @@ class HttpReceiver:
         self._runner: web.AppRunner | None = None
         self._auth: TokenAuth | None = None
         self.port = 0
-
-    @web.middleware
-    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Before the body is read: an unauthenticated client costs no decoding.
-        auth = self._auth
-        assert auth is not None
-        refusal = auth.check(request.headers.get(auth.header))
-        if refusal is None:
-            return await handler(request)
-        reply = self._unauthenticated(request, refusal)
-        if auth.scheme:
-            reply.headers["WWW-Authenticate"] = auth.scheme
-        return reply
 
     def _error(self, request: web.Request, http_status: int, code: int, message: str) -> web.Response:
         """A refusal in this receiver's format: for OTLP, a Status (gRPC `code`) in the request's encoding."""
@@ -124,6 +115,18 @@ class HttpReceiver:
         return reply
 
     async def _export(self, request: web.Request) -> web.Response:
+        return await self._export_signal(request, parse_json, parse_protobuf, self._ingest.accept)
+
+    async def _export_logs(self, request: web.Request) -> web.Response:
+        return await self._export_signal(request, parse_logs_json, parse_logs_protobuf, self._ingest.accept_logs)
+
+    async def _export_signal(
+        self,
+        request: web.Request,
+        from_json: Callable[[bytes], Any],
+        from_protobuf: Callable[[bytes], Any],
+        accept: Callable[[Any, str, float | None], Awaitable[Message]],
+    ) -> web.Response:
         content_type = request.content_type
         if content_type not in (PROTOBUF, JSON):
             self._ingest.count_failure("http", "unsupported_media_type")
@@ -149,21 +152,23 @@ class HttpReceiver:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, f"cannot read request body: {exc}", content_type)
         try:
-            parsed = parse_json(data) if content_type == JSON else parse_protobuf(data)
+            parsed = from_json(data) if content_type == JSON else from_protobuf(data)
         except BadRequest as exc:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)
         except Exception as exc:  # a gap in a decoder: still the body's fault, never a 500
-            what = "OTLP JSON request" if content_type == JSON else "protobuf ExportTraceServiceRequest"
+            self._ingest.count_failure("http", "invalid")
+            what = "OTLP JSON request" if content_type == JSON else "protobuf export request"
             return _status_response(400, _INVALID_ARGUMENT, self._ingest.unreadable("http", what, exc), content_type)
         try:
-            response = await self._ingest.accept(parsed, "http", left)
+            response = await accept(parsed, "http", left)
         except WindowFull as exc:
             return self._window_full(request, exc)
         return web.Response(status=200, body=_encode(response, content_type), content_type=content_type)
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(TRACES_PATH, self._export)
+        app.router.add_post(LOGS_PATH, self._export_logs)
 
     async def start(self) -> None:
         metrics = self._ingest.metrics
@@ -172,7 +177,7 @@ class HttpReceiver:
         tls = ServerTls(self._config.tls, self.protocol, metrics) if self._config.tls is not None else None
         app = web.Application(
             client_max_size=self._config.max_request_body_size,
-            middlewares=[self._authenticate] if self._auth is not None else [],
+            middlewares=[token_middleware(self._auth, self._unauthenticated)] if self._auth is not None else [],
         )
         self._add_routes(app)
         runner = web.AppRunner(
@@ -197,9 +202,7 @@ class HttpReceiver:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(
-                f"cannot listen for {self.listener_name} on {self._config.endpoint}: {exc.strerror}"
-            ) from None
+            raise ListenError(self.listener_name, self._config.endpoint, self.endpoint_key, exc) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
         self._ingest.watch_open_connections(self.protocol, lambda: site.open_connections)

@@ -1,5 +1,5 @@
 """What both receivers do with a decoded request: split it per trace, hand it
-to the sampler, count it, and say which spans were refused."""
+to the sampler, count it, and say which spans (or log records) were refused."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -17,10 +22,16 @@ from sampler.config.receivers import OtlpReceiverConfig
 from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
+from sampler.receive.split_logs import LogSplitter
+from sampler.spans.trace import DecodedBatch, ScopeKey
 from sampler.telemetry.metrics import Metrics
+from sampler.telemetry.span_metrics import SpanMetrics
 from sampler.window.log import StorageFull
 
 log = logging.getLogger(__name__)
+
+# Where log records that name no trace go (the batcher), or None to drop them.
+PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
 
 PROTOCOLS = ("grpc", "http", "zipkin")
 _UNREADABLE_LOG_EVERY = 1000
@@ -39,13 +50,22 @@ class Ingest:
         sampler: TailSampler,
         metrics: Metrics,
         config: OtlpReceiverConfig | None = None,
+        untraced_logs: PassThrough | None = None,
+        span_metrics: SpanMetrics | None = None,
         durable: DurableWindow | None = None,
     ) -> None:
         self._sampler = sampler
         self._durable = durable
         self.metrics = metrics
+        self._span_metrics = span_metrics
         config = config or OtlpReceiverConfig()
         self._splitter = RequestSplitter(config.max_spans_per_request, config.span_limits)
+        self._log_splitter = LogSplitter()
+        self._untraced_logs = untraced_logs
+        self._log_records = {p: metrics.received_log_records.labels(p) for p in PROTOCOLS}
+        self._passed_through = metrics.log_records.labels("passed_through")
+        self._untraced_dropped = metrics.log_records.labels("untraced_dropped")
+        self._invalid_log_ids = {p: metrics.rejected_log_records.labels(p, "invalid_id") for p in PROTOCOLS}
         self._spans = {p: metrics.received_spans.labels(p) for p in PROTOCOLS}
         self._traces = {p: metrics.received_traces.labels(p) for p in PROTOCOLS}
         self._invalid_ids = {p: metrics.rejected_spans.labels(p, "invalid_id") for p in PROTOCOLS}
@@ -84,14 +104,10 @@ class Ingest:
         if not await self._sampler.wait_for_room(batch, deadline):
             self._requests.labels(protocol, "backpressure").inc()
             raise WindowFull(_REFUSAL)
-        if self._durable is not None:
-            # tail_sampling.storage: acknowledged only once in the window's log.
-            try:
-                await self._durable.admit(batch, self._sampler.wait_budget(deadline))
-            except StorageFull as exc:
-                self._requests.labels(protocol, exc.reason).inc()
-                raise WindowFull(f"{exc}; retry in {RETRY_AFTER_SECONDS}s") from None
+        await self._admit(batch, protocol, deadline)
         new_traces = self._sampler.ingest(batch)
+        if self._span_metrics is not None:
+            self._span_metrics.count_request(request, check_ids=batch.rejected_spans > batch.over_limit_spans)
         self._spans[protocol].inc(batch.span_count)
         self._traces[protocol].inc(new_traces)
         response = ExportTraceServiceResponse()
@@ -112,14 +128,56 @@ class Ingest:
             self._requests.labels(protocol, "ok").inc()
         return response
 
+    async def accept_logs(
+        self, request: ExportLogsServiceRequest, protocol: str, deadline: float | None = None
+    ) -> ExportLogsServiceResponse:
+        """Ingest a logs request: records naming a trace join it in the window (or follow its
+        decision), the others pass through or are dropped. Raises WindowFull as accept() does."""
+        batch = self._log_splitter.split(request)
+        if not await self._sampler.wait_for_room(batch, deadline):
+            self._requests.labels(protocol, "backpressure").inc()
+            raise WindowFull(_REFUSAL)
+        if batch.traces:
+            await self._admit(batch, protocol, deadline)
+            self._sampler.ingest(batch)
+        untraced = batch.untraced_log_count
+        if untraced:
+            if self._untraced_logs is not None:
+                self._untraced_logs(batch.untraced_logs, untraced)
+                self._passed_through.inc(untraced)
+            else:
+                self._untraced_dropped.inc(untraced)
+        self._log_records[protocol].inc(batch.log_records + untraced)
+        response = ExportLogsServiceResponse()
+        if batch.rejected_spans:
+            self._invalid_log_ids[protocol].inc(batch.rejected_spans)
+            self._requests.labels(protocol, "partial").inc()
+            response.partial_success.CopyFrom(
+                ExportLogsPartialSuccess(
+                    rejected_log_records=batch.rejected_spans, error_message=batch.rejection_message
+                )
+            )
+        else:
+            self._requests.labels(protocol, "ok").inc()
+        return response
+
+    async def _admit(self, batch: DecodedBatch, protocol: str, deadline: float | None) -> None:
+        """tail_sampling.storage: a request is acknowledged only once it is in the window's log."""
+        if self._durable is None:
+            return
+        try:
+            await self._durable.admit(batch, self._sampler.wait_budget(deadline))
+        except StorageFull as exc:
+            self._requests.labels(protocol, exc.reason).inc()
+            raise WindowFull(f"{exc}; retry in {RETRY_AFTER_SECONDS}s") from None
+
     def count_failure(self, protocol: str, result: str) -> None:
         self._requests.labels(protocol, result).inc()
 
     def unreadable(self, protocol: str, what: str, exc: Exception) -> str:
-        """A body its decoder failed on without a reason of its own (a gap in the decoder): counted
-        as invalid and answered 400 like any malformed body, and logged, the first time and then
+        """A body its decoder failed on without a reason of its own (a gap in the decoder), to be
+        answered 4xx and counted invalid like any malformed body: logged, the first time and then
         every _UNREADABLE_LOG_EVERY times, so the gap gets closed. Returns the message."""
-        self._requests.labels(protocol, "invalid").inc()
         if self._unreadable % _UNREADABLE_LOG_EVERY == 0:
             log.warning(
                 "%s receiver: a %s could not be decoded (%s: %s); answered 400. Please report it with the body.",

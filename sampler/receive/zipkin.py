@@ -28,6 +28,7 @@ def _reply(status: int, text: str = "") -> web.Response:
 
 class ZipkinReceiver(HttpReceiver):
     listener_name = "Zipkin"
+    endpoint_key = "receivers.zipkin.endpoint"
     protocol = PROTOCOL
 
     def __init__(self, config: ZipkinReceiverConfig, ingest: Ingest) -> None:
@@ -78,6 +79,7 @@ class ZipkinReceiver(HttpReceiver):
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")
         except Exception as exc:  # a gap in the mapping: still the body's fault, never a 500
+            self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(
                 400, self._ingest.unreadable(PROTOCOL, f"Zipkin v2 {'protobuf' if protobuf else 'JSON'} body", exc)
             )

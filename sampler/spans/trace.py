@@ -3,7 +3,10 @@
 A `TraceSpans` holds the spans of one trace as serialized, already framed
 `Span` fields, grouped by the (resource, scope) they arrived under, plus the
 small summary the policies and the window need. The same type carries the
-spans of one trace from one request and the whole buffered trace.
+spans of one trace from one request and the whole buffered trace. The log
+records that name the trace ride along the same way (framed `LogRecord` fields
+per resource and scope, which OTLP frames exactly like spans), so they are
+held, decided, remembered and forwarded with it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class TraceSpans:
         "error_seen",
         "first_seen",
         "due",
+        "logs",
+        "log_count",
+        "log_nbytes",
         "log_positions",
     )
 
@@ -58,19 +64,23 @@ class TraceSpans:
         self.error_seen = False
         self.first_seen = 0.0  # monotonic seconds, set when the window adopts the trace
         self.due = 0.0  # monotonic seconds at which the trace is to be decided
+        # Its log records, framed per (ResourceLogs prefix, ScopeLogs prefix); None until one arrives.
+        self.logs: dict[ScopeKey, bytearray] | None = None
+        self.log_count = 0
+        self.log_nbytes = 0
         # With tail_sampling.storage: where its fragments sit in the window's log (window/log.py),
         # released once the trace is decided and handed on. None without storage.
         self.log_positions: LogPositions | None = None
 
     def absorb(self, other: TraceSpans) -> None:
-        """Append the spans and summary of a later fragment of the same trace."""
-        groups = self.groups
-        for key, spans in other.groups.items():
-            mine = groups.get(key)
-            if mine is None:
-                groups[key] = spans
-            else:
-                mine += spans
+        """Append the spans, log records and summary of a later fragment of the same trace."""
+        _merge_groups(self.groups, other.groups)
+        if other.logs:
+            if self.logs is None:
+                self.logs = {}
+            _merge_groups(self.logs, other.logs)
+            self.log_count += other.log_count
+            self.log_nbytes += other.log_nbytes
         self.span_count += other.span_count
         self.nbytes += other.nbytes
         if other.start_min and (not self.start_min or other.start_min < self.start_min):
@@ -90,10 +100,24 @@ class TraceSpans:
                 )
 
     @property
+    def held_bytes(self) -> int:
+        """The serialized bytes it holds: spans and log records."""
+        return self.nbytes + self.log_nbytes
+
+    @property
     def duration_ns(self) -> int:
         if not self.start_min or self.end_max < self.start_min:
             return 0
         return self.end_max - self.start_min
+
+
+def _merge_groups(groups: dict[ScopeKey, bytearray], more: dict[ScopeKey, bytearray]) -> None:
+    for key, framed in more.items():
+        mine = groups.get(key)
+        if mine is None:
+            groups[key] = framed
+        else:
+            mine += framed
 
 
 @dataclass
@@ -109,6 +133,11 @@ class DecodedBatch:
     # Span limits applied: attributes dropped, string or bytes values truncated.
     dropped_attributes: int = 0
     truncated_values: int = 0
+    # Of a logs request: the log records naming a trace (in `traces`), and those naming none,
+    # which are not held (framed per resource and scope, like the others).
+    log_records: int = 0
+    untraced_logs: dict[ScopeKey, bytearray] = field(default_factory=dict)
+    untraced_log_count: int = 0
 
 
 class SpanRecord(NamedTuple):

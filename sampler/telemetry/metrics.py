@@ -6,7 +6,9 @@ reason words; never trace IDs or attribute values.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
 
 PREFIX = "tail_sampler"
 
@@ -21,6 +23,11 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # What every Prometheus client exports by default: process_* (resident memory, CPU, open
+        # files), python_info and python_gc_*, here in the daemon's own registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
         # receive
         self.received_spans = Counter(
@@ -80,11 +87,47 @@ class Metrics:
             registry=r,
         )
 
+        # logs (their records follow their trace's decision)
+        self.received_log_records = Counter(
+            f"{PREFIX}_received_log_records", "Log records accepted by the receivers.", ["protocol"], registry=r
+        )
+        self.rejected_log_records = Counter(
+            f"{PREFIX}_rejected_log_records",
+            "Log records refused at receive time (a trace ID neither empty nor 16 bytes) and reported "
+            "through OTLP partial success.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.log_records = Counter(
+            f"{PREFIX}_log_records",
+            "Log records by what became of them: kept or dropped with their trace (late_kept, late_dropped: "
+            "arriving after its decision), passed_through (naming no trace), untraced_dropped "
+            "(naming no trace, with untraced_logs: drop).",
+            ["outcome"],
+            registry=r,
+        )
+
+        # span metrics (sampler/telemetry/span_metrics.py: traces_span_metrics_*)
+        self.span_metrics_series = Gauge(
+            f"{PREFIX}_span_metrics_series",
+            "Series of the span metrics (service, span name, kind, status); at most "
+            "span_metrics.aggregation_cardinality_limit.",
+            registry=r,
+        )
+        self.span_metrics_overflow_spans = Counter(
+            f"{PREFIX}_span_metrics_overflow_spans",
+            "Spans counted in the span metrics' overflow series because the series limit was reached.",
+            registry=r,
+        )
+
         # buffer
         self.window_traces = Gauge(f"{PREFIX}_window_traces", "Traces waiting for a decision.", registry=r)
         self.window_spans = Gauge(f"{PREFIX}_window_spans", "Spans of traces waiting for a decision.", registry=r)
         self.window_bytes = Gauge(
             f"{PREFIX}_window_bytes", "Serialized span bytes of traces waiting for a decision.", registry=r
+        )
+        self.window_log_records = Gauge(
+            f"{PREFIX}_window_log_records", "Log records held with traces waiting for a decision.", registry=r
         )
         self.window_capacity = Gauge(
             f"{PREFIX}_window_capacity_traces", "The configured bound on traces in the window (num_traces).", registry=r
@@ -232,6 +275,16 @@ class Metrics:
         # forward
         self.exporter_sent_spans = Counter(
             f"{PREFIX}_exporter_sent_spans", "Spans delivered to a downstream.", ["exporter"], registry=r
+        )
+        self.exporter_sent_log_records = Counter(
+            f"{PREFIX}_exporter_sent_log_records", "Log records delivered to a downstream.", ["exporter"], registry=r
+        )
+        self.exporter_dropped_log_records = Counter(
+            f"{PREFIX}_exporter_dropped_log_records",
+            "Kept log records that were finally not delivered, by reason (as for spans; unsupported: "
+            "the exporter's format has no logs, as Zipkin's).",
+            ["exporter", "reason"],
+            registry=r,
         )
         self.exporter_sent_requests = Counter(
             f"{PREFIX}_exporter_sent_requests", "Export requests delivered to a downstream.", ["exporter"], registry=r

@@ -1,9 +1,18 @@
 """Optional traces of the daemon itself (telemetry.traces): one span per decision batch and per
-export batch, never per buffered span, sent with the OpenTelemetry SDK to a backend of its own."""
+export batch, never per buffered span, sent with the OpenTelemetry SDK to a backend of its own.
+
+The SDK's environment variables apply as in any instrumented service: OTEL_SERVICE_NAME and
+OTEL_RESOURCE_ATTRIBUTES name the daemon (service.name is "tail-sampler" unless they say
+otherwise), and the OTEL_EXPORTER_OTLP_* (and _TRACES_*) variables give the endpoint when the
+config does not, and the TLS certificates, headers, compression and timeout."""
 
 from __future__ import annotations
 
-from opentelemetry.sdk.resources import Resource
+import os
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -15,18 +24,37 @@ from sampler.config.model import SelfTracesConfig
 SERVICE_NAME = "tail-sampler"
 
 
-def make_exporter(endpoint: str, protocol: str) -> SpanExporter:
-    """An OTLP span exporter of the OpenTelemetry SDK: plaintext gRPC to host:port, or HTTP to a URL."""
+_INSECURE_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
+
+
+def make_exporter(endpoint: str | None, protocol: str, environ: Mapping[str, str] = os.environ) -> SpanExporter:
+    """An OTLP span exporter of the OpenTelemetry SDK.
+
+    gRPC: `https://host:port` speaks TLS (with OTEL_EXPORTER_OTLP_CERTIFICATE's CA, if set),
+    `http://host:port` plaintext, and a bare `host:port` plaintext unless
+    OTEL_EXPORTER_OTLP_INSECURE=false. HTTP: a URL (`/v1/traces` is added), or a bare host:port
+    as http://. No endpoint: the SDK reads it from the OTEL_EXPORTER_OTLP_* variables."""
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=endpoint, insecure=True)
+        # A bare host:port has meant plaintext here from the start; the variables can say otherwise.
+        bare = endpoint is not None and not urlparse(endpoint).netloc
+        plaintext = True if bare and not any(name in environ for name in _INSECURE_VARIABLES) else None
+        return GrpcExporter(endpoint=endpoint, insecure=plaintext)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    url = endpoint if endpoint.startswith("http") else f"http://{endpoint}"
+    if endpoint is None:
+        return HttpExporter()
+    url = endpoint if endpoint.startswith(("http://", "https://")) else f"http://{endpoint}"
     if not url.rstrip("/").endswith("/v1/traces"):
         url = url.rstrip("/") + "/v1/traces"
     return HttpExporter(endpoint=url)
+
+
+def resource() -> Resource:
+    """service.name tail-sampler and the version, unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise."""
+    from_environment = OTELResourceDetector().detect().attributes
+    return Resource.create({"service.name": SERVICE_NAME, "service.version": __version__, **from_environment})
 
 
 class SelfTracing:
@@ -34,7 +62,7 @@ class SelfTracing:
 
     def __init__(self, config: SelfTracesConfig) -> None:
         self._provider = TracerProvider(
-            resource=Resource.create({"service.name": SERVICE_NAME, "service.version": __version__}),
+            resource=resource(),
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
             shutdown_on_exit=False,  # the daemon flushes it on shutdown, within its deadline
         )

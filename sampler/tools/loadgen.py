@@ -10,14 +10,15 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sampler.telemetry.selftrace import make_exporter
@@ -38,11 +39,36 @@ class LoadSettings:
     seed: int | None = None
 
 
+class DeliveryCount(SpanExporter):
+    """An SDK exporter that counts the spans the receiver accepted, for the run's summary: the SDK
+    itself only logs a failed export."""
+
+    def __init__(self, exporter: SpanExporter, lock: threading.Lock, counts: dict[str, int]) -> None:
+        self._exporter = exporter
+        self._lock = lock
+        self._counts = counts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._exporter.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            with self._lock:
+                self._counts["delivered_spans"] += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
 class CheckoutTraffic:
     """One TracerProvider per service, so every span carries its own service's resource."""
 
     def __init__(self, endpoint: str, protocol: str, rng: random.Random) -> None:
         self._rng = rng
+        self._lock = threading.Lock()
+        self.counts = {"delivered_spans": 0}
         self._providers: dict[str, TracerProvider] = {}
         self.tracers: dict[str, trace.Tracer] = {}
         for service in SERVICES:
@@ -53,7 +79,9 @@ class CheckoutTraffic:
             )
             provider.add_span_processor(
                 BatchSpanProcessor(
-                    make_exporter(endpoint, protocol), schedule_delay_millis=200, max_export_batch_size=512
+                    DeliveryCount(make_exporter(endpoint, protocol), self._lock, self.counts),
+                    schedule_delay_millis=200,
+                    max_export_batch_size=512,
                 )
             )
             self._providers[service] = provider
@@ -168,7 +196,8 @@ class CheckoutTraffic:
 
 
 def run_load(settings: LoadSettings, stop: threading.Event | None = None) -> dict[str, int]:
-    """Send traces at `settings.rate` until the duration or count is reached; returns what was sent."""
+    """Send traces at `settings.rate` until the duration or count is reached; returns what was sent
+    (traces, errors, slow) and how many spans the receiver accepted (delivered_spans)."""
     rng = random.Random(settings.seed)  # nosec B311 # shapes synthetic demo traffic, no security use
     traffic = CheckoutTraffic(settings.endpoint, settings.protocol, rng)
     sent = {"traces": 0, "errors": 0, "slow": 0}
@@ -193,4 +222,4 @@ def run_load(settings: LoadSettings, stop: threading.Event | None = None) -> dic
                 time.sleep(wait)
     finally:
         traffic.shutdown()
-    return sent
+    return {**sent, **traffic.counts}

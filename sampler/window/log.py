@@ -182,6 +182,7 @@ class WindowLog:
                     fragment.log_positions = position(seq, offset, index)
                     batch.traces[fragment.trace_id] = fragment
                     batch.span_count += fragment.span_count
+                    batch.log_records += fragment.log_count
                 segment.pending += len(fragments_left)
                 age = max(0.0, wall_now - arrival_ns / 1e9)
                 yield Recovered(now - age, batch)
@@ -247,7 +248,7 @@ class WindowLog:
                 f"the window's storage is full ({self._bytes} of {self.max_bytes} bytes in {self.directory})"
             )
         try:
-            seq, offset = writer.append([data], batch.span_count)
+            seq, offset = writer.append([data], batch.span_count + batch.log_records)
         except OSError as exc:
             self._io_error("write", exc)
             raise StorageFull(f"cannot write the window's log in {self.directory}: {exc}", "storage_error") from None
@@ -279,7 +280,7 @@ class WindowLog:
 
     def record_size(self, batch: DecodedBatch) -> int:
         """About what appending the batch takes in the log (for waiting on room)."""
-        return RECORD_HEADER.size + sum(fragment.nbytes + 64 for fragment in batch.traces.values())
+        return RECORD_HEADER.size + sum(fragment.held_bytes + 64 for fragment in batch.traces.values())
 
     async def wait_for_room(self, size: int, timeout: float) -> bool:
         """Wait until `size` bytes fit, at most `timeout` seconds; whether they do."""

@@ -23,19 +23,34 @@ SPAN_OVERHEAD_BYTES = 32
 
 
 def memory_of(trace: TraceSpans) -> int:
-    """The estimated memory a buffered trace holds (what memory_limit_mib bounds)."""
-    return trace.nbytes + TRACE_OVERHEAD_BYTES + SPAN_OVERHEAD_BYTES * trace.span_count
+    """The estimated memory a buffered trace holds (what memory_limit_mib bounds); a log record
+    is held as a span is, framed bytes in a bytearray, and costs the same beyond its bytes."""
+    return trace.held_bytes + TRACE_OVERHEAD_BYTES + SPAN_OVERHEAD_BYTES * (trace.span_count + trace.log_count)
 
 
 class _Shard:
-    __slots__ = ("traces", "root_due", "span_count", "nbytes", "limit")
+    __slots__ = ("traces", "root_due", "span_count", "nbytes", "log_count", "log_nbytes", "limit")
 
     def __init__(self, limit: int) -> None:
         self.traces: OrderedDict[bytes, TraceSpans] = OrderedDict()
         self.root_due: deque[tuple[float, TraceSpans]] = deque()
         self.span_count = 0
         self.nbytes = 0
+        self.log_count = 0
+        self.log_nbytes = 0
         self.limit = limit
+
+    def count_in(self, trace: TraceSpans) -> None:
+        self.span_count += trace.span_count
+        self.nbytes += trace.nbytes
+        self.log_count += trace.log_count
+        self.log_nbytes += trace.log_nbytes
+
+    def count_out(self, trace: TraceSpans) -> None:
+        self.span_count -= trace.span_count
+        self.nbytes -= trace.nbytes
+        self.log_count -= trace.log_count
+        self.log_nbytes -= trace.log_nbytes
 
 
 class TraceWindow:
@@ -73,14 +88,12 @@ class TraceWindow:
         evicted = None
         if len(shard.traces) >= shard.limit:
             _, evicted = shard.traces.popitem(last=False)
-            shard.span_count -= evicted.span_count
-            shard.nbytes -= evicted.nbytes
+            shard.count_out(evicted)
         now = self._clock() if arrived is None else arrived
         trace.first_seen = now
         trace.due = now + self._wait
         shard.traces[trace.trace_id] = trace
-        shard.span_count += trace.span_count
-        shard.nbytes += trace.nbytes
+        shard.count_in(trace)
         if trace.root_seen:
             self._root_arrived(shard, trace, now)
         return evicted
@@ -90,8 +103,7 @@ class TraceWindow:
         shard = self._shard(trace.trace_id)
         had_root = trace.root_seen
         trace.absorb(fragment)
-        shard.span_count += fragment.span_count
-        shard.nbytes += fragment.nbytes
+        shard.count_in(fragment)
         if trace.root_seen and not had_root:
             self._root_arrived(shard, trace, self._clock())
 
@@ -165,16 +177,14 @@ class TraceWindow:
         for shard in self._shards:
             while shard.traces:
                 _, trace = shard.traces.popitem(last=False)
-                shard.span_count -= trace.span_count
-                shard.nbytes -= trace.nbytes
+                shard.count_out(trace)
                 yield trace
             shard.root_due.clear()
 
     @staticmethod
     def _remove(shard: _Shard, trace: TraceSpans) -> None:
         del shard.traces[trace.trace_id]
-        shard.span_count -= trace.span_count
-        shard.nbytes -= trace.nbytes
+        shard.count_out(trace)
 
     @property
     def trace_count(self) -> int:
@@ -189,6 +199,16 @@ class TraceWindow:
         return sum(shard.nbytes for shard in self._shards)
 
     @property
+    def log_count(self) -> int:
+        return sum(shard.log_count for shard in self._shards)
+
+    @property
+    def log_nbytes(self) -> int:
+        return sum(shard.log_nbytes for shard in self._shards)
+
+    @property
     def memory_bytes(self) -> int:
         """The estimated memory of every buffered trace (see memory_of)."""
-        return self.nbytes + TRACE_OVERHEAD_BYTES * self.trace_count + SPAN_OVERHEAD_BYTES * self.span_count
+        held = sum(shard.nbytes + shard.log_nbytes for shard in self._shards)
+        records = sum(shard.span_count + shard.log_count for shard in self._shards)
+        return held + TRACE_OVERHEAD_BYTES * self.trace_count + SPAN_OVERHEAD_BYTES * records

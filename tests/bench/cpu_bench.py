@@ -14,6 +14,8 @@ one server at a time, each with a sink of its own, in the same run:
                  (status_code: ERROR); receivers, exporter and admin endpoint moved to loopback.
                  One variant per --daemon-workers value, with `workers: N` in the config; a
                  daemon that rejects that key runs N=1 without it and reports N>1 unsupported.
+                 --span-metrics off turns the span metrics (span_metrics.enabled, on as shipped)
+                 off; `both` runs each variant with them on and off, to price them per span.
                  And one per --storage value: `off` (the default) runs without tail_sampling.storage,
                  `never`, `interval` or `always` with the durable window on, its log in a fresh
                  directory under the run's temporary directory (fsync_interval as shipped: 1s).
@@ -220,16 +222,25 @@ def shipped_tail_sampling(num_traces: int) -> dict[str, Any]:
 
 
 class Daemon(Server):
-    def __init__(self, workdir: Path, workers: int, num_traces: int, storage: str = "off") -> None:
+    def __init__(
+        self, workdir: Path, workers: int, num_traces: int, span_metrics: bool = True, storage: str = "off"
+    ) -> None:
         super().__init__(workdir)
         self.workers = workers
         self.admin_port = 0
+        self.span_metrics = span_metrics
         self.storage = storage
         self.starts = 0
-        self.config_path = workdir / f"sampler-workers-{workers}-storage-{storage}.yaml"
+        suffix = ("" if span_metrics else "-no-span-metrics") + ("" if storage == "off" else f"-storage-{storage}")
+        self.config_path = workdir / f"sampler-workers-{workers}{suffix}.yaml"
         self.num_traces = num_traces
         self.with_workers_key = True
-        self.label = f"tail-sampler, workers: {workers}" + (f", storage (fsync: {storage})" if storage != "off" else "")
+        self.label = f"tail-sampler, workers: {workers}" + self.variant()
+
+    def variant(self) -> str:
+        return ("" if self.span_metrics else ", span metrics off") + (
+            f", storage (fsync: {self.storage})" if self.storage != "off" else ""
+        )
 
     def config(self, sink_port: int) -> dict[str, Any]:
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -242,6 +253,8 @@ class Daemon(Server):
         }
         config["admin"] = {"endpoint": f"127.0.0.1:{self.admin_port}"}
         config["logging"] = {"level": "warning"}
+        if not self.span_metrics:
+            config["span_metrics"] = {"enabled": False}
         if self.with_workers_key:
             config["workers"] = self.workers
         if self.storage != "off":
@@ -268,9 +281,7 @@ class Daemon(Server):
         rejected = "'workers'" in check.stderr
         if rejected and self.workers == 1:
             self.with_workers_key = False
-            self.label = "tail-sampler (one process, no `workers` key)" + (
-                f", storage (fsync: {self.storage})" if self.storage != "off" else ""
-            )
+            self.label = "tail-sampler (one process, no `workers` key)" + (self.variant())
         elif rejected:
             reason = check.stderr.strip().splitlines()[-1].split(": ", 2)[-1].split(" (")[0].split(";")[0]
             self.unsupported = f"`tail-sampler check` says {reason!r}"
@@ -482,7 +493,11 @@ def summarize(server: Server, runs: list[dict[str, Any]]) -> dict[str, Any]:
     def median(key: str) -> float:
         return statistics.median(run[key] for run in runs)
 
-    variant = {"workers": server.workers, "storage": server.storage} if isinstance(server, Daemon) else {}
+    variant = (
+        {"workers": server.workers, "storage": server.storage, "span_metrics": server.span_metrics}
+        if isinstance(server, Daemon)
+        else {}
+    )
     return {
         **variant,
         "label": server.label,
@@ -534,11 +549,19 @@ def print_storage_cost(summaries: list[dict[str, Any]]) -> None:
     for s in measured:
         if s["storage"] == "off":
             continue
-        base = next((b for b in measured if b["storage"] == "off" and b["workers"] == s["workers"]), None)
+        base = next(
+            (
+                b
+                for b in measured
+                if b["storage"] == "off" and b["workers"] == s["workers"] and b["span_metrics"] == s["span_metrics"]
+            ),
+            None,
+        )
         if base is None:
             continue
         print(
-            f"storage cost, workers: {s['workers']}, fsync: {s['storage']} against off (same run): "
+            f"storage cost, workers: {s['workers']}{'' if s['span_metrics'] else ', span metrics off'}, "
+            f"fsync: {s['storage']} against off (same run): "
             f"spans/s {s['rate'] / base['rate']:.2f}x, spans per CPU-second "
             f"{s['spans_per_cpu_second'] / base['spans_per_cpu_second']:.2f}x"
         )
@@ -606,6 +629,12 @@ def main() -> int:
         help="the Collector's tail_sampling num_shards, comma-separated (default: the CPU count)",
     )
     parser.add_argument("--no-collector", action="store_true", help="run the daemon variants only")
+    parser.add_argument(
+        "--span-metrics",
+        choices=("shipped", "off", "both"),
+        default="shipped",
+        help="the daemon's span metrics: as shipped (on), off, or both variants (default: %(default)s)",
+    )
     parser.add_argument("--build-collector", action="store_true", help="build tests/collector if not built yet")
     parser.add_argument(
         "--num-traces", type=int, default=200000, help="num_traces for both (default: %(default)s, room for the load)"
@@ -630,9 +659,11 @@ def main() -> int:
 
 
 def run_bench(args: argparse.Namespace, workdir: Path) -> int:
+    span_metrics = {"shipped": [True], "off": [False], "both": [True, False]}[args.span_metrics]
     servers: list[Server] = [
-        Daemon(workdir, workers, args.num_traces, storage)
+        Daemon(workdir, workers, args.num_traces, on, storage)
         for workers in args.daemon_workers
+        for on in span_metrics
         for storage in args.storage
     ]
     if not args.no_collector:

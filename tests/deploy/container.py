@@ -111,12 +111,9 @@ def parse_run_line(line: str) -> RunLine:
     return run
 
 
-def documented_run_lines(readme: Path) -> list[str]:
+def documented_run_lines(page: Path) -> list[str]:
     """Every `docker run` line of the docs' Docker page, continuation lines joined."""
-    text = readme.read_text()
-    section = text[text.index("\n### Docker\n") :]
-    section = section[: section.index("\n### ", 1)]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    blocks = re.findall(r"```sh\n(.*?)```", page.read_text(), re.DOTALL)
     commands = [line for block in blocks for line in re.sub(r"\\\n\s*", " ", block).splitlines()]
     return [command.strip() for command in commands if command.strip().startswith("docker run ")]
 

@@ -150,19 +150,64 @@ def test_check_reports_a_missing_file():
     assert "/nonexistent/sampler.yaml: cannot read config" in result.stderr
 
 
-def test_run_reports_a_port_in_use_and_exits_nonzero(tmp_path):
+def test_run_reports_a_port_in_use_as_a_clean_start_up_error(tmp_path):
     sink = GrpcSink()
     try:
-        data = config_dict({"otlp": fast_retry(sink.endpoint)})
-        path, ports = write_config(tmp_path, data)
-        with socket.socket() as busy:
-            busy.bind(("127.0.0.1", ports["http"]))
-            busy.listen()
-            result = cli("run", "--config", str(path))
-        assert result.returncode == 1
-        assert f"cannot listen for OTLP/HTTP on 127.0.0.1:{ports['http']}" in result.stderr
+        for listener, key, port_name in (
+            ("OTLP/HTTP", "receivers.otlp.protocols.http.endpoint", "http"),
+            ("OTLP/gRPC", "receivers.otlp.protocols.grpc.endpoint", "grpc"),
+            ("the admin endpoint", "admin.endpoint, TAIL_SAMPLER_ADMIN_ENDPOINT or --admin-endpoint", "admin"),
+        ):
+            data = config_dict({"otlp": fast_retry(sink.endpoint)})
+            path, ports = write_config(tmp_path, data)
+            port = ports[port_name]
+            with socket.socket() as busy:
+                busy.bind(("127.0.0.1", port))
+                busy.listen()
+                result = cli("run", "--config", str(path))
+            assert result.returncode == 2, result.stderr
+            assert (
+                f"error: cannot listen for {listener} on 127.0.0.1:{port}: Address already in use; another process "
+                f"listens on port {port}: stop it, or give this listener another port ({key})\n"
+            ) in result.stderr
+            # The error is the news: no shutdown of a daemon that never started, no traceback.
+            assert "shutting down" not in result.stderr and "shut down" not in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
     finally:
         sink.close()
+
+
+def test_run_demo_ends_on_ctrl_c_without_a_stray_line(tmp_path):
+    data = config_dict({"file": {"path": str(tmp_path / "kept.jsonl")}}, decision_wait="200ms")
+    path, ports = write_config(tmp_path, data)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "sampler", "run", "--config", str(path), "--demo", "--demo-rate", "50"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def received() -> float:
+            assert daemon.poll() is None, daemon.communicate()
+            try:
+                text = requests.get(f"http://127.0.0.1:{ports['admin']}/metrics", timeout=1).text
+            except requests.ConnectionError:
+                return 0.0
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("tail_sampler_received_spans_total{")
+            )
+
+        wait_until(received, timeout=60, interval=0.2, what="spans from the demo load generator")
+    finally:
+        daemon.send_signal(signal.SIGINT)  # what Ctrl-C sends the foreground process
+        stdout, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert stdout == "", f"stray output on stdout: {stdout!r}"
+    assert "--demo: sending checkout traces" in stderr and "shut down in" in stderr
 
 
 def test_sigterm_decides_buffered_traces_flushes_and_exits_zero(tmp_path):
@@ -221,6 +266,7 @@ def test_loadgen_against_the_daemon_writes_kept_traces_to_the_file(tmp_path):
         assert result.returncode == 0, result.stderr
         sent = json.loads(result.stdout.strip().splitlines()[-1])
         assert sent["traces"] == 200
+        assert sent["delivered_spans"] == 9 * 200  # the receiver accepted every span
 
         def decided() -> float:
             text = requests.get(daemon.admin + "/metrics", timeout=5).text
@@ -248,6 +294,19 @@ def test_loadgen_against_the_daemon_writes_kept_traces_to_the_file(tmp_path):
     for trace_id in kept_traces:
         assert sum(1 for s in spans if s.trace_id == trace_id) == 9
     assert len(kept_traces) <= sent["errors"] + sent["slow"]
+
+
+def test_loadgen_exits_non_zero_when_nothing_was_delivered():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        result = cli("loadgen", "--endpoint", f"127.0.0.1:{port}", "--traces", "3", "--rate", "50")
+    assert result.returncode == 1, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["traces"], summary["delivered_spans"]) == (3, 0)
+    assert f"error: none of the 3 traces' spans reached 127.0.0.1:{port} (grpc): is a receiver listening there?" in (
+        result.stderr
+    )
 
 
 def test_python_dash_m_and_console_script_agree():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tests.support import (
     config_dict,
     fast_retry,
@@ -95,10 +97,12 @@ def test_records_can_be_turned_off(start_daemon, grpc_sink):
     assert all(attributes == {} for _, attributes in scope_attributes(grpc_sink, trace_id))
 
 
-def test_upstream_sampling_rates_are_multiplied_not_lost(start_daemon, grpc_sink):
+def test_an_upstream_threshold_is_kept_never_lowered(start_daemon, grpc_sink):
     daemon = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}, [HALF]))
-    trace_id, spans = make_trace(spans=2)
+    _, spans = make_trace(spans=2)
+    trace_id = os.urandom(9) + b"\xe0" + os.urandom(6)  # its randomness passes the upstream threshold
     for span in spans:
+        span.trace_id = trace_id
         span.trace_state = "vendor=x,ot=th:c"  # head-sampled upstream at 25 %
     plain_id, plain = make_trace(spans=1)
     grpc_export(daemon.grpc_endpoint, make_request(spans + plain))

@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import grpc
 import pytest
 import yaml
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.integration.test_cli import DaemonProcess, cli, free_port, write_config
 from tests.support import (
@@ -335,6 +338,18 @@ def new_traces(count: int, **kwargs: Any) -> dict[bytes, list[Any]]:
     return dict(make_trace(**kwargs) for _ in range(count))
 
 
+def send_logs(endpoint: str, trace_ids: Iterable[bytes], body: str) -> None:
+    """One log record naming each trace, in one OTLP/gRPC logs request."""
+    request = ExportLogsServiceRequest()
+    scope_logs = request.resource_logs.add().scope_logs.add()
+    for trace_id in trace_ids:
+        scope_logs.log_records.add(trace_id=trace_id, body=AnyValue(string_value=f"{body} {trace_id.hex()}"))
+    with grpc.insecure_channel(endpoint) as channel:
+        channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")(
+            request.SerializeToString(), timeout=10
+        )
+
+
 def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace(tmp_path):
     """The done-criterion of the durable window (#13): backend down, must-keep traces
     acknowledged in every state a trace can be in (handed to the persistent exporter queue,
@@ -378,7 +393,10 @@ def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace
             )
 
         wait_until(decided_written_and_queued, timeout=30, what="decisions journaled, one batch on disk, sends failing")
+        # Log records naming traces ride with them: late ones of decided traces, and of waiting ones.
+        send_logs(receiver, [*in_batcher, *dropped], "late log of")
         send_each(receiver, undecided_kept | undecided_dropped)
+        send_logs(receiver, [*undecided_kept, *undecided_dropped], "log of")
         at_kill = Metrics.scrape(first.admin)
     finally:
         first.process.send_signal(signal.SIGKILL)
@@ -402,10 +420,12 @@ def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace
         sink = GrpcSink(port=sink_port)
         kept_traces = handed_on | in_batcher | undecided_kept
         expected = spans_of_traces(kept_traces) | {span.span_id for span in late_kept}
+        expected_logs = {f"late log of {t.hex()}" for t in in_batcher} | {f"log of {t.hex()}" for t in undecided_kept}
 
         def all_arrived_and_decided() -> Metrics | None:
             metrics = Metrics.scrape(second.admin)
             arrived = {span.span_id for span in sink.spans()} >= expected
+            arrived = arrived and {record.body for record in sink.log_records()} >= expected_logs
             decided = metrics.value("tail_sampler_traces_decided_total") == len(undecided_kept) + len(undecided_dropped)
             return metrics if arrived and decided else None
 
@@ -436,6 +456,7 @@ def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace
     assert code == 0, output
     assert unique >= expected, figures  # nothing acknowledged of a kept trace is lost
     assert {span.trace_id for span in received} <= kept_traces.keys(), figures  # nothing of a dropped one forwarded
+    assert {record.trace_id for record in sink.log_records()} <= kept_traces.keys()  # nor its log records
     assert duplicates <= reported, figures  # what came twice is counted
     undecided_spans = len(spans_of_traces(undecided_kept | undecided_dropped))
     assert recovered.value("tail_sampler_window_storage_recovered_spans_total", state="undecided") == undecided_spans

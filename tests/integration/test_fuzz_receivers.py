@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from tests.support import (
     DaemonThread,
     config_dict,
-    grpc_export,
     json_body,
     make_config,
     make_request,
@@ -43,6 +42,11 @@ OTLP_KEYS = [
     "code", "message", "events", "links", "key", "value", "stringValue", "intValue", "doubleValue", "boolValue",
     "arrayValue", "kvlistValue", "bytesValue", "values", "traceState", "flags", "droppedAttributesCount",
     "schemaUrl", "timeUnixNano", "version",
+]  # fmt: skip
+LOGS_KEYS = [
+    "resourceLogs", "scopeLogs", "logRecords", "resource", "scope", "attributes", "body", "severityNumber",
+    "severityText", "timeUnixNano", "observedTimeUnixNano", "traceId", "spanId", "flags", "key", "value",
+    "stringValue", "intValue", "arrayValue", "kvlistValue", "values", "eventName",
 ]  # fmt: skip
 ZIPKIN_KEYS = [
     "traceId", "id", "parentId", "name", "kind", "timestamp", "duration", "localEndpoint", "remoteEndpoint",
@@ -125,6 +129,31 @@ def mutated_otlp(draw: st.DrawFn) -> Any:
     return mutate(draw, OTLP_BASE, OTLP_KEYS)
 
 
+def logs_base() -> Any:
+    trace_id, _ = make_trace(spans=1)
+    return {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": "app"},
+                        "logRecords": [
+                            {"traceId": trace_id.hex(), "spanId": "b7ad6b7169203331", "body": {"stringValue": "hi"}},
+                            {"body": {"stringValue": "no trace"}, "severityNumber": 9},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+@st.composite
+def mutated_logs(draw: st.DrawFn) -> Any:
+    return mutate(draw, LOGS_BASE, LOGS_KEYS)
+
+
 @st.composite
 def mutated_zipkin(draw: st.DrawFn) -> Any:
     return mutate(draw, ZIPKIN_BASE, ZIPKIN_KEYS)
@@ -136,6 +165,7 @@ def _encode(document: Any) -> bytes:
 
 
 OTLP_BASE = otlp_base()
+LOGS_BASE = logs_base()
 ZIPKIN_BASE = zipkin_base()
 VALID = make_request(make_trace(spans=3, error=True)[1]).SerializeToString()
 mutated_protobuf = st.builds(
@@ -199,6 +229,12 @@ def test_zipkin_json_documents_get_an_answer_below_500_and_are_counted(daemon, d
 
 
 @FUZZ
+@given(document=st.one_of(mutated_logs(), documents(LOGS_KEYS)), gzipped=st.booleans())
+def test_otlp_json_log_documents_get_an_answer_below_500_and_are_counted(daemon, document, gzipped):
+    check_http(daemon, "http", daemon.http_logs_url, _encode(document), "application/json", gzipped)
+
+
+@FUZZ
 @given(body=protobuf_bodies, gzipped=st.booleans())
 def test_protobuf_bodies_over_http_get_an_answer_below_500_and_are_counted(daemon, body, gzipped):
     check_http(daemon, "http", daemon.http_url, body, "application/x-protobuf", gzipped)
@@ -212,11 +248,13 @@ def test_zipkin_protobuf_bodies_get_an_answer_below_500_and_are_counted(daemon, 
 
 
 @FUZZ
-@given(body=protobuf_bodies)
-def test_protobuf_bodies_over_grpc_get_ok_or_invalid_argument_and_are_counted(daemon, body):
+@given(body=protobuf_bodies, logs=st.booleans())
+def test_protobuf_bodies_over_grpc_get_ok_or_invalid_argument_and_are_counted(daemon, body, logs):
     before = counted(daemon, "grpc")
+    service = "logs.v1.LogsService" if logs else "trace.v1.TraceService"
     try:
-        grpc_export(daemon.grpc_endpoint, body)
+        with grpc.insecure_channel(daemon.grpc_endpoint) as channel:
+            channel.unary_unary(f"/opentelemetry.proto.collector.{service}/Export")(body, timeout=10)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.code(), exc.details())
         assert exc.details()

@@ -44,7 +44,9 @@ from tests.support import (
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yaml"
 ALERT_TESTS = REPO_ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboard.json"
-METRIC_NAME = re.compile(r"\btail_sampler_[a-zA-Z0-9_:]+")
+# The daemon's own metrics, and the process and Python runtime ones every Prometheus client exports.
+METRIC_NAME = re.compile(r"\b(?:tail_sampler|process|python)_[a-zA-Z0-9_:]+")
+TROUBLESHOOTING = REPO_ROOT / "docs" / "troubleshooting.md"
 SCRAPE_JOB = "tail-sampler"  # the job name alerts.yaml expects
 
 # Grafana's variables, as they would be filled in against a Prometheus scraping every second.
@@ -124,8 +126,25 @@ def test_the_dashboard_uses_only_metrics_the_daemon_exports(daemon: DaemonThread
         "tail_sampler_exporter_failed_attempts_total",
         "tail_sampler_exporter_dropped_spans_total",
         "tail_sampler_config_reloads_total",
+        "tail_sampler_window_memory_limit_bytes",
+        "tail_sampler_exporter_disk_queue_capacity_bytes",
+        "process_resident_memory_bytes",
     ):
         assert topic in used, f"the dashboard has no panel on {topic}"
+
+
+def test_metrics_has_the_process_and_python_runtime_metrics(daemon: DaemonThread):
+    exported = exported_sample_names(daemon.admin_url)
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "python_info",
+        "python_gc_collections_total",
+    ):
+        assert name in exported, name
+    assert daemon.scrape().value("process_resident_memory_bytes") > 10 * 1024 * 1024
 
 
 def test_the_alert_rules_use_only_metrics_the_daemon_exports(daemon: DaemonThread):
@@ -135,8 +154,20 @@ def test_the_alert_rules_use_only_metrics_the_daemon_exports(daemon: DaemonThrea
     assert all(METRIC_NAME.search(rule["expr"]) or "up{" in rule["expr"] for rule in rules)
     assert sorted(used - exported) == []
     for rule in rules:
-        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}, rule["alert"]
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+    # Memory against its limit, and a persistent queue (bounded in bytes, not batches), have alerts.
+    assert {"tail_sampler_window_memory_limit_bytes", "tail_sampler_exporter_disk_queue_capacity_bytes"} <= used
+
+
+def test_every_runbook_url_is_a_section_of_the_troubleshooting_page():
+    from tests.docs.test_site import _heading_anchors
+
+    anchors = _heading_anchors(TROUBLESHOOTING)
+    for rule in alert_rules():
+        path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert REPO_ROOT / path == TROUBLESHOOTING, rule["alert"]
+        assert anchor == rule["alert"].lower() and anchor in anchors, f"{rule['alert']}: no section #{anchor}"
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case_in_the_promtool_tests():

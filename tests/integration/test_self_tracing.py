@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import grpc
+import yaml
 
+from tests.certs import CertificateAuthority
+from tests.integration.test_cli import DaemonProcess, cli, write_config
 from tests.support import GrpcSink, config_dict, fast_retry, grpc_export, make_request, make_trace, wait_until
 
 TRACES_PER_REQUEST = 20
@@ -97,3 +101,94 @@ def test_sample_ratio_zero_sends_nothing_and_no_telemetry_section_means_no_trace
     plain = start_daemon(config_dict({"otlp": fast_retry(grpc_sink.endpoint)}))
     assert plain.daemon.self_tracing is None
     assert all(exporter.tracer is None for exporter in plain.daemon.exporters)
+
+
+# --- the OpenTelemetry SDK's environment variables, through the real command ------------------
+
+
+def _own_resources(sink: GrpcSink) -> list[dict[str, str]]:
+    with sink.lock:
+        requests = list(sink.requests)
+    return [
+        {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+        for request in requests
+        for resource_spans in request.resource_spans
+    ]
+
+
+def _run_traced(tmp_path, traces: dict, environ: dict[str, str], telemetry_sink: GrpcSink) -> list[dict[str, str]]:
+    data_sink = GrpcSink()
+    try:
+        data = config_dict({"otlp": fast_retry(data_sink.endpoint)}, decision_wait="100ms")
+        data["telemetry"] = {"traces": traces}
+        path, ports = write_config(tmp_path, data)
+        clean = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+        daemon = DaemonProcess(path, ports["admin"], env={**clean, "OTEL_BSP_SCHEDULE_DELAY": "100", **environ})
+        try:
+            send_traces(f"127.0.0.1:{ports['grpc']}")
+            resources = wait_until(lambda: _own_resources(telemetry_sink), timeout=30, interval=0.2)
+            code, output = daemon.terminate()
+        finally:
+            daemon.kill()
+        assert code == 0, output
+        return resources
+    finally:
+        data_sink.close()
+
+
+def test_self_tracing_takes_its_endpoint_tls_and_resource_from_the_otel_variables(tmp_path):
+    authority = CertificateAuthority(tmp_path / "pki")
+    server = authority.issue("telemetry-backend", server=True)
+    telemetry_sink = GrpcSink(tls=(str(server.cert_file), str(server.key_file)))
+    try:
+        resources = _run_traced(
+            tmp_path,
+            {},  # no endpoint in the file: the variables give it
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"https://127.0.0.1:{telemetry_sink.port}",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE": str(authority.cert_file),
+                "OTEL_SERVICE_NAME": "edge-sampler",
+                "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=staging,service.namespace=observability",
+            },
+            telemetry_sink,
+        )
+    finally:
+        telemetry_sink.close()
+    assert {resource["service.name"] for resource in resources} == {"edge-sampler"}
+    assert all(resource["deployment.environment.name"] == "staging" for resource in resources)
+    assert all(resource["service.namespace"] == "observability" for resource in resources)
+    assert all(resource["service.version"] for resource in resources)
+
+
+def test_a_bare_host_port_speaks_tls_when_the_insecure_variable_says_false(tmp_path):
+    authority = CertificateAuthority(tmp_path / "pki")
+    server = authority.issue("telemetry-backend", server=True)
+    telemetry_sink = GrpcSink(tls=(str(server.cert_file), str(server.key_file)))
+    try:
+        resources = _run_traced(
+            tmp_path,
+            {"endpoint": f"127.0.0.1:{telemetry_sink.port}"},
+            {"OTEL_EXPORTER_OTLP_INSECURE": "false", "OTEL_EXPORTER_OTLP_CERTIFICATE": str(authority.cert_file)},
+            telemetry_sink,
+        )
+    finally:
+        telemetry_sink.close()
+    # Without OTEL_SERVICE_NAME the daemon names itself.
+    assert {resource["service.name"] for resource in resources} == {"tail-sampler"}
+
+
+def test_self_tracing_without_an_endpoint_anywhere_is_a_config_error(tmp_path):
+    data = config_dict({"file": {"path": str(tmp_path / "out.jsonl")}})
+    data["telemetry"] = {"traces": {"sample_ratio": 0.5}}
+    path = tmp_path / "traced.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    line = path.read_text().splitlines().index("  traces:") + 1
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    result = cli("check", "--config", str(path), env=clean)
+    assert result.returncode == 2
+    assert (
+        f"{path}:{line}: telemetry.traces.endpoint: not set, and neither is OTEL_EXPORTER_OTLP_TRACES_ENDPOINT "
+        "nor OTEL_EXPORTER_OTLP_ENDPOINT: set one of them"
+    ) in result.stderr
+    with_variable = cli("check", "--config", str(path), env={**clean, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})
+    assert with_variable.returncode == 0, with_variable.stderr

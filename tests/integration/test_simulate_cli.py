@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,93 @@ def test_simulate_replays_what_the_daemons_file_exporter_wrote(tmp_path: Path) -
     kept = report["results"][0]["kept_traces"]
     assert max(sent["errors"] + 1, sent["slow"]) <= kept <= sent["errors"] + 1 + sent["slow"]
     assert errors["kept_traces"] + slow["kept_traces"] == kept
+
+
+# --- progress on a terminal ---------------------------------------------------------------
+
+
+def large_traces_file(path: Path, min_bytes: int) -> int:
+    """Distinct 5-span traces, one request per line, until the file holds min_bytes; returns the traces."""
+    trace_id, spans = make_trace(spans=5, error=True)
+    template = request_to_json(make_request(spans))
+    lines = []
+    size = 0
+    while size < min_bytes:
+        line = template.replace(trace_id.hex(), f"{len(lines) + 1:032x}")
+        lines.append(line)
+        size += len(line) + 1
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def run_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """The command with a pseudo-terminal as its stderr (as in an interactive shell): exit code,
+    stdout, and what it wrote to the terminal."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.integration.test_cli import REPO
+
+    master, slave = pty.openpty()
+    # 24 rows of 100 columns: a new pseudo-terminal has none, and a bar has no room on it.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sampler", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=slave, text=True
+    )
+    os.close(slave)
+    terminal = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the last writer closed the terminal
+                break
+            if not chunk:
+                break
+            terminal += chunk
+        elif process.poll() is not None:
+            break
+    os.close(master)
+    stdout, _ = process.communicate(timeout=60)
+    return process.returncode, stdout, terminal.decode(errors="replace")
+
+
+def test_simulate_shows_progress_on_a_terminal_for_a_large_file_and_never_in_json(tmp_path: Path) -> None:
+    from sampler.tools.simulate.progress import LARGE_FILE_BYTES
+
+    config = config_file(tmp_path / "a.yaml", ERRORS)
+    traces = large_traces_file(tmp_path / "large.jsonl", LARGE_FILE_BYTES + 1024)
+    command = ("simulate", "--config", str(config), "--input", str(tmp_path / "large.jsonl"))
+
+    code, stdout, terminal = run_on_a_terminal(*command)
+    assert code == 0, terminal
+    assert f"kept {traces} of {traces} traces" in stdout
+    assert "reading: " in terminal and "%|" in terminal, terminal
+    assert f"deciding ({config})" in terminal, terminal
+
+    code, stdout, terminal = run_on_a_terminal(*command, "--json")
+    assert code == 0, terminal
+    assert json.loads(stdout)["input"]["traces"] == traces
+    assert terminal.strip() == ""
+
+    # Not a terminal (a pipe, a CI log): no bar either.
+    result = cli(*command)
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_simulate_shows_no_progress_for_a_small_file_even_on_a_terminal(tmp_path: Path) -> None:
+    config = config_file(tmp_path / "a.yaml", ERRORS)
+    code, stdout, terminal = run_on_a_terminal(
+        "simulate", "--config", str(config), "--input", str(traces_file(tmp_path / "t.jsonl"))
+    )
+    assert code == 0, terminal
+    assert "kept 4 of 11 traces" in stdout
+    assert terminal.strip() == ""

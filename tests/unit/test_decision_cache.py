@@ -4,6 +4,7 @@ checksummed, written atomically."""
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 from hypothesis import given
@@ -29,7 +30,10 @@ def test_decision_cache_of_size_zero_remembers_nothing() -> None:
 
 
 trace_ids = st.binary(min_size=16, max_size=16)
-kept_entries = st.lists(st.tuples(trace_ids, st.binary(max_size=200), st.integers(min_value=0, max_value=2**63)))
+thresholds = st.none() | st.integers(min_value=0, max_value=2**56)
+kept_entries = st.lists(
+    st.tuples(trace_ids, st.binary(max_size=200), st.integers(min_value=0, max_value=2**63), thresholds)
+)
 
 
 @given(kept=kept_entries, dropped=st.lists(trace_ids))
@@ -46,7 +50,7 @@ def test_property_a_truncated_file_is_refused_never_misread(kept, dropped, cut):
 
 def test_save_then_load_through_a_real_file(tmp_path):
     path = tmp_path / "state" / "decisions.bin"
-    kept = [(b"\x01" * 16, b"record", 1234)]
+    kept = [(b"\x01" * 16, b"record", 1234, 0xE6666666666666), (b"\x03" * 16, b"", 5, None)]
     save(path, kept, [b"\x02" * 16])
     assert load(path) == (kept, [b"\x02" * 16])
     assert [p.name for p in path.parent.iterdir()] == ["decisions.bin"]  # no partial file left
@@ -54,13 +58,21 @@ def test_save_then_load_through_a_real_file(tmp_path):
 
 def test_another_format_version_is_refused_by_name():
     data = bytearray(encode([], [b"\x02" * 16]))
-    struct.pack_into("<I", data, 4, 2)
-    with pytest.raises(DecisionFileError, match="format version 2; this daemon reads version 1"):
+    struct.pack_into("<I", data, 4, 3)
+    with pytest.raises(DecisionFileError, match="format version 3; this daemon reads versions 1, 2"):
         decode(bytes(data))
 
 
+def test_a_version_1_file_is_read_with_no_thresholds():
+    # Version 1 as an earlier daemon wrote it: no threshold between bytes forwarded and record length.
+    body = b"TSDC" + struct.pack("<II", 1, 1) + bytes([16]) + b"\x01" * 16 + struct.pack("<QI", 77, 3) + b"rec"
+    body += struct.pack("<I", 1) + bytes([16]) + b"\x02" * 16
+    data = body + struct.pack("<I", zlib.crc32(body))
+    assert decode(data) == ([(b"\x01" * 16, b"rec", 77, None)], [b"\x02" * 16])
+
+
 def test_a_flipped_byte_fails_the_checksum():
-    data = bytearray(encode([(b"\x01" * 16, b"record", 5)], []))
+    data = bytearray(encode([(b"\x01" * 16, b"record", 5, None)], []))
     data[12] ^= 0x40
     with pytest.raises(DecisionFileError, match="checksum"):
         decode(bytes(data))

@@ -13,6 +13,7 @@ from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide import journal as journal_module
 from sampler.decide.cache import DecisionCache, load
 from sampler.decide.journal import DecisionJournal, journal_paths
+from sampler.decide.outcome import restored
 from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER
 from sampler.telemetry.metrics import Metrics
 from tests.unit.helpers import FakeClock
@@ -38,14 +39,17 @@ class Harness:
         )
         self.journal.on_written = self.released.append
 
-    def keep(self, trace_id: bytes, record: bytes, forwarded: int) -> None:
+    def keep(self, trace_id: bytes, record: bytes, forwarded: int, threshold: int | None = None) -> None:
         """As the engine records a kept trace: in the cache and in the journal."""
-        self.kept.add(trace_id, (record, forwarded))
-        self.journal.kept(trace_id, record, forwarded)
+        self.kept.add(trace_id, (record, forwarded, threshold, restored(forwarded)))
+        self.journal.kept(trace_id, record, forwarded, threshold)
 
     def drop(self, trace_id: bytes) -> None:
-        self.dropped.add(trace_id)
+        self.dropped.add(trace_id, restored())
         self.journal.dropped(trace_id)
+
+    def kept_entries(self) -> list[tuple[bytes, bytes, int, int | None]]:
+        return [(trace_id, record, fwd, threshold) for trace_id, (record, fwd, threshold, _) in self.kept.items()]
 
     def value(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -64,14 +68,14 @@ async def test_decisions_survive_a_crash_and_a_clean_stop(tmp_path):
     live.keep(tid(1), b"record-a", 120)
     live.drop(tid(2))
     live.journal.flush()
-    live.keep(tid(3), b"record-b", 7)
+    live.keep(tid(3), b"record-b", 7, threshold=0x80000000000000)
     live.journal.flush()
     assert live.value("tail_sampler_decision_journal_written_traces_total") == 3
     shutil.copytree(tmp_path / "live", tmp_path / "crashed")  # kill -9: no compaction, no unlock
 
     crashed = Harness(tmp_path / "crashed")
     await crashed.journal.open()
-    assert crashed.kept.items() == [(tid(1), (b"record-a", 120)), (tid(3), (b"record-b", 7))]
+    assert crashed.kept_entries() == [(tid(1), b"record-a", 120, None), (tid(3), b"record-b", 7, 0x80000000000000)]
     assert tid(2) in crashed.dropped
     assert crashed.value("tail_sampler_decision_journal_recovered_traces_total", decision="kept") == 2
     await crashed.journal.close()

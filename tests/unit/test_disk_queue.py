@@ -31,7 +31,11 @@ class Harness:
         self.drops: list[tuple[int, str]] = []
         config = QueueStorageConfig(directory=str(directory), **storage)
         self.queue = DiskQueue(
-            NAME, config, self.metrics, lambda spans, reason, why: self.drops.append((spans, reason)), segment_bytes
+            NAME,
+            config,
+            self.metrics,
+            lambda spans, reason, why, signal: self.drops.append((spans, reason)),
+            segment_bytes,
         )
 
     @property
@@ -149,6 +153,23 @@ async def test_unacknowledged_records_are_sent_first_after_a_restart(tmp_path):
     second.queue.put(payload(100))
     again = await second.take(6)
     assert [record.payload for record in again] == sent[1:] + [payload(100)]
+    await second.queue.close()
+
+
+async def test_log_payloads_come_back_as_logs_across_a_restart(tmp_path):
+    first = Harness(tmp_path)
+    await first.queue.open()
+    logs = Payload(b"log request", 3, "logs")
+    first.queue.put(logs)
+    first.queue.put(payload(1))
+    assert first.value("tail_sampler_exporter_disk_queue_spans") == payload(1).span_count  # records are not spans
+    await first.queue.close()
+
+    second = Harness(tmp_path)
+    await second.queue.open()
+    assert second.value("tail_sampler_exporter_disk_recovered_spans_total") == payload(1).span_count
+    again = await second.take(2)
+    assert [record.payload for record in again] == [logs, payload(1)]
     await second.queue.close()
 
 

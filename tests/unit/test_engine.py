@@ -6,14 +6,17 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from sampler.config.tail_sampling import TailSamplingConfig
-from sampler.decide.engine import ForwardRoom, TailSampler, combine
-from sampler.policies.base import Decision
+from sampler.decide.engine import ForwardRoom, TailSampler, combine, combine_weights
+from sampler.policies.base import Decision, TraceView, Weight
 from sampler.policies.registry import POLICIES
 from sampler.receive.split import RequestSplitter
+from sampler.receive.split_logs import LogSplitter
 from sampler.spans.trace import DecodedBatch, TraceSpans
+from sampler.spans.tracestate import ot_fields, probability_to_threshold
 from sampler.telemetry.metrics import Metrics
 from sampler.window.window import memory_of
 from tests.support import make_request, make_span, make_trace
@@ -44,6 +47,14 @@ def test_combine_examples() -> None:
     assert combine([Decision.NOT_SAMPLED, Decision.SAMPLED]) is Decision.SAMPLED
     assert combine([Decision.SAMPLED, Decision.DROPPED, Decision.SAMPLED]) is Decision.DROPPED
     assert combine([Decision.NOT_SAMPLED] * 3) is Decision.NOT_SAMPLED
+
+
+def test_combine_weights() -> None:
+    five, ten = Weight.of_threshold(probability_to_threshold(0.05)), Weight.of_threshold(probability_to_threshold(0.1))
+    assert combine_weights([]) is None
+    assert combine_weights([five, None]) is None  # one sampled for what it is: kept for certain
+    assert combine_weights([five, ten]) == ten  # both share the randomness: it passed the lower threshold
+    assert combine_weights([Weight(None, 4.0), ten]) == Weight(None, 4.0)
 
 
 # --- the sampler ---------------------------------------------------------------------
@@ -279,7 +290,7 @@ def test_first_sampling_policy_gets_the_credit() -> None:
     small_id, small = make_trace(spans=1)
     h.ingest(error + big_trace + small)
 
-    final, first = h.sampler.evaluate(h.sampler.window.get(error_id))  # type: ignore[arg-type]
+    final, first, _ = h.sampler.evaluate(h.sampler.window.get(error_id))  # type: ignore[arg-type]
     assert final is Decision.SAMPLED and first is not None and first.name == "errors"
     h.clock.advance(WAIT)
     h.sampler.decide_due()
@@ -612,3 +623,70 @@ def test_decision_cache_memory_is_estimated_per_entry_and_bounded_by_capacity() 
     not_sampled = h.value("tail_sampler_decision_cache_memory_bytes", decision="not_sampled")
     assert sampled == 2 * h.sampler.sampled_cache.entry_bytes > 0
     assert not_sampled == 3 * h.sampler.not_sampled_cache.entry_bytes > 0
+
+
+def test_a_trace_also_kept_for_certain_counts_once_and_keeps_its_tracestate() -> None:
+    """Errors are kept whatever the randomness says: an error trace the probabilistic policy also
+    sampled must not count as 1/p traces, or estimates from adjusted counts are biased."""
+    percent = {"name": "percent", "type": "probabilistic", "probabilistic": {"sampling_percentage": 50}}
+    h = Harness([percent, KEEP_ERRORS])
+    high = (0x01).to_bytes(9, "big") + (0xFFFFFFFFFFFFFF).to_bytes(7, "big")  # passes any threshold
+    spans = [make_span(high, error=True), make_span(high[:-1] + b"\xfe")]
+    h.ingest(spans)
+    h.clock.advance(WAIT + 1)
+    h.sampler.decide_due()
+    by_id = {trace.trace_id: trace for trace in h.kept}
+    error_states = {record.span.trace_state for record in TraceView(by_id[high]).spans()}
+    plain_states = {record.span.trace_state for record in TraceView(by_id[high[:-1] + b"\xfe"]).spans()}
+    assert error_states == {""}  # kept for certain: no threshold written
+    assert {ot_fields(state).threshold for state in plain_states} == {probability_to_threshold(0.5)}
+
+
+# --- log records ---------------------------------------------------------------------
+
+
+def _logs(trace_id: bytes, *bodies: str) -> DecodedBatch:
+    request = ExportLogsServiceRequest()
+    scope_logs = request.resource_logs.add().scope_logs.add()
+    for body in bodies:
+        record = scope_logs.log_records.add(trace_id=trace_id)
+        record.body.string_value = body
+    return LogSplitter().split(request)
+
+
+def test_log_records_are_held_with_their_trace_and_follow_its_decision() -> None:
+    h = Harness([KEEP_ERRORS], memory_limit_mib=1)
+    kept_id, kept = make_trace(spans=2, error=True)
+    dropped_id, dropped = make_trace(spans=2)
+    only_logs = b"\x07" * 16  # records whose spans never come: decided on what there is
+    h.sampler.ingest(_logs(kept_id, "before its spans"))
+    h.ingest(kept + dropped)
+    h.sampler.ingest(_logs(dropped_id, "x", "y"))
+    h.sampler.ingest(_logs(only_logs, "alone"))
+    window = h.sampler.window
+    assert (window.trace_count, window.span_count, window.log_count) == (3, 4, 4)
+    assert window.memory_bytes == sum(memory_of(window.get(t)) for t in (kept_id, dropped_id, only_logs))  # type: ignore[arg-type]
+    h.clock.advance(WAIT)
+    h.sampler.decide_due()
+    assert h.kept_ids() == [kept_id]
+    assert (h.kept[0].span_count, h.kept[0].log_count) == (2, 1)
+    assert h.value("tail_sampler_log_records_total", outcome="kept") == 1
+    assert h.value("tail_sampler_log_records_total", outcome="dropped") == 3
+    # Late records follow the decision cache, with the decision record on their scope.
+    h.sampler.ingest(_logs(kept_id, "late"))
+    h.sampler.ingest(_logs(dropped_id, "late"))
+    assert h.kept_ids() == [kept_id, kept_id]
+    late = h.kept[1]
+    assert late.log_count == 1 and late.logs is not None
+    assert all(b"tailsampling.cached_decision" in scope for _, scope in late.logs)
+    assert h.value("tail_sampler_log_records_total", outcome="late_kept") == 1
+    assert h.value("tail_sampler_log_records_total", outcome="late_dropped") == 1
+
+
+def test_log_records_count_against_the_memory_limit() -> None:
+    h = Harness([KEEP_ALL], memory_limit_mib=0.01)  # about 10 KB
+    for index in range(40):
+        h.sampler.ingest(_logs((index + 1).to_bytes(16, "big"), "x" * 500))
+    assert h.sampler.window.memory_bytes <= 0.01 * 1024 * 1024
+    assert h.value("tail_sampler_early_decisions_total", reason="memory") > 0
+    assert h.value("tail_sampler_log_records_total", outcome="kept") == sum(t.log_count for t in h.kept) > 0

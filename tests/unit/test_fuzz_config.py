@@ -16,7 +16,8 @@ from sampler.config import Config, ConfigError, load_config, parse_config
 FUZZ = settings(max_examples=200, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow])
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = (REPO / "config" / "sampler.yaml").read_text()
-ENVIRON = {"TAIL_SAMPLER_OUTPUT": "out.jsonl", "N": "12"}
+COLLECTOR_EXAMPLE = (REPO / "config" / "examples" / "otel-collector.yaml").read_text()
+ENVIRON = {"TAIL_SAMPLER_OUTPUT": "out.jsonl", "N": "12", "BACKEND_ENDPOINT": "backend:4317"}
 
 
 def load(text: str) -> Config | None:
@@ -35,6 +36,10 @@ config_keys = st.sampled_from(
         "not", "not_sub_policy", "drop", "drop_sub_policy", "latency", "threshold_ms", "string_attribute", "key",
         "values", "ottl_condition", "span", "exporters", "otlp/x", "file", "path", "batch", "admin", "logging",
         "level", "reload", "shutdown", "timeout", "sampling_strategy", "headers", "tls",
+        # an OpenTelemetry Collector config (translated by sampler/config/collector/)
+        "service", "processors", "pipelines", "traces", "logs", "extensions", "health_check", "telemetry",
+        "metrics", "readers", "pull", "exporter", "prometheus", "host", "port", "address", "sending_queue",
+        "storage", "file_storage/q", "directory", "zipkin", "debug", "memory_limiter", "otlp_grpc", "encoding",
     ]
 )  # fmt: skip
 scalars = st.one_of(
@@ -67,9 +72,22 @@ def test_arbitrary_yaml_documents(document: Any) -> None:
     load(yaml.safe_dump(document))
 
 
+@FUZZ
+@given(
+    sections=st.dictionaries(
+        st.sampled_from(["receivers", "processors", "exporters", "extensions", "connectors", "service"]),
+        documents,
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_arbitrary_collector_configs(sections: dict[str, Any]) -> None:
+    load(yaml.safe_dump({"service": None, **sections}))
+
+
 @st.composite
-def mutated_shipped_config(draw: st.DrawFn) -> str:
-    lines = SHIPPED.splitlines()
+def mutated_config(draw: st.DrawFn, source: str) -> str:
+    lines = source.splitlines()
     for _ in range(draw(st.integers(1, 4))):
         index = draw(st.integers(0, len(lines) - 1))
         action = draw(st.sampled_from(["delete", "duplicate", "replace", "indent"]))
@@ -89,13 +107,20 @@ def mutated_shipped_config(draw: st.DrawFn) -> str:
 
 
 @FUZZ
-@given(text=mutated_shipped_config())
+@given(text=mutated_config(SHIPPED))
 def test_mutated_shipped_config(text: str) -> None:
     load(text)
 
 
-def test_the_shipped_config_loads() -> None:
+@FUZZ
+@given(text=mutated_config(COLLECTOR_EXAMPLE))
+def test_mutated_collector_config(text: str) -> None:
+    load(text)
+
+
+def test_the_shipped_config_and_the_collector_example_load() -> None:
     assert load(SHIPPED) is not None
+    assert load(COLLECTOR_EXAMPLE) is not None
 
 
 def test_alias_bombs_and_self_references_are_refused_quickly() -> None:

@@ -27,6 +27,7 @@ BOUNDED_LABELS = {
     "version",
     "credential",
     "operation",
+    "outcome",
     "state",  # undecided, kept, dropped
     "store",  # window, decisions
 }
@@ -82,11 +83,15 @@ def test_the_catalogue_gives_each_metric_its_type_and_labels():
     assert wrong == {}, "catalogue (type, labels) differ from the registry: {name: (catalogue, registry)}"
 
 
-def test_the_registry_holds_only_the_metrics_defined_in_the_metrics_class():
+def test_the_registry_holds_the_metrics_defined_in_the_metrics_class_and_the_standard_process_ones():
     metrics = Metrics()
     defined = {m._name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
     collected = {family.name for family in metrics.registry.collect()}
-    assert collected == defined
+    assert defined <= collected
+    standard = collected - defined
+    # prometheus-client's process, platform and GC collectors, as every Prometheus client exports them.
+    assert all(name.startswith(("process_", "python_")) for name in standard), sorted(standard)
+    assert {"process_resident_memory_bytes", "process_cpu_seconds", "python_info", "python_gc_collections"} <= standard
 
 
 def test_metric_names_follow_prometheus_conventions():

@@ -1,6 +1,8 @@
-"""probabilistic: FNV-1a-64 of salt + trace ID against a threshold, as the Collector computes it.
+"""probabilistic: OpenTelemetry consistent probability sampling by default (the trace's randomness
+against a threshold), and in mode hash_seed FNV-1a-64 of salt + trace ID against a threshold, as
+the Collector computes it.
 
-The parity tests build a small Go program (standard library only) that computes
+The parity tests (hash_seed) build a small Go program (standard library only) that computes
 the Collector's hash and threshold with Go's own hash/fnv and math/big, and
 compare its decisions with ours, ID by ID.
 """
@@ -21,9 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from sampler.policies.base import Decision, Policy, TraceView
+from sampler.policies.base import Decision, Policy, TraceView, Weight
 from sampler.policies.probabilistic import ProbabilisticPolicy, fnv1a_64
 from sampler.receive.split import RequestSplitter
+from sampler.spans.tracestate import adjusted_count, probability_to_threshold
 from tests.peers import unavailable
 from tests.support import make_request
 from tests.unit.helpers import config_errors, make_policy
@@ -39,7 +42,8 @@ def _views(trace_ids: list[bytes]) -> list[TraceView]:
 
 
 def _policy(percentage: float, salt: str = "") -> Policy:
-    settings_: dict[str, Any] = {"sampling_percentage": percentage}
+    """A probabilistic policy in the Collector's hash mode."""
+    settings_: dict[str, Any] = {"sampling_percentage": percentage, "mode": "hash_seed"}
     if salt:
         settings_["hash_salt"] = salt
     policy = make_policy("probabilistic", settings_)
@@ -52,7 +56,52 @@ def _random_ids(count: int, seed: int) -> list[bytes]:
     return [rng.randbytes(16) for _ in range(count)]
 
 
-# --- our own properties ---------------------------------------------------------
+# --- consistent probability (the default) -----------------------------------------
+
+
+def test_the_default_keeps_exactly_the_traces_whose_randomness_reaches_the_threshold() -> None:
+    trace_ids = _random_ids(5000, seed=11)
+    policy = make_policy("probabilistic", {"sampling_percentage": 5})
+    threshold = probability_to_threshold(0.05)
+    for view, trace_id in zip(_views(trace_ids), trace_ids, strict=True):
+        sampled = policy.evaluate(view) is Decision.SAMPLED
+        assert sampled is (int.from_bytes(trace_id[9:], "big") >= threshold)
+        if sampled:
+            assert policy.weight() == Weight(threshold, adjusted_count(threshold))
+
+
+def test_an_explicit_randomness_value_overrides_the_trace_id() -> None:
+    trace_id = bytes(15) + b"\x01"  # R from the ID: 1, below any threshold
+    span = Span(trace_id=trace_id, span_id=b"\x01" * 8, trace_state="ot=rv:ffffffffffffff")
+    (trace,) = RequestSplitter().split(make_request([span])).traces.values()
+    policy = make_policy("probabilistic", {"sampling_percentage": 1})
+    assert policy.evaluate(TraceView(trace)) is Decision.SAMPLED
+
+
+def test_sampling_precision_rounds_the_threshold() -> None:
+    policy = make_policy("probabilistic", {"sampling_percentage": 10, "sampling_precision": 4})
+    (view,) = _views([bytes(8) + b"\xff" * 8])
+    assert policy.evaluate(view) is Decision.SAMPLED
+    weight = policy.weight()
+    assert weight is not None and weight.threshold == 0xE6660000000000
+
+
+def test_consistent_modes_keep_supersets_as_the_percentage_grows() -> None:
+    views = _views(_random_ids(3000, seed=5))
+    kept = []
+    for percentage in (1, 5, 20):
+        policy = make_policy("probabilistic", {"sampling_percentage": percentage})
+        kept.append({i for i, v in enumerate(views) if policy.evaluate(v) is Decision.SAMPLED})
+    assert kept[0] < kept[1] < kept[2]
+
+
+def test_hash_salt_belongs_to_hash_seed_mode() -> None:
+    body = {"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 5, "hash_salt": "x"}}
+    ((loc, kind, message),) = config_errors(body)
+    assert kind == "value_error" and "Set mode: hash_seed" in message
+
+
+# --- our own properties (hash_seed) -----------------------------------------------
 
 
 def test_fnv1a_64_known_vectors() -> None:

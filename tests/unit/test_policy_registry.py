@@ -179,7 +179,7 @@ def test_runs_first_and_credit_come_from_the_type() -> None:
     assert [policy.name for policy in sampler.policies] == ["f", "q"]
     _, spans = make_trace(spans=1)
     trace = trace_of(spans)
-    final, first = sampler.evaluate(trace)
+    final, first, _ = sampler.evaluate(trace)
     assert final is Decision.SAMPLED and first is not None and first.name == "f"
     record = DecisionRecorder(True).record(first, "wait", root_seen=True)
     assert b"tailsampling.composite_policy" in record and b"inner" in record

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
 from sampler.config.exporters import BatchConfig, QueueConfig, QueueStorageConfig
 from sampler.forward.batcher import Batcher, Payload
 from sampler.forward.exporter import Exporter, RetryableError
 from sampler.forward.fanout import Fanout
+from sampler.receive.split_logs import LogSplitter
 from sampler.telemetry.metrics import Metrics
 from tests.support import make_span, make_trace
 from tests.unit.helpers import FakeClock, trace_of
@@ -96,6 +99,31 @@ async def test_a_persistent_queue_releases_a_batch_once_it_is_on_disk(tmp_path):
     await exporter._disk.close()
 
 
+async def test_a_trace_with_spans_and_log_records_is_released_once_both_requests_are_taken():
+    released = Released()
+    delivered: list[Payload] = []
+
+    def deliver(payload: Payload) -> None:
+        assert payload.receipt is not None
+        payload.receipt.expect()
+        delivered.append(payload)
+
+    batcher = Batcher(BatchConfig(), deliver, Metrics(), FakeClock(), release=released)
+    trace_id, spans = make_trace(spans=2)
+    trace = trace_of(spans)
+    request = ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add(trace_id=trace_id).body.string_value = "hello"
+    trace.absorb(LogSplitter().split(request).traces[trace_id])
+    trace.log_positions = 77
+    batcher.add(trace)
+    batcher.flush()
+    assert sorted(payload.signal for payload in delivered) == ["logs", "traces"]
+    delivered[0].settle()
+    assert released.positions == []
+    delivered[1].settle()
+    assert released.positions == [77]
+
+
 async def test_the_pieces_of_an_oversized_trace_release_its_positions_after_the_last_one():
     metrics = Metrics()
     released = Released()
@@ -112,8 +140,7 @@ async def test_the_pieces_of_an_oversized_trace_release_its_positions_after_the_
     trace.log_positions = (40,)
     batcher.add(trace)
     assert len(delivered) > 2
-    receipts = {id(payload.receipt) for payload in delivered}
-    assert len(receipts) == 1 and delivered[0].receipt is not None
+    assert all(payload.receipt is not None for payload in delivered)
     for payload in delivered[:-1]:
         payload.settle()
         assert released.positions == []

@@ -509,3 +509,39 @@ def test_what_the_daemon_decides_on_the_way_in_is_noted(tmp_path: Path) -> None:
     ]
     assert ingest.kept_traces == capped.kept_traces == 3
     assert run.simulate(sampling([ERRORS]), traces.traces.values()).notes == []
+
+
+def test_the_estimate_from_adjusted_counts_sits_beside_the_true_count(tmp_path: Path) -> None:
+    """Kept for certain counts once; kept at 10 % counts ten times. Randomness spread evenly over
+    the trace IDs leaves the estimate's own error, which a wrong adjusted count would not hide."""
+    requests = []
+    for index in range(1000):
+        randomness = int((index + 0.5) * (1 << 56) / 1000)
+        trace_id = b"\x01" + bytes(8) + randomness.to_bytes(7, "big")
+        _, spans = make_trace(spans=2, error=index % 20 == 0)
+        for span in spans:
+            span.trace_id = trace_id
+        requests.append(make_request(spans))
+    traces = read_traces(write_lines(tmp_path / "even.jsonl", *requests))
+    ten_percent = {"name": "ten", "type": "probabilistic", "probabilistic": {"sampling_percentage": 10}}
+    result = run.simulate(sampling([ERRORS, ten_percent]), traces.traces.values(), "even.yaml")
+    assert result.spans == 2000
+    assert abs(result.estimated_spans - 2000) <= 2 * 10 * 2  # within a trace or two at 10 %
+    assert 0 < result.estimate_standard_error < 0.2 * 2000
+    certain = run.simulate(sampling([ERRORS]), traces.traces.values(), "errors.yaml")
+    assert certain.estimated_spans == certain.kept_spans == 100 and certain.estimate_standard_error == 0
+    text = report.format_report(traces, [result])
+    assert f"spans estimated from the kept spans' adjusted counts: {result.estimated_spans:.0f} ±" in text
+    assert report.report_dict(traces, [result])["results"][0]["estimated_spans"] == result.estimated_spans
+
+
+def test_log_lines_of_the_file_exporter_are_skipped(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    logs = ExportLogsServiceRequest()
+    logs.resource_logs.add().scope_logs.add().log_records.add(trace_id=b"\x01" * 16).body.string_value = "x"
+    _, spans = make_trace(spans=2)
+    traces = read_traces(
+        write_lines(tmp_path / "both.jsonl", otlp_json.logs_request_to_json(logs), make_request(spans))
+    )
+    assert (len(traces.traces), traces.spans) == (1, 2)

@@ -7,12 +7,15 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from sampler.config.tail_sampling import WindowStorageConfig
+from sampler.receive.split_logs import LogSplitter
 from sampler.spans.trace import DecodedBatch, TraceSpans, add_positions
 from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER
 from sampler.telemetry.metrics import Metrics
@@ -26,9 +29,16 @@ from tests.unit.helpers import FakeClock, split
 
 def same(a: TraceSpans, b: TraceSpans) -> bool:
     fields = ("trace_id", "span_count", "nbytes", "start_min", "end_max", "root_seen", "error_seen")
-    return all(getattr(a, name) == getattr(b, name) for name in fields) and {
-        key: bytes(spans) for key, spans in a.groups.items()
-    } == {key: bytes(spans) for key, spans in b.groups.items()}
+    fields += ("log_count", "log_nbytes")
+
+    def held(groups: dict[Any, bytearray] | None) -> dict[Any, bytes]:
+        return {key: bytes(framed) for key, framed in (groups or {}).items()}
+
+    return (
+        all(getattr(a, name) == getattr(b, name) for name in fields)
+        and held(a.groups) == held(b.groups)
+        and held(a.logs) == held(b.logs)
+    )
 
 
 def request_fragments(traces: int, services: int) -> list[TraceSpans]:
@@ -51,6 +61,30 @@ def test_property_a_record_decodes_to_the_fragments_it_was_made_of(traces, servi
     arrival, decoded = fragments.decode(payload)
     assert arrival == 1_700_000_000_123_456_789
     assert len(decoded) == len(pieces)
+    assert all(same(a, b) for a, b in zip(pieces, decoded, strict=True))
+
+
+def with_logs(pieces: list[TraceSpans]) -> list[TraceSpans]:
+    """The fragments, every other one joined by log records naming its trace (and one of log records only)."""
+    request = ExportLogsServiceRequest()
+    scope_logs = request.resource_logs.add().scope_logs.add()
+    for fragment in [*pieces[::2], TraceSpans(b"\x07" * 16)]:
+        for body in ("one", "two"):
+            record = scope_logs.log_records.add(trace_id=fragment.trace_id)
+            record.body.string_value = body
+    logs = LogSplitter().split(request).traces
+    for fragment in pieces:
+        if fragment.trace_id in logs:
+            fragment.absorb(logs.pop(fragment.trace_id))
+    return [*pieces, *logs.values()]
+
+
+@settings(max_examples=20, deadline=None)
+@given(traces=st.integers(min_value=1, max_value=10))
+def test_property_log_records_naming_a_trace_come_back_with_it(traces):
+    pieces = with_logs(request_fragments(traces, 2))
+    arrival, decoded = fragments.decode(fragments.encode(pieces, 5))
+    assert any(fragment.logs for fragment in decoded)
     assert all(same(a, b) for a, b in zip(pieces, decoded, strict=True))
 
 

@@ -5,9 +5,11 @@ Files, under `<directory>/<exporter name, %-quoted>/`:
 
 - `queue.lock`: locked (flock) while a daemon uses the queue; a second daemon is refused.
 - `<seq>.seg`: a segment (magic `TSQS`); each record's payload is a serialized export
-  request, as the batcher built it, and its count the request's spans. A daemon appends
-  to one segment at a time; it starts a new one on every start and whenever the current
-  one reaches its size.
+  request, as the batcher built it, and its count the request's spans. A logs export
+  request stores its number of log records with the count's top bit set (LOGS_FLAG): no
+  trace request holds 2^31 spans, so files written before logs read the same. A daemon
+  appends to one segment at a time; it starts a new one on every start and whenever the
+  current one reaches its size.
 - `<seq>.ack`: marks (record offset, kind) appended when a record is handed to a consumer
   (`sending`) and when it is acknowledged (`acked`: delivered or finally dropped).
 """
@@ -17,11 +19,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sampler.forward.batcher import Payload, Signal
 from sampler.storage.format import SegmentScan, index_directory, marks_name, read_marks
 
 SEGMENT_MAGIC = b"TSQS"
 LOCK_NAME = "queue.lock"
 SENDING, ACKED = 1, 2
+LOGS_FLAG = 1 << 31
+
+
+def pack_count(payload: Payload) -> int:
+    """The count field of a payload's record: its spans, or its log records flagged."""
+    return payload.span_count | LOGS_FLAG if payload.signal == "logs" else payload.span_count
+
+
+def unpack_count(stored: int) -> tuple[int, Signal]:
+    """(spans or log records, signal) of a record's count field."""
+    if stored & LOGS_FLAG:
+        return stored & ~LOGS_FLAG, "logs"
+    return stored, "traces"
+
+
+def spans_in(stored: int) -> int:
+    """The spans a record holds: its count, or 0 for a logs record."""
+    return 0 if stored & LOGS_FLAG else stored
 
 
 @dataclass

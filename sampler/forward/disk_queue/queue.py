@@ -27,8 +27,18 @@ from urllib.parse import quote
 
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueStorageConfig
-from sampler.forward.batcher import Payload
-from sampler.forward.disk_queue.format import ACKED, LOCK_NAME, SEGMENT_MAGIC, SENDING, Recovered, recover
+from sampler.forward.batcher import Payload, Signal
+from sampler.forward.disk_queue.format import (
+    ACKED,
+    LOCK_NAME,
+    SEGMENT_MAGIC,
+    SENDING,
+    Recovered,
+    pack_count,
+    recover,
+    spans_in,
+    unpack_count,
+)
 from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER, read_record, segment_name
 from sampler.storage.segments import Append, FsyncPolicy, RoundResult, SegmentFiles, lock_directory, perform
 from sampler.telemetry.metrics import Metrics
@@ -74,7 +84,7 @@ class DiskQueue:
         name: str,
         config: QueueStorageConfig,
         metrics: Metrics,
-        drop: Callable[[int, str, str], None],
+        drop: Callable[[int, str, str, Signal], None],
         segment_bytes: int | None = None,
         clock: Clock = monotonic,
     ) -> None:
@@ -90,7 +100,7 @@ class DiskQueue:
         self._bytes = 0  # segment file bytes
         self._reserved = 0  # bytes of accepted records not yet written
         self.records = 0  # accepted, not yet acknowledged
-        self.spans = 0
+        self.spans = 0  # of those records (log records are not spans: not counted)
         self._appends: list[Payload] = []
         self._marks: list[tuple[int, int, int]] = []
         self._deletions: list[int] = []
@@ -139,15 +149,15 @@ class DiskQueue:
         left_records = left_spans = corrupt = 0
         for seq, scan, acked, sending in recovered.segments:
             segment = _Segment(seq, scan.size, sealed=True)
-            for offset, span_count in zip(scan.offsets, scan.counts, strict=True):
+            for offset, count in zip(scan.offsets, scan.counts, strict=True):
                 if offset not in acked:
                     segment.offsets.append(offset)
-                    segment.span_counts.append(span_count)
+                    segment.span_counts.append(count)
             segment.sending_before = sending
             self._segments[seq] = segment
             self._bytes += scan.size
             left_records += len(segment.offsets)
-            left_spans += sum(segment.span_counts)
+            left_spans += sum(spans_in(count) for count in segment.span_counts)
             corrupt += scan.corrupt
             self._maybe_delete(segment)
         self.records += left_records
@@ -226,7 +236,7 @@ class DiskQueue:
     def put(self, payload: Payload) -> None:
         """Accept a payload for writing, or drop it (counted) if the size cap is reached."""
         if self._closed:
-            self._drop(payload.span_count, "shutdown", "the exporter's queue was already closed")
+            self._drop(payload.span_count, "shutdown", "the exporter's queue was already closed", payload.signal)
             return
         size = RECORD_HEADER.size + len(payload.data)
         if self._bytes + self._reserved + size > self.max_bytes:
@@ -235,12 +245,13 @@ class DiskQueue:
                 payload.span_count,
                 "disk_queue_full",
                 f"the queue in {self.directory} holds {self._bytes + self._reserved} of {self.max_bytes} bytes",
+                payload.signal,
             )
             payload.settle()
             return
         self._reserved += size
         self.records += 1
-        self.spans += payload.span_count
+        self.spans += spans_in(pack_count(payload))
         self._drained.clear()
         self._appends.append(payload)
         self._work.set()
@@ -259,13 +270,14 @@ class DiskQueue:
             segment.dispatched += 1
             segment.outstanding += 1
             offset = segment.offsets[index]
-            span_count = segment.span_counts[index]
+            stored = segment.span_counts[index]
+            count, signal = unpack_count(stored)
             try:
                 data = await asyncio.to_thread(read_record, self.directory / segment_name(segment.seq), offset)
             except OSError as exc:
                 self._io_error("read", exc)
-                self._settle(segment, offset, span_count)
-                self._drop(span_count, "disk_error", f"cannot read {segment_name(segment.seq)}: {exc}")
+                self._settle(segment, offset, stored)
+                self._drop(count, "disk_error", f"cannot read {segment_name(segment.seq)}: {exc}", signal)
                 continue
             if data is None:
                 self._corrupt.inc()
@@ -275,25 +287,25 @@ class DiskQueue:
                     offset,
                     segment_name(segment.seq),
                 )
-                self._settle(segment, offset, span_count)
+                self._settle(segment, offset, stored)
                 continue
-            return DiskRecord(Payload(data, span_count), offset in segment.sending_before, segment, offset)
+            return DiskRecord(Payload(data, count, signal), offset in segment.sending_before, segment, offset)
 
     async def mark_sending(self, record: DiskRecord) -> None:
         """Record that sending starts, so a crash from here on counts it as redelivered next time."""
         if record.redelivery:
-            self._redelivered_spans.inc(record.payload.span_count)
+            self._redelivered_spans.inc(spans_in(pack_count(record.payload)))
         self._marks.append((record.segment.seq, record.offset, SENDING))
         await self.flush()
 
     def ack(self, record: DiskRecord) -> None:
         """The record is settled (delivered or finally dropped): it is not sent again."""
-        self._settle(record.segment, record.offset, record.payload.span_count)
+        self._settle(record.segment, record.offset, pack_count(record.payload))
 
-    def _settle(self, segment: _Segment, offset: int, span_count: int) -> None:
+    def _settle(self, segment: _Segment, offset: int, stored: int) -> None:
         segment.outstanding -= 1
         self.records -= 1
-        self.spans -= span_count
+        self.spans -= spans_in(stored)
         self._marks.append((segment.seq, offset, ACKED))
         self._work.set()
         self._maybe_delete(segment)
@@ -336,7 +348,7 @@ class DiskQueue:
         waiters, self._round_waiters = self._round_waiters, []
         try:
             try:
-                records: list[Append] = [([payload.data], payload.span_count) for payload in appends]
+                records: list[Append] = [([payload.data], pack_count(payload)) for payload in appends]
                 result = await asyncio.to_thread(self._files.run_round, records, marks, deletions, sync)
             except Exception as exc:  # a bug must not stop the queue: what was in the round is accounted
                 log.exception("exporter %s: queue writer failed", self.name)
@@ -360,10 +372,11 @@ class DiskQueue:
             self._reserved -= size
             if isinstance(where, OSError):
                 self.records -= 1
-                self.spans -= payload.span_count
+                self.spans -= spans_in(pack_count(payload))
                 self._io_error("write", where)
                 reason = "disk_queue_full" if where.errno in _NO_ROOM else "disk_error"
-                self._drop(payload.span_count, reason, f"cannot write to {self.directory}: {where.strerror or where}")
+                why = f"cannot write to {self.directory}: {where.strerror or where}"
+                self._drop(payload.span_count, reason, why, payload.signal)
                 payload.settle()
                 continue
             seq, offset = where
@@ -377,7 +390,7 @@ class DiskQueue:
                 segment = self._segments[seq] = _Segment(seq, SEGMENT_HEADER.size)
                 self._bytes += SEGMENT_HEADER.size
             segment.offsets.append(offset)
-            segment.span_counts.append(payload.span_count)
+            segment.span_counts.append(pack_count(payload))
             payload.settle()  # on disk: the window's log need not keep these spans any longer
             self._bytes += offset + size - segment.size
             segment.size = offset + size

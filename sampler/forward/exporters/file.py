@@ -1,10 +1,12 @@
-"""File exporter: OTLP/JSON, one export request per line (the Collector's file exporter format)."""
+"""File exporter: OTLP/JSON, one export request per line (the Collector's file exporter format),
+trace and log requests alike in the one file."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sampler.clock import Clock, monotonic
@@ -27,7 +29,10 @@ class FileExporter(Exporter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _write(self, payload: Payload) -> None:
-        line = otlp_json.request_to_json(ExportTraceServiceRequest.FromString(payload.data))
+        if payload.signal == "logs":
+            line = otlp_json.logs_request_to_json(ExportLogsServiceRequest.FromString(payload.data))
+        else:
+            line = otlp_json.request_to_json(ExportTraceServiceRequest.FromString(payload.data))
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
 

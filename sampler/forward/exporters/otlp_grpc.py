@@ -1,4 +1,4 @@
-"""OTLP/gRPC exporter: sends the batched request bytes as they are."""
+"""OTLP/gRPC exporter: sends the batched request bytes as they are (traces, and logs to LogsService)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sampler.clock import Clock, monotonic
@@ -16,6 +17,7 @@ from sampler.forward.exporter import Exporter, PermanentError, RetryableError
 from sampler.telemetry.metrics import Metrics
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LOGS_EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 # Per the OTLP specification; RESOURCE_EXHAUSTED only when the server says when to retry.
 _RETRYABLE = frozenset(
@@ -84,6 +86,7 @@ class OtlpGrpcExporter(Exporter):
         self._metadata = tuple((key.lower(), value) for key, value in config.headers.items())
         self._channel: grpc.aio.Channel | None = None
         self._export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
+        self._export_logs: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
         self._secure = config.uses_tls()
         self.target = f"{config.endpoint} ({'TLS' if self._secure else 'plaintext'})"
 
@@ -109,6 +112,7 @@ class OtlpGrpcExporter(Exporter):
             self._channel = grpc.aio.insecure_channel(target, options=options, compression=compression)
         # No serializers: the payload is already a serialized request.
         self._export = self._channel.unary_unary(EXPORT_METHOD)
+        self._export_logs = self._channel.unary_unary(LOGS_EXPORT_METHOD)
 
     def _read(self, path: str | None, key: str) -> bytes | None:
         if path is None:
@@ -123,9 +127,10 @@ class OtlpGrpcExporter(Exporter):
             await self._channel.close()
 
     async def send(self, payload: Payload) -> int:
-        assert self._export is not None
+        export = self._export_logs if payload.signal == "logs" else self._export
+        assert export is not None
         try:
-            response = await self._export(payload.data, timeout=self._config.timeout, metadata=self._metadata)
+            response = await export(payload.data, timeout=self._config.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             reason = code.name.lower()
@@ -138,7 +143,8 @@ class OtlpGrpcExporter(Exporter):
                     raise RetryableError(reason, message, delay) from None
             raise PermanentError(reason, message) from None
         try:
-            partial = ExportTraceServiceResponse.FromString(response).partial_success
+            if payload.signal == "logs":
+                return int(ExportLogsServiceResponse.FromString(response).partial_success.rejected_log_records)
+            return int(ExportTraceServiceResponse.FromString(response).partial_success.rejected_spans)
         except DecodeError:
             return 0
-        return partial.rejected_spans

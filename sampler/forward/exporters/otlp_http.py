@@ -1,4 +1,4 @@
-"""OTLP/HTTP exporter (binary protobuf)."""
+"""OTLP/HTTP exporter (binary protobuf): traces to /v1/traces, logs to /v1/logs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import aiohttp
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sampler.clock import Clock, monotonic
@@ -38,6 +39,12 @@ def traces_url(config: OtlpHttpExporterConfig) -> str:
     if config.traces_endpoint:
         return config.traces_endpoint
     return config.endpoint.rstrip("/") + "/v1/traces"
+
+
+def logs_url(config: OtlpHttpExporterConfig) -> str:
+    if config.logs_endpoint:
+        return config.logs_endpoint
+    return config.endpoint.rstrip("/") + "/v1/logs"
 
 
 def client_ssl_context(exporter: str, tls: HttpClientTlsConfig) -> ssl.SSLContext:
@@ -88,6 +95,7 @@ class OtlpHttpExporter(Exporter):
         super().__init__(name, metrics, config.sending_queue, config.retry_on_failure, clock)
         self._config = config
         self._url = self._target_url()
+        self._logs_url = logs_url(config) if isinstance(config, OtlpHttpExporterConfig) else ""
         self.target = f"{self._url} ({'TLS' if config.uses_tls() else 'plaintext'})"
         self._session: aiohttp.ClientSession | None = None
         headers = {"Content-Type": self.content_type, **config.headers}
@@ -102,9 +110,11 @@ class OtlpHttpExporter(Exporter):
     async def _body(self, payload: Payload) -> bytes:
         return payload.data
 
-    def _rejected_spans(self, content: bytes) -> int:
+    def _rejected_spans(self, content: bytes, payload: Payload) -> int:
         try:
-            return ExportTraceServiceResponse.FromString(content).partial_success.rejected_spans
+            if payload.signal == "logs":
+                return int(ExportLogsServiceResponse.FromString(content).partial_success.rejected_log_records)
+            return int(ExportTraceServiceResponse.FromString(content).partial_success.rejected_spans)
         except DecodeError:
             return 0
 
@@ -124,7 +134,8 @@ class OtlpHttpExporter(Exporter):
         data = await self._body(payload)
         body = gzip.compress(data, compresslevel=5) if self._config.compression == "gzip" else data
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as response:
+            url = self._logs_url if payload.signal == "logs" else self._url
+            async with self._session.post(url, data=body, headers=self._headers) as response:
                 content = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
@@ -134,4 +145,4 @@ class OtlpHttpExporter(Exporter):
             raise RetryableError(f"http_{status}", f"HTTP {status}", parse_retry_after(retry_after))
         if status >= 300:
             raise PermanentError(f"http_{status}", f"HTTP {status}: {content[:200]!r}")
-        return self._rejected_spans(content)
+        return self._rejected_spans(content, payload)

@@ -21,6 +21,7 @@ from sampler.telemetry.metrics import Metrics
 
 class ZipkinExporter(OtlpHttpExporter):
     kind = "zipkin"
+    sends_logs = False  # Zipkin's model has spans only
 
     def __init__(self, name: str, config: ZipkinExporterConfig, metrics: Metrics, clock: Clock = monotonic) -> None:
         self._default_service_name = config.default_service_name
@@ -41,6 +42,6 @@ class ZipkinExporter(OtlpHttpExporter):
             return proto.encode(from_otlp.request_to_zipkin(request, self._default_service_name))
         return from_otlp.encode_json(request, self._default_service_name)
 
-    def _rejected_spans(self, content: bytes) -> int:
+    def _rejected_spans(self, content: bytes, payload: Payload) -> int:
         # Zipkin accepts a request whole (202) or refuses it whole.
         return 0

@@ -11,7 +11,7 @@ import os
 import signal
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -44,11 +44,14 @@ class TraceSet:
     rejected_spans: int = 0  # spans with an invalid trace or span ID, skipped as the receivers skip them
 
 
-def read_traces(path: str | Path, workers: int | None = None) -> TraceSet:
+def read_traces(
+    path: str | Path, workers: int | None = None, progress: Callable[[int], object] | None = None
+) -> TraceSet:
     """Decode every line of an OTLP/JSON file and merge the fragments of each trace.
 
     `workers`: processes decoding blocks of lines in parallel; None for one per CPU
     when the file is larger than POOL_BLOCKS blocks, 1 to decode in this process.
+    `progress`: called with the bytes of each block once it is merged.
     """
     result = TraceSet(str(path))
     # Decoding makes millions of short-lived containers and no reference cycles; the
@@ -63,11 +66,13 @@ def read_traces(path: str | Path, workers: int | None = None) -> TraceSet:
             if workers is None:
                 workers = _cpus() if size > POOL_BLOCKS * BLOCK_BYTES else 1
             if workers > 1 and size:
-                _decode_in_pool(result, handle, size, workers)
+                _decode_in_pool(result, handle, size, workers, progress)
             else:
                 line = 1
                 for block in _blocks(handle):
                     line = _merge(result, _decode_block(block), line)
+                    if progress is not None:
+                        progress(len(block))
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
@@ -164,7 +169,9 @@ def _block_ranges(data: mmap.mmap, size: int) -> Iterator[tuple[int, int]]:
         start = end
 
 
-def _decode_in_pool(result: TraceSet, handle: IO[bytes], size: int, workers: int) -> None:
+def _decode_in_pool(
+    result: TraceSet, handle: IO[bytes], size: int, workers: int, progress: Callable[[int], object] | None
+) -> None:
     methods = multiprocessing.get_all_start_methods()
     # fork starts a worker in milliseconds; the others import the whole package again.
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -172,14 +179,22 @@ def _decode_in_pool(result: TraceSet, handle: IO[bytes], size: int, workers: int
         mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
         context.Pool(workers, initializer=_init_worker, initargs=(result.path,)) as pool,
     ):
-        pending: deque[AsyncResult[_Block]] = deque()
+        pending: deque[tuple[AsyncResult[_Block], int]] = deque()
         line = 1
+
+        def merge_next() -> int:
+            decoded, length = pending.popleft()
+            merged = _merge(result, decoded.get(), line)
+            if progress is not None:
+                progress(length)
+            return merged
+
         for start, end in _block_ranges(data, size):
-            pending.append(pool.apply_async(_decode_range, (start, end)))
+            pending.append((pool.apply_async(_decode_range, (start, end)), end - start))
             if len(pending) > 2 * workers:  # bounded read-ahead; blocks merge in file order
-                line = _merge(result, pending.popleft().get(), line)
+                line = merge_next()
         while pending:
-            line = _merge(result, pending.popleft().get(), line)
+            line = merge_next()
 
 
 _worker_data: mmap.mmap | None = None

@@ -35,6 +35,8 @@ def _input_line(traces: TraceSet) -> str:
 _LEGEND = [
     "kept: traces the policy was the first to sample (how the daemon attributes kept traces);",
     "matched: traces it sampled (a drop policy: dropped) where it was evaluated. Rates are of all traces.",
+    "Adjusted counts: a trace kept with probability p stands for 1/p traces (tailsampling.sample_rate);",
+    "the estimate's ± is one standard error, estimated from the kept traces.",
 ]
 
 
@@ -53,6 +55,13 @@ def _notes(results: list[SimulationResult]) -> list[str]:
             if count.errors:
                 notes.append(f"{prefix}policy {count.name!r} raised on {count.errors} traces (counted as not sampled)")
     return notes
+
+
+def _estimate_line(result: SimulationResult) -> str:
+    return (
+        f"spans estimated from the kept spans' adjusted counts: {result.estimated_spans:.0f} "
+        f"± {result.estimate_standard_error:.0f} (true: {result.spans}, {100 * result.estimate_error:+.2f}%)"
+    )
 
 
 def format_report(traces: TraceSet, results: list[SimulationResult]) -> str:
@@ -84,7 +93,7 @@ def format_report(traces: TraceSet, results: list[SimulationResult]) -> str:
         )
         if result.dropped_traces:
             summary += f"; {result.dropped_traces} traces dropped by drop policies"
-        lines += [f"config: {result.config}", "", *_table(rows, 2), "", summary]
+        lines += [f"config: {result.config}", "", *_table(rows, 2), "", summary, _estimate_line(result)]
     return "\n".join([*lines, *_notes(results), "", *_LEGEND])
 
 
@@ -118,6 +127,8 @@ def _format_comparison(traces: TraceSet, first: SimulationResult, second: Simula
         "",
         f"traces kept by A only: {both.only_first}, by B only: {both.only_second}, "
         f"by both: {both.both}, by neither: {both.neither}",
+        f"A: {_estimate_line(first)}",
+        f"B: {_estimate_line(second)}",
         *_notes([first, second]),
         "",
         *_LEGEND,
@@ -145,6 +156,8 @@ def report_dict(traces: TraceSet, results: list[SimulationResult]) -> dict[str, 
                 "keep_rate": result.keep_rate,
                 "span_keep_rate": result.span_keep_rate,
                 "dropped_traces": result.dropped_traces,
+                "estimated_spans": result.estimated_spans,
+                "estimated_spans_standard_error": result.estimate_standard_error,
                 "policies": [asdict(count) for count in result.policies],
                 "notes": result.notes,
             }

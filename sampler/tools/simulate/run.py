@@ -4,6 +4,10 @@ Every whole trace (see read.py) is decided by the daemon's own evaluation
 (`TailSampler.evaluate`), in order of first appearance. The clock the policies see is
 the trace's own start time, so rate-based policies (rate_limiting, bytes_limiting,
 composite) spend their budget as they would have live.
+
+Each kept span also counts as the traces its trace stands for at this stage (its adjusted
+count from the decision, divided by the one a sampler upstream gave it), so the estimate of
+the input's spans can be set beside the true count: an unbiased sampling keeps them close.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from dataclasses import dataclass, field
 
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.engine import TailSampler
-from sampler.policies.base import Decision
+from sampler.policies.base import Decision, TraceView
 from sampler.spans.trace import TraceSpans
+from sampler.spans.tracestate import adjusted_count
 from sampler.telemetry.metrics import Metrics
 
 
@@ -40,6 +45,12 @@ class SimulationResult:
     kept_traces: int = 0
     kept_spans: int = 0
     dropped_traces: int = 0  # vetoed by a drop policy
+    # The input's spans as estimated from the kept ones: each counts as its trace's adjusted count
+    # at this stage (1 for a trace kept for what it is).
+    estimated_spans: float = 0.0
+    # Its variance, estimated from the kept traces (Horvitz-Thompson, independent decisions):
+    # each trace of n spans kept with probability 1/w adds n^2 w (w - 1).
+    estimate_variance: float = 0.0
     policies: list[PolicyCount] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # where the daemon would decide differently
     kept_ids: set[bytes] = field(default_factory=set, repr=False)
@@ -52,6 +63,15 @@ class SimulationResult:
     def span_keep_rate(self) -> float:
         return self.kept_spans / self.spans if self.spans else 0.0
 
+    @property
+    def estimate_standard_error(self) -> float:
+        return float(self.estimate_variance**0.5)
+
+    @property
+    def estimate_error(self) -> float:
+        """How far the estimated spans are from the true count, as a fraction of it."""
+        return (self.estimated_spans - self.spans) / self.spans if self.spans else 0.0
+
 
 @dataclass
 class Overlap:
@@ -59,6 +79,27 @@ class Overlap:
     only_second: int
     both: int
     neither: int
+
+
+class TraceClock:
+    """The policies' clock offline: the start of the trace being decided (advance_to), never
+    running backwards, as the daemon's monotonic clock does not."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_to(self, trace: TraceSpans) -> None:
+        start = trace.start_min / 1e9
+        if start > self.now:
+            self.now = start
+
+
+def offline_sampler(config: TailSamplingConfig, clock: TraceClock, metrics: Metrics) -> TailSampler:
+    """The daemon's engine for `config`, deciding nothing on its own: traces go through evaluate()."""
+    return TailSampler(config, lambda trace: None, metrics, clock)
 
 
 def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str = "") -> SimulationResult:
@@ -70,13 +111,9 @@ def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str
     and its own answers (tail_sampler_policy_decisions_total), read back from the
     sampler's metrics.
     """
-    now = 0.0
-
-    def clock() -> float:
-        return now
-
+    clock = TraceClock()
     metrics = Metrics()
-    sampler = TailSampler(config, lambda trace: None, metrics, clock)
+    sampler = offline_sampler(config, clock, metrics)
     counts = {policy.name: PolicyCount(policy.name, policy.type) for policy in config.policies}
     result = SimulationResult(name, policies=list(counts.values()))
     kept_ids = result.kept_ids
@@ -90,15 +127,21 @@ def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str
     try:
         for trace in traces:
             start = trace.start_min / 1e9
-            if start > now:
-                now = start
+            if start > clock.now:
+                clock.now = start
             span_count = trace.span_count
             result.traces += 1
             result.spans += span_count
-            decision, first = evaluate(trace)
+            decision, first, weight = evaluate(trace)
             if decision is sampled:
                 result.kept_traces += 1
                 result.kept_spans += span_count
+                stands_for = 1.0
+                if weight is not None:
+                    upstream = TraceView(trace).sampling().threshold
+                    stands_for = weight.rate / adjusted_count(upstream) if upstream is not None else weight.rate
+                result.estimated_spans += span_count * stands_for
+                result.estimate_variance += span_count * span_count * stands_for * (stands_for - 1)
                 kept_ids.add(trace.trace_id)
                 if first is not None:
                     count = counts[first.name]
