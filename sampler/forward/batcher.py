@@ -134,9 +134,11 @@ class Batcher:
             return
         if trace.span_count:
             self._add(self._spans, trace.groups, trace.span_count, held)
-        elif trace.logs:
+            held = None  # the positions went with the spans (no log records, or no storage)
+        if trace.logs:
             self._add(self._logs, trace.logs, trace.log_count, held)
-        elif held is not None and release is not None:
+            held = None
+        if held is not None and release is not None:
             release(_listed(held))  # nothing to forward: done with at once
 
     def add_logs(self, groups: dict[ScopeKey, bytearray], count: int) -> None:
