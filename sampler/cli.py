@@ -18,6 +18,7 @@ from sampler.config.exporters import OtlpExporterConfig, OtlpHttpExporterConfig,
 from sampler.config.load import ADMIN_ENDPOINT_ENV, LoadedConfig, default_config_path, read_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
+from sampler.decide.journal import journal_paths
 from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
 from sampler.telemetry.endpoints import ListenError
@@ -144,6 +145,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"num_traces={sampling.num_traces} num_shards={sampling.num_shards} "
         f"memory_limit_mib={sampling.memory_limit_mib:g} max_spans_per_trace={sampling.max_spans_per_trace}"
     )
+    storage = sampling.storage
+    if storage is not None:
+        every = f" every {storage.fsync_interval:g}s" if storage.fsync == "interval" else ""
+        sync = f"fsync: {storage.fsync}{every}"
+        print(
+            f"durable window: requests acknowledged once in {storage.directory}/window ({sync}, "
+            f"max_size_mib={storage.max_size_mib:g}, when_full: {storage.when_full})"
+        )
+    journal = journal_paths(sampling)
+    if journal is not None:
+        print(f"decisions: journaled in {journal[1]}, compacted into {journal[0]}")
     print("policies (a trace is kept when any samples it):")
     for policy_config in sampling.policies:
         policy = policy_config.build(lambda: 0.0)
