@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sampler import __version__
+from sampler.config.exporters import OtlpExporterConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.config.load import ADMIN_ENDPOINT_ENV, LoadedConfig, default_config_path, read_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
+from sampler.decide.journal import journal_paths
 from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
 from sampler.telemetry.endpoints import ListenError
@@ -29,6 +31,9 @@ def _read(path: str) -> LoadedConfig | None:
         return read_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+    except Exception as exc:  # a file the loader has no words for is still a bad config: exit 2, no traceback
+        print(f"error: {path}: cannot load config ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
 
 
@@ -160,6 +165,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"num_traces={sampling.num_traces} num_shards={sampling.num_shards} "
         f"memory_limit_mib={sampling.memory_limit_mib:g} max_spans_per_trace={sampling.max_spans_per_trace}"
     )
+    storage = sampling.storage
+    if storage is not None:
+        every = f" every {storage.fsync_interval:g}s" if storage.fsync == "interval" else ""
+        sync = f"fsync: {storage.fsync}{every}"
+        print(
+            f"durable window: requests acknowledged once in {storage.directory}/window ({sync}, "
+            f"max_size_mib={storage.max_size_mib:g}, when_full: {storage.when_full})"
+        )
+    journal = journal_paths(sampling)
+    if journal is not None:
+        print(f"decisions: journaled in {journal[1]}, compacted into {journal[0]}")
     print("policies (a trace is kept when any samples it):")
     for policy_config in sampling.policies:
         policy = policy_config.build(lambda: 0.0)
@@ -190,6 +206,13 @@ def _exporter_security(exporter: object) -> str:
     tls = getattr(exporter, "tls", None)
     headers = getattr(exporter, "headers", None) or {}
     parts = []
+    if isinstance(exporter, OtlpExporterConfig | OtlpHttpExporterConfig | ZipkinExporterConfig):
+        if not exporter.uses_tls():
+            parts.append("plaintext")
+        elif isinstance(exporter, OtlpExporterConfig) and "://" not in exporter.endpoint:
+            parts.append("TLS: a bare host:port is TLS, as in the Collector; tls.insecure: true for plaintext")
+        else:
+            parts.append("TLS")
     if tls is not None:
         if tls.ca_file:
             parts.append(f"CA {tls.ca_file}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sampler import __version__
 from sampler.clock import Clock, monotonic
 from sampler.config.model import Config
-from sampler.decide.cache import DecisionFile
+from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
 from sampler.decide.explain import DecisionLookup
 from sampler.decide.reload import ConfigReloader
@@ -25,7 +25,7 @@ from sampler.receive.grpc import GrpcReceiver
 from sampler.receive.http import HttpReceiver
 from sampler.receive.ingest import Ingest
 from sampler.receive.zipkin import ZipkinReceiver
-from sampler.spans.trace import TraceSpans
+from sampler.spans.trace import LogPosition, TraceSpans
 from sampler.telemetry.admin import AdminServer
 from sampler.telemetry.console import Console
 from sampler.telemetry.logs import effective_config
@@ -68,7 +68,7 @@ class Daemon:
             for exporter in self.exporters:
                 exporter.tracer = self.self_tracing.tracer
         self.fanout = Fanout(self.exporters, hold_when_full=config.tail_sampling.block_on_overflow, clock=clock)
-        self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock)
+        self.batcher = Batcher(config.batch, self._deliver, self.metrics, clock, release=self._release)
         self.span_metrics: SpanMetrics | None = None
         keep = self.batcher.add
         if config.span_metrics.enabled:
@@ -76,11 +76,11 @@ class Daemon:
             self.metrics.registry.register(self.span_metrics)
             keep = self._keep_with_exemplar
         self.sampler = TailSampler(config.tail_sampling, keep, self.metrics, clock, forward=self.fanout)
-        self.decisions = DecisionFile(
-            config.tail_sampling.decision_cache.persist_path, self.sampler.sampled_cache, self.sampler.not_sampled_cache
-        )
+        self.durable = DurableWindow(config.tail_sampling, self.sampler, self.metrics, clock)
         untraced = self.batcher.add_logs if config.tail_sampling.untraced_logs == "pass_through" else None
-        self.ingest = ingest = Ingest(self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics)
+        self.ingest = ingest = Ingest(
+            self.sampler, self.metrics, config.receivers.otlp, untraced, self.span_metrics, self.durable
+        )
         protocols = config.receivers.otlp.protocols
         self.grpc_receiver = GrpcReceiver(protocols.grpc, ingest) if protocols.grpc else None
         self.http_receiver = HttpReceiver(protocols.http, ingest) if protocols.http else None
@@ -118,6 +118,9 @@ class Daemon:
     def _deliver(self, payload: Payload) -> None:
         self.fanout.deliver(payload)
 
+    def _release(self, positions: list[LogPosition]) -> None:
+        self.durable.release(positions)
+
     def _readiness(self) -> tuple[bool, str]:
         if not self._ready:
             return False, "not ready: starting or shutting down"
@@ -126,12 +129,13 @@ class Daemon:
         return True, f"ready: {len(listening)} receiver(s) listening, {len(self.exporters)} exporter(s) running"
 
     async def start(self) -> None:
-        await self.decisions.load()
+        await self.durable.open()
         # Reads the token file: may raise OSError.
         self.admin.middlewares += admin_middlewares(self.config.admin.auth, self.metrics)
         await self.admin.start()
         for exporter in self.exporters:
             await exporter.start()
+        await self.durable.recover()
         if self.grpc_receiver:
             await self.grpc_receiver.start()
         if self.http_receiver:
@@ -272,8 +276,9 @@ class Daemon:
         self.decided_at_shutdown = decided = self.sampler.decide_all()
         self.batcher.flush()
         await self.fanout.drain(deadline)
-        await self.decisions.save()
         await asyncio.gather(*(exporter.shutdown(deadline) for exporter in self.exporters))
+        # After the exporters: what they took is settled in the window's log, the rest stays for the next start.
+        await self.durable.close()
         if self.self_tracing is not None:
             await asyncio.to_thread(self.self_tracing.shutdown)
         if self._was_serving:

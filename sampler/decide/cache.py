@@ -1,6 +1,6 @@
 """The decision caches: which trace IDs were kept or dropped, so late spans follow the decision
-already made; and their file (tail_sampling.decision_cache.persist_path), saved on shutdown and
-loaded on start, so they do so across a restart too.
+already made; and their snapshot file (tail_sampling.decision_cache.persist_path), into which the
+decision journal (journal.py) is compacted, so they do so across a restart too.
 
 File format version 2, little-endian:
 
@@ -21,8 +21,6 @@ the new one, never half of one.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import struct
 import zlib
@@ -32,10 +30,6 @@ from itertools import islice
 from pathlib import Path
 from struct import Struct
 from typing import Any
-
-from sampler.decide.outcome import restored
-
-log = logging.getLogger(__name__)
 
 # What one remembered trace costs: its ID, dict slot and linked-list node, the note of its
 # decision (outcome.py: one int, ~52 B for up to 16 policies) and, for kept traces, the
@@ -198,51 +192,3 @@ def save(path: Path, kept: Iterable[KeptEntry], dropped: Iterable[bytes]) -> Non
 def load(path: Path) -> tuple[list[KeptEntry], list[bytes]]:
     """The caches saved in `path`; raises OSError (FileNotFoundError if none) or DecisionFileError."""
     return decode(path.read_bytes())
-
-
-class DecisionFile:
-    """The caches' file: loaded into them on start, saved from them on stop. With no path, neither."""
-
-    def __init__(self, path: str | None, kept: DecisionCache, dropped: DecisionCache) -> None:
-        self.path = Path(path) if path else None
-        self._kept = kept
-        self._dropped = dropped
-        self._loaded = False
-
-    async def load(self) -> None:
-        """Fill the caches from the file; a missing file is logged, an unreadable one logged and ignored."""
-        path = self.path
-        if path is None:
-            return
-        try:
-            kept, dropped = await asyncio.to_thread(load, path)
-        except FileNotFoundError:
-            log.info("no saved trace decisions in %s yet", path)
-        except (OSError, DecisionFileError) as exc:
-            log.error("ignoring saved trace decisions in %s: %s", path, exc)
-        else:
-            for trace_id, record, forwarded, threshold in kept:
-                self._kept.add(trace_id, (record, forwarded, threshold, restored(forwarded)))
-            dropped_note = restored()
-            for trace_id in dropped:
-                self._dropped.add(trace_id, dropped_note)
-            log.info("loaded %d kept and %d dropped trace decisions from %s", len(kept), len(dropped), path)
-        # Saved on stop only once loaded, so a failed start never overwrites the file with less.
-        self._loaded = True
-
-    async def save(self) -> None:
-        """Write the caches to the file (a failure is logged: the daemon is stopping anyway)."""
-        path = self.path
-        if path is None or not self._loaded:
-            return
-        kept = [
-            (trace_id, record, forwarded, threshold)
-            for trace_id, (record, forwarded, threshold, _) in self._kept.items()
-        ]
-        dropped = [trace_id for trace_id, _ in self._dropped.items()]
-        try:
-            await asyncio.to_thread(save, path, kept, dropped)
-        except (OSError, ValueError) as exc:  # ValueError: an entry the format cannot hold
-            log.error("cannot save trace decisions to %s: %s", path, exc)
-            return
-        log.info("saved %d kept and %d dropped trace decisions to %s", len(kept), len(dropped), path)

@@ -14,11 +14,13 @@ from typing import Any, NamedTuple, Protocol
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import SAMPLED_ENTRY_BYTES, DecisionCache
+from sampler.decide.journal import DecisionJournal
 from sampler.decide.outcome import NoteMaker, PolicySet, answer_bits, answered, with_late_spans
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView, Weight
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
+from sampler.window.log import segment_of
 from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,8 @@ class TailSampler:
         self.not_sampled_cache = DecisionCache(config.decision_cache.non_sampled_cache_size)
         self.policies: list[Policy] = []
         self._tally: TallyCounter[Any] = TallyCounter()
+        # Decisions are journaled as they are made when set (decision_cache.persist_path, storage).
+        self.journal: DecisionJournal | None = None
         # What the decision caches remember of each decision (outcome.py) refers to these.
         self.started = clock()
         self.policy_sets: OrderedDict[int, PolicySet] = OrderedDict()
@@ -253,9 +257,12 @@ class TailSampler:
             for counter, amount in tally.items():
                 counter.inc(amount)
             tally.clear()
+        if self.journal is not None:
+            self.journal.flush()
 
-    def ingest(self, batch: DecodedBatch) -> int:
-        """Take the spans of one request. Returns how many traces were new."""
+    def ingest(self, batch: DecodedBatch, arrived: float | None = None) -> int:
+        """Take the spans of one request, arrived now or at `arrived` (on the clock: a request
+        read back from the window's log). Returns how many traces were new."""
         window = self.window
         tally = self._tally
         max_size = self._max_trace_bytes
@@ -284,6 +291,7 @@ class TailSampler:
                     tally[self._late_too_large] += fragment.span_count
                     if fragment.log_count:
                         tally[self._logs["late_dropped"]] += fragment.log_count
+                    self._settle(fragment)
                     continue
                 self.sampled_cache.update(trace_id, (record, forwarded + fragment.nbytes, threshold, note))
                 tally[self._late_kept] += fragment.span_count
@@ -296,18 +304,19 @@ class TailSampler:
                 tally[self._late_dropped] += fragment.span_count
                 if fragment.log_count:
                     tally[self._logs["late_dropped"]] += fragment.log_count
+                self._settle(fragment)
             else:
                 new_traces += 1
                 if max_size and fragment.nbytes > max_size:
-                    fragment.first_seen = self._clock()
+                    fragment.first_seen = self._clock() if arrived is None else arrived
                     self._record(fragment, False, "too_large")
                     continue
                 if max_spans and fragment.span_count >= max_spans:
-                    fragment.first_seen = self._clock()
+                    fragment.first_seen = self._clock() if arrived is None else arrived
                     tally[self._early["span_limit"]] += 1
                     self._decide(fragment, "span_limit")
                     continue
-                evicted = window.add(fragment)
+                evicted = window.add(fragment, arrived)
                 if evicted is not None:
                     tally[self._early["overflow"]] += 1
                     self._decide(evicted, "overflow")
@@ -330,6 +339,29 @@ class TailSampler:
             excess -= memory_of(trace)  # before deciding: a decision record may rewrite the trace
             self._tally[counter] += 1
             self._decide(trace, "memory")
+
+    def decide_early_from(self, segment: int) -> int:
+        """tail_sampling.storage full, with when_full: decide_early: decide, oldest first, every
+        trace with fragments in the window's log up to `segment`, so its segments can be freed."""
+        window = self.window
+        count = 0
+        counter = self._early["storage"]
+        while (
+            (trace := window.oldest()) is not None
+            and (held := trace.log_positions) is not None
+            and segment_of(held if isinstance(held, int) else held[0]) <= segment
+        ):
+            window.discard(trace)
+            self._tally[counter] += 1
+            self._decide(trace, "storage")
+            count += 1
+        self._flush_tally()
+        return count
+
+    def _settle(self, fragment: TraceSpans) -> None:
+        """A fragment not forwarded (its trace dropped) is done with, once its decision is journaled."""
+        if fragment.log_positions is not None and self.journal is not None:
+            self.journal.settle_after(fragment.log_positions)
 
     def _decide_on_ingest(self, trace: TraceSpans) -> None:
         """span-ingest: a trace is kept as soon as a policy samples what has arrived of it
@@ -466,15 +498,21 @@ class TailSampler:
         tally[self._decided[(kept, trigger)]] += 1
         if note is None:
             note = self.note(trace, trigger, evaluated=False)
+        journal = self.journal
         if kept:
             threshold = weight.threshold if weight is not None else None
             self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, threshold, note))
+            if journal is not None:
+                journal.kept(trace.trace_id, record, trace.nbytes, threshold)
             tally[self._spans_kept] += trace.span_count
             if trace.log_count:
                 tally[self._logs["kept"]] += trace.log_count
             self._keep(trace)
         else:
             self.not_sampled_cache.add(trace.trace_id, note)
+            if journal is not None:
+                journal.dropped(trace.trace_id)
+                self._settle(trace)
             tally[self._spans_dropped] += trace.span_count
             if trace.log_count:
                 tally[self._logs["dropped"]] += trace.log_count

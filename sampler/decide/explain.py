@@ -31,6 +31,7 @@ _WHEN = {
     "too_large": "as soon as its spans exceeded maximum_trace_size_bytes",
     "ingest": "as its spans arrived (sampling_strategy: span-ingest)",
     "offline": "offline, from the whole trace as recorded",
+    "storage": "early: the window's log was full (tail_sampling.storage, when_full: decide_early)",
 }
 
 

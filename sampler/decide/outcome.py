@@ -39,6 +39,7 @@ TRIGGERS = (
     "too_large",
     "ingest",
     "offline",
+    "storage",
 )
 TRIGGER_CODES = {name: code for code, name in enumerate(TRIGGERS)}
 # A policy's answer, 2 bits: 0 means it was not asked (sample_on_first_match, a drop before it,

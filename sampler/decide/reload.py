@@ -68,10 +68,11 @@ class ConfigReloader:
         self._digest = file_digest(self.path)
         try:
             new = self.transform(load_config(self.path) if text is None else parse_config(text, str(self.path)))
-        except ConfigError as exc:
+        except Exception as exc:  # ConfigError, or content the loader has no words for: never fatal
             self._metrics.config_reloads.labels("failure").inc()
             self._metrics.config_last_reload_successful.set(0)
-            log.error("config reload rejected; the running policies stay in effect: %s", exc)
+            reason = exc if isinstance(exc, ConfigError) else f"{self.path}: {type(exc).__name__}: {exc}"
+            log.error("config reload rejected; the running policies stay in effect: %s", reason)
             return False
         self._sampler.apply(new.tail_sampling)
         ignored = restart_only_changes(self.config, new)
@@ -88,9 +89,14 @@ class ConfigReloader:
         return True
 
     async def watch(self, interval: float) -> None:
-        """Reload whenever the file's content changes; runs until cancelled."""
+        """Reload whenever the file's content changes; runs until cancelled, whatever the file holds."""
         while True:
             await asyncio.sleep(interval)
             digest = file_digest(self.path)
             if digest is not None and digest != self._digest:
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # applying a valid config failed: a bug, but the watcher goes on
+                    self._metrics.config_reloads.labels("failure").inc()
+                    self._metrics.config_last_reload_successful.set(0)
+                    log.exception("config reload of %s failed; the running policies stay in effect", self.path)

@@ -67,10 +67,22 @@ class GrpcReceiver:
         return await self._serve(data, context, self._accept_logs)
 
     async def _accept_traces(self, data: bytes, left: float | None) -> bytes:
-        return (await self._ingest.accept(parse_protobuf(data), "grpc", left)).SerializeToString()
+        try:
+            request = parse_protobuf(data)
+        except BadRequest:
+            raise
+        except Exception as exc:  # a gap in the decoder: still the body's fault
+            raise BadRequest(self._ingest.unreadable("grpc", "protobuf ExportTraceServiceRequest", exc)) from None
+        return (await self._ingest.accept(request, "grpc", left)).SerializeToString()
 
     async def _accept_logs(self, data: bytes, left: float | None) -> bytes:
-        return (await self._ingest.accept_logs(parse_logs_protobuf(data), "grpc", left)).SerializeToString()
+        try:
+            request = parse_logs_protobuf(data)
+        except BadRequest:
+            raise
+        except Exception as exc:  # a gap in the decoder: still the body's fault
+            raise BadRequest(self._ingest.unreadable("grpc", "protobuf ExportLogsServiceRequest", exc)) from None
+        return (await self._ingest.accept_logs(request, "grpc", left)).SerializeToString()
 
     async def _serve(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes], accept: _Accept) -> bytes:
         if self._auth is not None:

@@ -35,7 +35,7 @@ import itertools
 import logging
 import socket
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from sampler.decide.engine import TailSampler
@@ -205,6 +205,15 @@ async def _no_wait() -> bool:
     return True
 
 
+# What the owner of traces does with a batch before its engine takes it: with durable window
+# storage, append it to the window's log (Ingest.store); raises WindowFull when it cannot.
+Store = Callable[[DecodedBatch, float], Awaitable[None]]
+
+
+async def _nothing_to_store(batch: DecodedBatch, budget: float) -> None:
+    return None
+
+
 def _batch(fragments: Sequence[TraceSpans]) -> DecodedBatch:
     return DecodedBatch(traces={fragment.trace_id: fragment for fragment in fragments})
 
@@ -220,18 +229,19 @@ class Router:
         links: Mapping[int, PeerLink],
         metrics: Metrics,
         confirm: bool = False,
+        store: Store = _nothing_to_store,
     ) -> None:
-        """`confirm`: answer the client only once every owner confirmed it took its part."""
+        """`confirm`: answer the client only once every owner confirmed it took its part.
+        `store`: what this worker does with its own part before its engine takes it."""
         self.index = index
         self.workers = workers
         self._sampler = sampler
         self._links = links
         self._confirm = confirm
+        self._store = store
         self._handed_spans = metrics.handoff_spans.labels("sent")
 
-    async def take(
-        self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True
-    ) -> int:
+    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True) -> int:
         """Every fragment of the batch handed to its owner; how many traces were new to this worker
         (the owners count theirs). Raises WindowFull (no room; with block_on_overflow) or
         OwnerUnavailable, having taken none (but see HAND in the module's description)."""
@@ -249,6 +259,7 @@ class Router:
         if not remote:
             if not await sampler.wait_for_room(local, timeout):
                 raise WindowFull(f"no room: the trace window is full; retry in {RETRY_AFTER_SECONDS}s")
+            await self._store(local, budget)
             return sampler.ingest(local)
         if sampler.blocking:
             new_traces = await self._prepare_and_commit(local, remote, timeout, budget)
@@ -258,9 +269,15 @@ class Router:
                 await self._take_remote(remote, budget)
             else:
                 await asyncio.gather(*(self._links[owner].hand(body, budget) for owner, body in remote.items()))
-            new_traces = sampler.ingest(local) if local.traces else 0
+            new_traces = await self._take_local(local, budget)
         self._handed_spans.inc(batch.span_count - sum(fragment.span_count for fragment in local.traces.values()))
         return new_traces
+
+    async def _take_local(self, local: DecodedBatch, budget: float) -> int:
+        if not local.traces:
+            return 0
+        await self._store(local, budget)
+        return self._sampler.ingest(local)
 
     async def _take_remote(self, remote: dict[int, bytes], budget: float) -> None:
         calls = [self._links[owner].call(TAKE, body, budget) for owner, body in remote.items()]
@@ -302,7 +319,7 @@ class Router:
             *(self._links[owner].call(COMMIT, _NUMBER.pack(number), budget) for owner, number in prepared.items()),
             return_exceptions=True,
         )
-        new_traces = sampler.ingest(local) if local.traces else 0
+        new_traces = await self._take_local(local, budget)
         for owner, commit in zip(prepared, commits, strict=True):
             if isinstance(commit, BaseException) or commit.status != OK:
                 # Past the point of no return: the other parts are taken. The client is told to
@@ -332,10 +349,13 @@ class HandoffServer:
         sampler: TailSampler,
         metrics: Metrics,
         admit: Callable[[socket.socket], bool] = lambda peer: True,
+        store: Store = _nothing_to_store,
     ) -> None:
-        """`admit`: whether the process that connected may hand fragments over."""
+        """`admit`: whether the process that connected may hand fragments over. `store`: what this
+        worker (the owner) does with a part before its engine takes it (see Router)."""
         self._listener = listener
         self._admit = admit
+        self._store = store
         self._sampler = sampler
         self._decoder = FragmentDecoder()
         self._server: asyncio.Server | None = None
@@ -391,7 +411,13 @@ class HandoffServer:
                     if kind == HAND:
                         self._take(*self._decode(body))
                     elif kind == TAKE:
-                        reply(number, OK, self._take(*self._decode(body)))
+                        batch, protocol = self._decode(body)
+                        try:
+                            await self._store(batch, HANDOFF_TIMEOUT_SECONDS)
+                        except WindowFull as refusal:
+                            reply(number, REFUSED, 0, str(refusal))
+                        else:
+                            reply(number, OK, self._take(batch, protocol))
                     elif kind == SYNC:
                         reply(number, OK)
                     elif kind == PREPARE:
@@ -410,7 +436,12 @@ class HandoffServer:
                         else:
                             # Taken even if the room found at PREPARE has gone meanwhile: the window
                             # then decides its oldest traces early, as for a batch too big to wait for.
-                            reply(number, OK, self._take(*ready))
+                            try:
+                                await self._store(ready[0], HANDOFF_TIMEOUT_SECONDS)
+                            except WindowFull as refusal:
+                                reply(number, FAILED, 0, str(refusal))
+                            else:
+                                reply(number, OK, self._take(*ready))
                     elif kind == ABORT:
                         (concluded,) = _NUMBER.unpack_from(body)
                         prepared.pop(concluded, None)

@@ -158,6 +158,10 @@ class HttpReceiver:
         except BadRequest as exc:
             self._ingest.count_failure("http", "invalid")
             return _status_response(400, _INVALID_ARGUMENT, str(exc), content_type)
+        except Exception as exc:  # a gap in a decoder: still the body's fault, never a 500
+            self._ingest.count_failure("http", "invalid")
+            what = "OTLP JSON request" if content_type == JSON else "protobuf export request"
+            return _status_response(400, _INVALID_ARGUMENT, self._ingest.unreadable("http", what, exc), content_type)
         try:
             response = await accept(parsed, "http", left)
         except WindowFull as exc:

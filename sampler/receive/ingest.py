@@ -4,6 +4,7 @@ to the sampler, count it, and say which spans (or log records) were refused."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,17 +20,22 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from sampler.config.receivers import OtlpReceiverConfig
+from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
 from sampler.receive.split import RequestSplitter
 from sampler.receive.split_logs import LogSplitter
 from sampler.spans.trace import DecodedBatch, ScopeKey
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
+from sampler.window.log import StorageFull
+
+log = logging.getLogger(__name__)
 
 # Where log records that name no trace go (the batcher), or None to drop them.
 PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
 
 PROTOCOLS = ("grpc", "http", "zipkin")
+_UNREADABLE_LOG_EVERY = 1000
 # When a client refused for a full window should retry.
 RETRY_AFTER_SECONDS = 1
 _REFUSAL = f"no room: the trace window is full or the exporters are backed up; retry in {RETRY_AFTER_SECONDS}s"
@@ -40,6 +46,14 @@ class WindowFull(Exception):
 
     # What tail_sampler_receiver_requests_total counts the refusal as.
     result = "backpressure"
+
+
+class StorageRefused(WindowFull):
+    """tail_sampling.storage could not take a request: its log is full or cannot be written."""
+
+    def __init__(self, message: str, result: str) -> None:
+        super().__init__(message)
+        self.result = result  # storage_full or storage_error
 
 
 class Handover(Protocol):
@@ -60,8 +74,10 @@ class Ingest:
         config: OtlpReceiverConfig | None = None,
         untraced_logs: PassThrough | None = None,
         span_metrics: SpanMetrics | None = None,
+        durable: DurableWindow | None = None,
     ) -> None:
         self._sampler = sampler
+        self._durable = durable
         self.metrics = metrics
         self._span_metrics = span_metrics
         config = config or OtlpReceiverConfig()
@@ -80,6 +96,7 @@ class Ingest:
         self._truncated_values = {
             p: metrics.limited_attributes.labels(p, "attribute_value_length_limit") for p in PROTOCOLS
         }
+        self._unreadable = 0
         self._refused_connections = metrics.refused_connections
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
@@ -111,17 +128,7 @@ class Ingest:
         `deadline` seconds pass (block_on_overflow_timeout when None); raises WindowFull if
         there is none by then (the client should retry)."""
         batch = self._splitter.split(request)
-        if self.handover is not None:
-            try:
-                new_traces = await self.handover.take(batch, protocol, deadline)
-            except WindowFull as refusal:
-                self._requests.labels(protocol, refusal.result).inc()
-                raise
-        else:
-            if not await self._sampler.wait_for_room(batch, deadline):
-                self._requests.labels(protocol, "backpressure").inc()
-                raise WindowFull(_REFUSAL)
-            new_traces = self._sampler.ingest(batch)
+        new_traces = await self._take(batch, protocol, deadline)
         if self._span_metrics is not None:
             self._span_metrics.count_request(request, check_ids=batch.rejected_spans > batch.over_limit_spans)
         self._spans[protocol].inc(batch.span_count)
@@ -150,18 +157,8 @@ class Ingest:
         """Ingest a logs request: records naming a trace join it in the window (or follow its
         decision), the others pass through or are dropped. Raises WindowFull as accept() does."""
         batch = self._log_splitter.split(request)
-        if self.handover is not None:
-            try:
-                await self.handover.take(batch, protocol, deadline, count_traces=False)
-            except WindowFull as refusal:
-                self._requests.labels(protocol, refusal.result).inc()
-                raise
-        else:
-            if not await self._sampler.wait_for_room(batch, deadline):
-                self._requests.labels(protocol, "backpressure").inc()
-                raise WindowFull(_REFUSAL)
-            if batch.traces:
-                self._sampler.ingest(batch)
+        if batch.traces:
+            await self._take(batch, protocol, deadline, count_traces=False)
         untraced = batch.untraced_log_count
         if untraced:
             if self._untraced_logs is not None:
@@ -183,8 +180,48 @@ class Ingest:
             self._requests.labels(protocol, "ok").inc()
         return response
 
+    async def _take(self, batch: DecodedBatch, protocol: str, deadline: float | None, count_traces: bool = True) -> int:
+        """The batch's traces into the window (with workers: each to the worker owning it); how many
+        were new. Raises WindowFull (counted by its result) when they cannot all be taken."""
+        try:
+            if self.handover is not None:
+                return await self.handover.take(batch, protocol, deadline, count_traces)
+            if not await self._sampler.wait_for_room(batch, deadline):
+                raise WindowFull(_REFUSAL)
+            await self.store(batch, self._sampler.wait_budget(deadline))
+            return self._sampler.ingest(batch)
+        except WindowFull as refusal:
+            self._requests.labels(protocol, refusal.result).inc()
+            raise
+
+    async def store(self, batch: DecodedBatch, budget: float) -> None:
+        """tail_sampling.storage: a batch is taken into the window (and its request acknowledged)
+        only once it is in the window's log. Raises StorageRefused if it cannot be, within `budget`
+        seconds. The workers' hand-over calls this too, in the worker that owns the traces."""
+        if self._durable is None:
+            return
+        try:
+            await self._durable.admit(batch, budget)
+        except StorageFull as exc:
+            raise StorageRefused(f"{exc}; retry in {RETRY_AFTER_SECONDS}s", exc.reason) from None
+
     def count_failure(self, protocol: str, result: str) -> None:
         self._requests.labels(protocol, result).inc()
+
+    def unreadable(self, protocol: str, what: str, exc: Exception) -> str:
+        """A body its decoder failed on without a reason of its own (a gap in the decoder), to be
+        answered 4xx and counted invalid like any malformed body: logged, the first time and then
+        every _UNREADABLE_LOG_EVERY times, so the gap gets closed. Returns the message."""
+        if self._unreadable % _UNREADABLE_LOG_EVERY == 0:
+            log.warning(
+                "%s receiver: a %s could not be decoded (%s: %s); answered 400. Please report it with the body.",
+                protocol,
+                what,
+                type(exc).__name__,
+                exc,
+            )
+        self._unreadable += 1
+        return f"malformed {what}: it cannot be decoded ({type(exc).__name__})"
 
     def count_refused_connection(self, protocol: str, reason: str) -> None:
         self._refused_connections.labels(protocol, reason).inc()

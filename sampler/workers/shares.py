@@ -60,8 +60,18 @@ def worker_config(config: Config, index: int, workers: int, ports: Mapping[str, 
 
 def _tail_sampling(sampling: TailSamplingConfig, index: int, workers: int) -> TailSamplingConfig:
     cache = sampling.decision_cache
+    storage = sampling.storage
+    if storage is not None:
+        # The window's log and decision journal of this worker's traces, in a directory of its own.
+        storage = storage.model_copy(
+            update={
+                "directory": worker_directory(storage.directory, index),
+                "max_size_mib": storage.max_size_mib / workers,
+            }
+        )
     return sampling.model_copy(
         update={
+            "storage": storage,
             "num_traces": _share(sampling.num_traces, workers),
             "expected_new_traces_per_sec": _share(sampling.expected_new_traces_per_sec, workers),
             "memory_limit_mib": sampling.memory_limit_mib / workers,

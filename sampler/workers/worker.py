@@ -55,7 +55,7 @@ def _confirm(config: Config) -> bool:
     """Whether a client is answered only once the owners confirmed they took its spans: when
     the owners store what they take before answering (durable window storage), so that an
     answer means the spans are stored. A window in memory is as safe as the socket to it."""
-    return getattr(config.tail_sampling, "storage", None) is not None
+    return config.tail_sampling.storage is not None
 
 
 class Worker:
@@ -68,10 +68,13 @@ class Worker:
             self.daemon.reloader.transform = lambda new: worker_config(new, plan.index, plan.workers, plan.ports)
         sampler = self.daemon.sampler
         links = {index: PeerLink(index, path) for index, path in plan.peers.items()}
-        self.router = Router(plan.index, plan.workers, sampler, links, self.daemon.metrics, confirm=_confirm(shared))
-        self.daemon.ingest.handover = self.router
+        ingest = self.daemon.ingest
+        self.router = Router(
+            plan.index, plan.workers, sampler, links, self.daemon.metrics, confirm=_confirm(shared), store=ingest.store
+        )
+        ingest.handover = self.router
         self.handoff = HandoffServer(
-            socket.socket(fileno=plan.handoff_fd), sampler, self.daemon.metrics, admit=_same_user
+            socket.socket(fileno=plan.handoff_fd), sampler, self.daemon.metrics, admit=_same_user, store=ingest.store
         )
         admin = self.daemon.admin
         admin.sock = socket.socket(fileno=plan.admin_fd)

@@ -2,6 +2,8 @@
 
 Run:  python tests/bench/cpu_bench.py                         (about 5 minutes)
       python tests/bench/cpu_bench.py --daemon-workers 1,2 --duration 20 --repeats 3
+      python tests/bench/cpu_bench.py --no-collector --daemon-workers 1 --storage off,interval
+                                                   (the cost of the durable window, same run)
 
 Everything runs on this machine over loopback, in separate processes:
   load -> server under test -> sink
@@ -14,6 +16,9 @@ one server at a time, each with a sink of its own, in the same run:
                  daemon that rejects that key runs N=1 without it and reports N>1 unsupported.
                  --span-metrics off turns the span metrics (span_metrics.enabled, on as shipped)
                  off; `both` runs each variant with them on and off, to price them per span.
+                 And one per --storage value: `off` (the default) runs without tail_sampling.storage,
+                 `never`, `interval` or `always` with the durable window on, its log in a fresh
+                 directory under the run's temporary directory (fsync_interval as shipped: 1s).
   Collector      tests/collector (v0.161.0) with tail_sampling (the same policy and the same
                  decision_wait, decision_wait_after_root_received, num_traces and decision caches,
                  num_shards = --collector-shards) and batch, on every core (GOMAXPROCS default).
@@ -220,16 +225,25 @@ def shipped_tail_sampling(num_traces: int) -> dict[str, Any]:
 
 
 class Daemon(Server):
-    def __init__(self, workdir: Path, workers: int, num_traces: int, span_metrics: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, workers: int, num_traces: int, span_metrics: bool = True, storage: str = "off"
+    ) -> None:
         super().__init__(workdir)
         self.workers = workers
         self.admin_port = 0
         self.span_metrics = span_metrics
-        suffix = "" if span_metrics else "-no-span-metrics"
+        self.storage = storage
+        self.starts = 0
+        suffix = ("" if span_metrics else "-no-span-metrics") + ("" if storage == "off" else f"-storage-{storage}")
         self.config_path = workdir / f"sampler-workers-{workers}{suffix}.yaml"
         self.num_traces = num_traces
         self.with_workers_key = True
-        self.label = f"tail-sampler, workers: {workers}" + ("" if span_metrics else ", span metrics off")
+        self.label = f"tail-sampler, workers: {workers}" + self.variant()
+
+    def variant(self) -> str:
+        return ("" if self.span_metrics else ", span metrics off") + (
+            f", storage (fsync: {self.storage})" if self.storage != "off" else ""
+        )
 
     def config(self, sink_port: int) -> dict[str, Any]:
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -246,6 +260,10 @@ class Daemon(Server):
             config["span_metrics"] = {"enabled": False}
         if self.with_workers_key:
             config["workers"] = self.workers
+        if self.storage != "off":
+            # A fresh directory per start: a run must not replay what an earlier one left.
+            directory = self.workdir / f"storage-{self.workers}-{self.storage}-{self.starts}"
+            config["tail_sampling"]["storage"] = {"directory": str(directory), "fsync": self.storage}
         return config
 
     def sampler(self, *args: str) -> list[str]:
@@ -260,12 +278,13 @@ class Daemon(Server):
         )
         if check.returncode == 0:
             return
+        if self.storage != "off" and "'storage'" in check.stderr:
+            self.unsupported = "`tail-sampler check` does not know tail_sampling.storage"
+            return
         rejected = "'workers'" in check.stderr
         if rejected and self.workers == 1:
             self.with_workers_key = False
-            self.label = "tail-sampler (one process, no `workers` key)" + (
-                "" if self.span_metrics else ", span metrics off"
-            )
+            self.label = "tail-sampler (one process, no `workers` key)" + (self.variant())
         elif rejected:
             reason = check.stderr.strip().splitlines()[-1].split(": ", 2)[-1].split(" (")[0].split(";")[0]
             self.unsupported = f"`tail-sampler check` says {reason!r}"
@@ -274,6 +293,7 @@ class Daemon(Server):
 
     def command(self, sink_port: int) -> list[str]:
         self.grpc_port, self.admin_port = bench.free_port(), bench.free_port()
+        self.starts += 1
         self.config_path.write_text(yaml.safe_dump(self.config(sink_port), sort_keys=False))
         return self.sampler("run", "--config", str(self.config_path))
 
@@ -477,7 +497,13 @@ def summarize(server: Server, runs: list[dict[str, Any]]) -> dict[str, Any]:
     def median(key: str) -> float:
         return statistics.median(run[key] for run in runs)
 
+    variant = (
+        {"workers": server.workers, "storage": server.storage, "span_metrics": server.span_metrics}
+        if isinstance(server, Daemon)
+        else {}
+    )
     return {
+        **variant,
         "label": server.label,
         "runs": len(runs),
         "whole_runs": sum(run["check"]["whole"] for run in runs),
@@ -521,6 +547,30 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
         )
 
 
+def print_storage_cost(summaries: list[dict[str, Any]]) -> None:
+    """The durable window's cost: each storage variant against the same daemon without storage."""
+    measured = [s for s in summaries if "storage" in s and "rate" in s]
+    for s in measured:
+        if s["storage"] == "off":
+            continue
+        base = next(
+            (
+                b
+                for b in measured
+                if b["storage"] == "off" and b["workers"] == s["workers"] and b["span_metrics"] == s["span_metrics"]
+            ),
+            None,
+        )
+        if base is None:
+            continue
+        print(
+            f"storage cost, workers: {s['workers']}{'' if s['span_metrics'] else ', span metrics off'}, "
+            f"fsync: {s['storage']} against off (same run): "
+            f"spans/s {s['rate'] / base['rate']:.2f}x, spans per CPU-second "
+            f"{s['spans_per_cpu_second'] / base['spans_per_cpu_second']:.2f}x"
+        )
+
+
 def format_run(index: int, server: Server, result: dict[str, Any]) -> str:
     check = result["check"]
     problems = {key: value for key, value in check.items() if key not in ("whole", "error traces sent") and value}
@@ -550,6 +600,14 @@ def integers(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
 
+def storage_modes(text: str) -> list[str]:
+    modes = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = set(modes) - {"off", "never", "interval", "always"}
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"storage modes are off, never, interval, always; not {sorted(unknown)}")
+    return modes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -568,6 +626,13 @@ def main() -> int:
         "gives each connection to one worker, as it would each of several clients",
     )
     parser.add_argument("--daemon-workers", type=integers, default=[1, 2], help="comma-separated (default: 1,2)")
+    parser.add_argument(
+        "--storage",
+        type=storage_modes,
+        default=["off"],
+        help="tail_sampling.storage for the daemon: off, or its fsync policy (never, interval, always); "
+        "comma-separated, one variant each (default: off)",
+    )
     parser.add_argument(
         "--collector-shards",
         type=integers,
@@ -608,7 +673,10 @@ def main() -> int:
 def run_bench(args: argparse.Namespace, workdir: Path) -> int:
     span_metrics = {"shipped": [True], "off": [False], "both": [True, False]}[args.span_metrics]
     servers: list[Server] = [
-        Daemon(workdir, workers, args.num_traces, on) for workers in args.daemon_workers for on in span_metrics
+        Daemon(workdir, workers, args.num_traces, on, storage)
+        for workers in args.daemon_workers
+        for on in span_metrics
+        for storage in args.storage
     ]
     if not args.no_collector:
         binary = collector_binary(args.build_collector)
@@ -642,6 +710,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> int:
 
     summaries = [summarize(server, results[index]) for index, server in enumerate(servers)]
     print_table(summaries)
+    print_storage_cost(summaries)
     if args.json:
         print(json.dumps(summaries))
     failed = any(not run["check"]["whole"] for runs in results.values() for run in runs)

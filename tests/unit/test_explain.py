@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sampler.decide.cache import DecisionFile, save
+from sampler.decide.cache import load, save
 from sampler.decide.explain import DecisionLookup, TraceIdError, format_text, parse_trace_id
+from sampler.decide.journal import DecisionJournal
 from sampler.decide.outcome import ANSWERS, TRIGGERS, answer_bits, pack, unpack, with_late_spans
 from sampler.policies.base import Decision
 from sampler.policies.registry import POLICIES
@@ -255,7 +256,16 @@ def test_decisions_loaded_from_the_decision_file_say_so(tmp_path: Path):
     path = tmp_path / "decisions.bin"
     save(path, [(b"\x01" * 16, b"", 1234, None)], [b"\x02" * 16])
     h = Harness([KEEP_ALL])
-    asyncio.run(DecisionFile(str(path), h.sampler.sampled_cache, h.sampler.not_sampled_cache).load())
+    journal = DecisionJournal(
+        path, tmp_path / "decisions.bin.journal", h.sampler.sampled_cache, h.sampler.not_sampled_cache, h.metrics
+    )
+
+    async def load_then(work: Any) -> None:
+        await journal.open()
+        work()
+        await journal.close()  # compacts: the snapshot is written again
+
+    asyncio.run(load_then(lambda: None))
     lookup = lookup_of(h)
     kept, dropped = lookup.decision(b"\x01" * 16), lookup.decision(b"\x02" * 16)
     assert kept["decision"] == "kept" and kept["trigger"] == "restored" and kept["bytes"] == 1234
@@ -263,7 +273,7 @@ def test_decisions_loaded_from_the_decision_file_say_so(tmp_path: Path):
     assert dropped["decision"] == "dropped" and dropped["trigger"] == "restored"
     assert lookup.decision(b"\x03" * 16) is None
     # And they are saved again as they were.
-    asyncio.run(DecisionFile(str(path), h.sampler.sampled_cache, h.sampler.not_sampled_cache).save())
+    assert load(path) == ([(b"\x01" * 16, b"", 1234, None)], [b"\x02" * 16])
 
 
 def test_recent_decisions_are_newest_first():

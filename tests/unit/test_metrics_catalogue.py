@@ -30,6 +30,8 @@ BOUNDED_LABELS = {
     "direction",
     "worker",  # a worker's index: below the `workers` key, at most 256
     "outcome",
+    "state",  # undecided, kept, dropped
+    "store",  # window, decisions
 }
 
 # Base units, as Prometheus names them; a metric measuring one of these quantities ends with its unit.
