@@ -34,7 +34,8 @@ class FragmentError(ValueError):
     """Bytes that are not an encoding of fragments (a bug or a torn message)."""
 
 
-def encode_fragments(traces: Iterable[TraceSpans]) -> bytes:
+def encode_fragments(traces: Iterable[TraceSpans], prefix: bytes = b"") -> bytes:
+    """The fragments as one buffer, after `prefix` (a header of the caller's, joined in the same copy)."""
     keys: dict[ScopeKey, int] = {}
     body: list[bytes | bytearray] = []
     count = 0
@@ -66,13 +67,14 @@ def encode_fragments(traces: Iterable[TraceSpans]) -> bytes:
                     keys[key] = index = len(keys)
                 body.append(pack_group(index, len(framed)))
                 body.append(framed)
-    head: list[bytes] = [_COUNT.pack(len(keys))]
+    head: list[bytes | bytearray] = [prefix, _COUNT.pack(len(keys))]
     for resource, scope in keys:
         head.append(_KEY_LENGTHS.pack(len(resource), len(scope)))
         head.append(resource)
         head.append(scope)
     head.append(_COUNT.pack(count))
-    return b"".join(head) + b"".join(body)
+    head += body
+    return b"".join(head)
 
 
 class FragmentDecoder:
@@ -91,7 +93,7 @@ class FragmentDecoder:
             self._interned[key] = interned = key
         return interned
 
-    def decode(self, data: bytes) -> list[TraceSpans]:
+    def decode(self, data: bytes | memoryview) -> list[TraceSpans]:
         try:
             return self._decode(memoryview(data))
         except (struct.error, IndexError) as exc:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import WindowStorageConfig
+from sampler.spans.fragments import FragmentDecoder
 from sampler.spans.trace import DecodedBatch, LogPosition, TraceSpans
 from sampler.storage.format import (
     RECORD_HEADER,
@@ -195,13 +196,14 @@ class WindowLog:
             settled.setdefault(offset, set()).add(index)
         path = self.directory / segment_name(seq)
         records = []
+        decoder = FragmentDecoder()
         for offset in scan.offsets:
             payload = read_record(path, offset)
             if payload is None:
                 self._corrupt.inc()
                 continue
             try:
-                arrival, decoded = fragments.decode(payload)
+                arrival, decoded = fragments.decode(payload, decoder)
             except fragments.DamagedRecordError as exc:
                 self._corrupt.inc()
                 log.error("window log: record at %d of %s skipped: %s", offset, path.name, exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import signal
 import threading
 import time
@@ -20,7 +21,9 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from sampler.spans.fragments import owner_of
 from tests.integration.test_cli import DaemonProcess, cli, free_port, write_config
+from tests.integration.test_workers import worker_pids
 from tests.support import (
     DaemonThread,
     GrpcSink,
@@ -65,6 +68,19 @@ def queue_files(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.rglob("*.seg"))
 
 
+def crash(daemon: DaemonProcess) -> None:
+    """kill -9 of the whole daemon at one instant, as an OOM kill of its container: with workers,
+    the supervisor and every worker are stopped first (a worker that outlived its supervisor
+    would drain gracefully, which is not a crash), then all of them are killed."""
+    pids = [daemon.process.pid, *worker_pids(daemon.process.pid)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    daemon.process.communicate(timeout=30)
+    assert daemon.process.returncode == -signal.SIGKILL
+
+
 # --- the persistent queue --------------------------------------------------------
 
 
@@ -92,9 +108,7 @@ def test_kept_spans_survive_an_outage_and_a_kill_9_of_the_daemon(tmp_path):
 
         wait_until(written_and_sending, timeout=30, what="every kept span on disk, and sends failing")
     finally:
-        first.process.send_signal(signal.SIGKILL)
-        first.process.communicate(timeout=30)
-    assert first.process.returncode == -signal.SIGKILL
+        crash(first)
 
     second = DaemonProcess(config_path, ports["admin"])
     sink: GrpcSink | None = None
@@ -369,6 +383,9 @@ def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace
     )
     # Before the crash, a batch goes out at 100 spans only: what is decided later waits in the batcher.
     data["batch"] = {"timeout": "10m", "send_batch_size": 100}
+    # One process, so that the states above are its states (a batcher per worker would hold the
+    # 100 spans in two halves); test_kill_9_of_every_worker_... is the same crash with workers.
+    data["workers"] = 1
     config_path, ports = write_config(tmp_path, data)
     receiver = f"127.0.0.1:{ports['grpc']}"
 
@@ -400,9 +417,7 @@ def test_kill_9_with_the_backend_down_loses_no_acknowledged_span_of_a_kept_trace
         send_logs(receiver, [*undecided_kept, *undecided_dropped], "log of")
         at_kill = Metrics.scrape(first.admin)
     finally:
-        first.process.send_signal(signal.SIGKILL)
-        first.process.communicate(timeout=30)
-    assert first.process.returncode == -signal.SIGKILL
+        crash(first)
     assert at_kill.value("tail_sampler_window_traces") == len(undecided_kept) + len(undecided_dropped)
     assert at_kill.value("tail_sampler_forward_batches_total") == 1  # the in-batcher traces never left it
 
@@ -548,8 +563,7 @@ def test_late_spans_after_a_kill_9_follow_the_journaled_decisions(tmp_path, grpc
             what="every decision journaled",
         )
     finally:
-        first.process.send_signal(signal.SIGKILL)
-        first.process.communicate(timeout=30)
+        crash(first)
     grpc_sink.wait_for_spans(60)
 
     second = DaemonProcess(config_path, ports["admin"])
@@ -569,3 +583,72 @@ def test_late_spans_after_a_kill_9_follow_the_journaled_decisions(tmp_path, grpc
     assert metrics.value("tail_sampler_late_spans_total", decision="kept") == 30
     assert metrics.value("tail_sampler_late_spans_total", decision="dropped") == 30
     assert grpc_sink.trace_ids() == kept.keys()
+
+
+def test_kill_9_of_every_worker_loses_no_acknowledged_span_of_a_kept_trace(tmp_path):
+    """The same crash with `workers: 2`, each worker with its own window log, journal and queue:
+    every process killed at once mid-outage; after the restart each worker replays its own
+    share, and late spans follow the decisions journaled before the crash."""
+    sink_port = free_port()
+    data = config_dict(
+        {EXPORTER: durable_exporter(sink_port, tmp_path / "queue")},
+        policies=ERRORS_ONLY,
+        decision_wait="6s",
+        decision_wait_after_root_received="100ms",
+        storage={"directory": str(tmp_path / "storage"), "fsync": "interval", "fsync_interval": "200ms"},
+    )
+    data["workers"] = 2
+    config_path, ports = write_config(tmp_path, data)
+    receiver = f"127.0.0.1:{ports['grpc']}"
+
+    def in_both_shares(**kwargs: Any) -> dict[bytes, list[Any]]:
+        while True:
+            traces = new_traces(12, **kwargs)
+            if {owner_of(trace_id, 2) for trace_id in traces} == {0, 1}:
+                return traces
+
+    decided_kept = in_both_shares(spans=3, error=True)
+    decided_dropped = in_both_shares(spans=3)
+    undecided_kept = in_both_shares(spans=3, root=False, error=True)
+    undecided_dropped = in_both_shares(spans=3, root=False)
+
+    first = DaemonProcess(config_path, ports["admin"])
+    try:
+        assert len(worker_pids(first.process.pid)) == 2
+        send_each(receiver, decided_kept | decided_dropped)
+        wait_until(
+            lambda: Metrics.scrape(first.admin).value("tail_sampler_decision_journal_written_traces_total") == 24,
+            what="the decisions journaled",
+        )
+        send_each(receiver, undecided_kept | undecided_dropped)  # acknowledged: in the workers' logs
+        at_crash = Metrics.scrape(first.admin)
+    finally:
+        crash(first)
+    assert at_crash.value("tail_sampler_window_traces") == 24
+
+    second = DaemonProcess(config_path, ports["admin"])
+    sink: GrpcSink | None = None
+    try:
+        late_kept = [make_span(trace_id, parent=spans[0].span_id) for trace_id, spans in decided_kept.items()]
+        late_dropped = [make_span(trace_id, error=True) for trace_id in decided_dropped]
+        grpc_export(receiver, make_request(late_kept + late_dropped))
+        sink = GrpcSink(port=sink_port)
+        expected = spans_of_traces(decided_kept | undecided_kept) | {span.span_id for span in late_kept}
+
+        def all_arrived() -> Metrics | None:
+            metrics = Metrics.scrape(second.admin)
+            arrived = {span.span_id for span in sink.spans()} >= expected
+            return metrics if arrived and metrics.value("tail_sampler_traces_decided_total") == 24 else None
+
+        metrics = wait_until(all_arrived, timeout=60, what="every kept span at the sink")
+        code, output = second.terminate(signal.SIGTERM)
+    finally:
+        second.kill()
+        if sink is not None:
+            sink.close()
+    assert code == 0, output
+    assert {span.trace_id for span in sink.spans()} == (decided_kept | undecided_kept).keys()
+    assert metrics.value("tail_sampler_window_storage_recovered_spans_total", state="undecided") == len(
+        spans_of_traces(undecided_kept | undecided_dropped)
+    )
+    assert metrics.value("tail_sampler_late_spans_total", decision="dropped") >= len(late_dropped)
