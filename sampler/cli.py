@@ -77,7 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers == 1:
         # One process, no supervisor: the daemon as it always was.
         from sampler.daemon import Daemon
+        from sampler.workers.shares import warn_orphaned_state
 
+        warn_orphaned_state(config, 1)
         daemon = Daemon(config, config_path=args.config)
 
         def grpc_port() -> int | None:

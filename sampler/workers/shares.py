@@ -11,6 +11,7 @@ two workers never share a file. Bounds per trace or per request stay as written.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,9 @@ from sampler.config.receivers import ReceiversConfig
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.forward.disk_queue.format import holds_batches, queue_directory
 from sampler.telemetry.endpoints import split_endpoint
+from sampler.window.log import STORE as WINDOW_STORE
+
+log = logging.getLogger("sampler")
 
 _WORKER_PREFIX = "worker-"
 
@@ -138,24 +142,41 @@ def receiver_endpoints(config: Config) -> dict[str, str]:
     return endpoints
 
 
-def orphaned_queue_directories(config: Config, workers: int) -> list[Path]:
-    """Persistent exporter queues with batches in them that no worker of this run reads: left
-    by a run with another number of workers (or by one process, which uses the directory itself)."""
-    found = []
+def _unread_directories(base: Path, workers: int) -> list[Path]:
+    """Directories under a configured `base` that no process of a run with `workers` uses: the
+    base itself when there are workers (each uses its `worker-<i>`), and `worker-<i>` beyond them."""
+    in_use = {base} if workers == 1 else {Path(worker_directory(str(base), index)) for index in range(workers)}
+    candidates = [base]
+    if base.is_dir():
+        candidates += sorted(child for child in base.iterdir() if child.name.startswith(_WORKER_PREFIX))
+    return [candidate for candidate in candidates if candidate not in in_use]
+
+
+def orphaned_state(config: Config, workers: int) -> list[tuple[Path, str]]:
+    """Persistent exporter queues and window logs with data in them that no process of this run
+    reads, each with what it holds: left by a run with another number of workers (or by one
+    process, which uses the configured directory itself)."""
+    found: list[tuple[Path, str]] = []
     for name, body in config.exporters.items():
         storage = body.sending_queue.storage
-        if storage is None:
-            continue
-        candidates = [queue_directory(storage.directory, name)]
-        base = Path(storage.directory)
-        if base.is_dir():
-            candidates += [
-                queue_directory(str(child), name)
-                for child in base.iterdir()
-                if child.name.startswith(_WORKER_PREFIX)
-                and not (
-                    child.name[len(_WORKER_PREFIX) :].isdigit() and int(child.name[len(_WORKER_PREFIX) :]) < workers
-                )
-            ]
-        found += [directory for directory in candidates if holds_batches(directory)]
+        if storage is not None:
+            for base in _unread_directories(Path(storage.directory), workers):
+                queue = queue_directory(str(base), name)
+                if holds_batches(queue):
+                    found.append((queue, f"batches of exporter {name}'s persistent queue"))
+    window = config.tail_sampling.storage
+    if window is not None:
+        for base in _unread_directories(Path(window.directory), workers):
+            if any((base / WINDOW_STORE).glob("*.seg")):
+                found.append((base / WINDOW_STORE, "acknowledged spans of the window's log"))
     return found
+
+
+def warn_orphaned_state(config: Config, workers: int) -> None:
+    for directory, held in orphaned_state(config, workers):
+        log.warning(
+            "%s holds %s that no process of this run reads (a run with another number of workers "
+            "left them): run with that number of workers until they are sent, then change it",
+            directory,
+            held,
+        )

@@ -45,7 +45,7 @@ from sampler.telemetry.logs import effective_config
 from sampler.telemetry.metrics import Metrics, SupervisorMetrics
 from sampler.workers.admin import SupervisorAdmin, WorkerClient
 from sampler.workers.plan import CONFIG_LENGTH, START_ERROR, WorkerPlan
-from sampler.workers.shares import orphaned_queue_directories, receiver_endpoints
+from sampler.workers.shares import receiver_endpoints, warn_orphaned_state
 from sampler.workers.sockets import HeldSockets
 
 log = logging.getLogger("sampler")
@@ -258,12 +258,7 @@ class Supervisor:
         tasks: list[asyncio.Task[None]] = []
         drained = False
         try:
-            for directory in orphaned_queue_directories(self.config, self.workers):
-                log.warning(
-                    "%s holds batches of a persistent exporter queue that no worker of this run reads (a run "
-                    "with another number of workers left them): run with that number of workers to send them",
-                    directory,
-                )
+            warn_orphaned_state(self.config, self.workers)
             self.sockets = HeldSockets.open(receiver_endpoints(self.config), self.workers)
             self._clients = [WorkerClient(worker.admin_path) for worker in self.sockets.workers]
             self.admin = SupervisorAdmin(

@@ -11,7 +11,7 @@ import yaml
 from sampler.config import Config, parse_config
 from sampler.policies.base import Decision
 from sampler.policies.registry import POLICIES
-from sampler.workers.shares import orphaned_queue_directories, worker_config
+from sampler.workers.shares import orphaned_state, worker_config
 from tests.support import make_span
 from tests.unit.helpers import FakeClock, decide
 
@@ -159,9 +159,29 @@ def test_queues_left_by_a_run_with_another_number_of_workers_are_found(tmp_path:
         (queue / directory / "queue.lock").touch()
     (queue / "worker-3" / "otlp%2Fbackend" / "00000001.seg").touch()
     (queue / "worker-5" / "otlp%2Fbackend" / "00000001.seg").touch()
-    assert orphaned_queue_directories(config, 4) == [queue / "worker-5" / "otlp%2Fbackend"]
-    assert sorted(orphaned_queue_directories(config, 2)) == sorted(
-        [queue / "worker-3" / "otlp%2Fbackend", queue / "worker-5" / "otlp%2Fbackend"]
-    )
+    assert orphaned_queues(config, 4) == [queue / "worker-5" / "otlp%2Fbackend"]
+    assert orphaned_queues(config, 2) == [queue / "worker-3" / "otlp%2Fbackend", queue / "worker-5" / "otlp%2Fbackend"]
     (queue / "otlp%2Fbackend" / "00000002.seg").touch()  # left by one process
-    assert queue / "otlp%2Fbackend" in orphaned_queue_directories(config, 4)
+    assert queue / "otlp%2Fbackend" in orphaned_queues(config, 4)
+    assert queue / "otlp%2Fbackend" not in orphaned_queues(config, 1)  # read by one process
+    assert queue / "worker-3" / "otlp%2Fbackend" in orphaned_queues(config, 1)
+
+
+def orphaned_queues(config: Config, workers: int) -> list[Path]:
+    return [directory for directory, held in orphaned_state(config, workers) if "persistent queue" in held]
+
+
+def test_window_logs_left_by_a_run_with_another_number_of_workers_are_found(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    config = _config(tmp_path, storage={"directory": str(storage)})
+    for name in ("window", "worker-0/window", "worker-2/window"):
+        (storage / name).mkdir(parents=True)
+    assert orphaned_state(config, 2) == []  # nothing written in any of them
+    (storage / "worker-2" / "window" / "00000001.seg").touch()
+    (storage / "window" / "00000001.seg").touch()
+    assert orphaned_state(config, 2) == [
+        (storage / "window", "acknowledged spans of the window's log"),
+        (storage / "worker-2" / "window", "acknowledged spans of the window's log"),
+    ]
+    assert orphaned_state(config, 3) == [(storage / "window", "acknowledged spans of the window's log")]
+    assert orphaned_state(config, 1) == [(storage / "worker-2" / "window", "acknowledged spans of the window's log")]
