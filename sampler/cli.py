@@ -1,10 +1,9 @@
-"""The `tail-sampler` command: run, check, schema, simulate, loadgen."""
+"""The `tail-sampler` command: run, check, schema, simulate, explain, loadgen."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -12,15 +11,19 @@ import signal
 import subprocess  # nosec B404 # only to start our own load generator for --demo
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sampler import __version__
+from sampler.config.exporters import OtlpExporterConfig, OtlpHttpExporterConfig, ZipkinExporterConfig
 from sampler.config.load import ADMIN_ENDPOINT_ENV, LoadedConfig, default_config_path, read_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
+from sampler.decide.journal import journal_paths
 from sampler.extras import demo_extra_missing
 from sampler.receive.credentials import describe_security
 from sampler.telemetry.endpoints import ListenError
 from sampler.telemetry.logs import MASK, configure_logging, mask_secrets
+from sampler.workers.cpus import available_cpus
 
 
 def _read(path: str) -> LoadedConfig | None:
@@ -28,6 +31,9 @@ def _read(path: str) -> LoadedConfig | None:
         return read_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+    except Exception as exc:  # a file the loader has no words for is still a bad config: exit 2, no traceback
+        print(f"error: {path}: cannot load config ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
 
 
@@ -47,28 +53,7 @@ def _admin_source() -> str:
     return f" (from {ADMIN_ENDPOINT_ENV} or --admin-endpoint)" if os.environ.get(ADMIN_ENDPOINT_ENV) else ""
 
 
-# Young objects between two collections of the youngest generation (CPython's default: 700).
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def _tune_garbage_collection() -> None:
-    """The trace window holds every trace for decision_wait, so nearly all the objects the daemon
-    makes live long enough to reach the oldest generation, and CPython collects that one each
-    time it has grown by a quarter: measured under the CPU benchmark's load (gc callbacks), a
-    quarter of the daemon's CPU went to collections, full ones of over 100 ms each. Objects made
-    at start-up are moved out of the collector's way (gc.freeze), and the youngest generation is
-    collected after GC_YOUNG_THRESHOLD new objects instead of 700, which spaces out the full
-    collections as much: about a tenth of the CPU then. Cyclic garbage still goes at the next
-    young collection, a few milliseconds later."""
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from sampler.daemon import Daemon
-
     if args.demo:
         missing = demo_extra_missing("grpc")
         if missing:
@@ -79,25 +64,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     config = loaded.config
-    configure_logging(args.log_level or config.logging.level, config.logging.format)
+    log_level = args.log_level or config.logging.level
+    configure_logging(log_level, config.logging.format)
     log = logging.getLogger("sampler")
     log.info("loaded config %s; admin endpoint %s%s", args.config, config.admin.endpoint, _admin_source())
     if loaded.translation is not None:
         log.info("%s is an OpenTelemetry Collector config, translated (`tail-sampler check` shows how)", args.config)
     for note in loaded.notes:
         log.warning("%s", note)
-    daemon = Daemon(config, config_path=args.config)
-    _tune_garbage_collection()
+    workers = args.workers or config.workers or available_cpus()
     demo: subprocess.Popen[bytes] | None = None
+    if workers == 1:
+        # One process, no supervisor: the daemon as it always was.
+        from sampler.daemon import Daemon, tune_garbage_collection
+        from sampler.workers.shares import warn_orphaned_state
+
+        warn_orphaned_state(config, 1)
+        daemon = Daemon(config, config_path=args.config)
+        tune_garbage_collection()
+
+        def grpc_port() -> int | None:
+            return daemon.grpc_receiver.port if daemon.grpc_receiver else None
+
+    else:
+        from sampler.workers.supervisor import Supervisor
+
+        supervisor = Supervisor(config, args.config, workers, log_level)
+
+        def grpc_port() -> int | None:
+            return supervisor.ports.get("grpc")
 
     async def start_demo() -> None:
         nonlocal demo
         if not args.demo:
             return
-        if daemon.grpc_receiver is None:
+        port = grpc_port()
+        if port is None:
             log.error("--demo needs the OTLP/gRPC receiver enabled")
             return
-        endpoint = f"127.0.0.1:{daemon.grpc_receiver.port}"
+        endpoint = f"127.0.0.1:{port}"
         log.info("--demo: sending checkout traces to %s with `tail-sampler loadgen`", endpoint)
         # A session of its own, so Ctrl-C reaches only the daemon, which stops the generator first.
         demo = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, our own module, no shell
@@ -116,7 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 demo.kill()
 
     try:
-        asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+        if workers == 1:
+            asyncio.run(daemon.run_until_signalled(start_demo, stop_demo))
+        else:
+            return asyncio.run(supervisor.run(start_demo, stop_demo))
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -160,6 +168,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"num_traces={sampling.num_traces} num_shards={sampling.num_shards} "
         f"memory_limit_mib={sampling.memory_limit_mib:g} max_spans_per_trace={sampling.max_spans_per_trace}"
     )
+    storage = sampling.storage
+    if storage is not None:
+        every = f" every {storage.fsync_interval:g}s" if storage.fsync == "interval" else ""
+        sync = f"fsync: {storage.fsync}{every}"
+        print(
+            f"durable window: requests acknowledged once in {storage.directory}/window ({sync}, "
+            f"max_size_mib={storage.max_size_mib:g}, when_full: {storage.when_full})"
+        )
+    journal = journal_paths(sampling)
+    if journal is not None:
+        print(f"decisions: journaled in {journal[1]}, compacted into {journal[0]}")
     print("policies (a trace is kept when any samples it):")
     for policy_config in sampling.policies:
         policy = policy_config.build(lambda: 0.0)
@@ -176,7 +195,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, exporter in config.exporters.items():
         target = getattr(exporter, "endpoint", None) or getattr(exporter, "path", "")
         print(f"  - {name} -> {mask_secrets(target)}{_exporter_security(exporter)}")
-    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}")
+    guarded = ""
+    if config.admin.auth is not None:  # the admin endpoint has no TLS of its own
+        guarded = f" ({describe_security(None, config.admin.auth)}; /healthz and /readyz open)"
+    print(f"admin: /metrics, /healthz, /readyz on {config.admin.endpoint}{_admin_source()}{guarded}")
+    print("  console at /, decision lookup at /api/v1/decisions/{trace_id}")
+    print(f"workers: {config.workers or 'one per CPU the process may use'}")
     return 0
 
 
@@ -185,6 +209,13 @@ def _exporter_security(exporter: object) -> str:
     tls = getattr(exporter, "tls", None)
     headers = getattr(exporter, "headers", None) or {}
     parts = []
+    if isinstance(exporter, OtlpExporterConfig | OtlpHttpExporterConfig | ZipkinExporterConfig):
+        if not exporter.uses_tls():
+            parts.append("plaintext")
+        elif isinstance(exporter, OtlpExporterConfig) and "://" not in exporter.endpoint:
+            parts.append("TLS: a bare host:port is TLS, as in the Collector; tls.insecure: true for plaintext")
+        else:
+            parts.append("TLS")
     if tls is not None:
         if tls.ca_file:
             parts.append(f"CA {tls.ca_file}")
@@ -239,6 +270,13 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 _ADMIN_ENDPOINT_HELP = (
     f"where /metrics, /healthz and /readyz listen; overrides ${ADMIN_ENDPOINT_ENV}, which overrides admin.endpoint"
 )
@@ -256,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=default_config, help="config file (default: %(default)s)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides logging.level")
     run.add_argument("--admin-endpoint", metavar="HOST:PORT", help=_ADMIN_ENDPOINT_HELP)
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="worker processes (overrides the workers key; default: one per CPU the process may use)",
+    )
     run.add_argument("--demo", action="store_true", help="also start a load generator that sends traces to this daemon")
     run.add_argument(
         "--demo-rate", type=float, default=20.0, help="traces per second for --demo (default: %(default)s)"
@@ -296,6 +340,29 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--compare", metavar="OTHER.yaml", help="also run this config's policies, side by side")
     simulate.add_argument("--json", action="store_true", help="print the result as JSON")
     simulate.set_defaults(handler=cmd_simulate)
+
+    explain = commands.add_parser(
+        "explain", help="why a trace was kept, dropped or is still waiting: ask a running daemon, or decide a recording"
+    )
+    explain.add_argument("trace_id", metavar="TRACE_ID", help="32 hexadecimal digits")
+    explain.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        help=f"the running daemon's admin endpoint (default: ${ADMIN_ENDPOINT_ENV}, else 127.0.0.1:8888)",
+    )
+    explain.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a file holding the admin.auth token (default: $TAIL_SAMPLER_ADMIN_TOKEN, if set)",
+    )
+    explain.add_argument(
+        "--input", metavar="TRACES", help="decide offline from this recording (OTLP/JSON lines, as for simulate)"
+    )
+    explain.add_argument(
+        "--config", default=default_config, help="with --input: the config whose policies decide (default: %(default)s)"
+    )
+    explain.add_argument("--json", action="store_true", help="print the answer as JSON")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 
@@ -325,6 +392,61 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         print(format_report(traces, results))
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from sampler.decide.explain import TraceIdError, format_text, parse_trace_id
+
+    try:
+        trace_id = parse_trace_id(args.trace_id)
+    except TraceIdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.input is not None:
+        answer = _explain_recorded(args, trace_id)
+        if answer is None:
+            return 2
+        if not answer:
+            print(f"trace {trace_id.hex()} is not in {args.input}", file=sys.stderr)
+            return 1
+    else:
+        from sampler.tools.ask_admin import AdminUnreachable, ask_decision
+
+        endpoint = args.admin or os.environ.get(ADMIN_ENDPOINT_ENV) or "127.0.0.1:8888"
+        try:
+            token = _read_token(args.token_file)
+            status, answer = ask_decision(endpoint, trace_id.hex(), token)
+        except (AdminUnreachable, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if status != 200:
+            print(f"{'error: ' if status != 404 else ''}{answer.get('error', f'HTTP {status}')}", file=sys.stderr)
+            return 1 if status == 404 else 2
+    print(json.dumps(answer, indent=2) if args.json else format_text(answer))
+    return 0
+
+
+def _read_token(path: str | None) -> str | None:
+    if path is None:
+        return os.environ.get("TAIL_SAMPLER_ADMIN_TOKEN") or None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip() or None
+
+
+def _explain_recorded(args: argparse.Namespace, trace_id: bytes) -> dict[str, Any] | None:
+    """The offline answer; {} when the file has no such trace, None after an error (printed)."""
+    from sampler.tools.simulate.explain import explain_recorded
+    from sampler.tools.simulate.read import InputError, read_traces
+
+    config = _load(args.config)
+    if config is None:
+        return None
+    try:
+        traces = read_traces(args.input)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return explain_recorded(config.tail_sampling, traces, trace_id) or {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

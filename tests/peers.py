@@ -1,4 +1,4 @@
-"""Real third-party peers (Prometheus, a Zipkin server, the OpenTelemetry JS SDK...)
+"""Real third-party peers (Prometheus, a Zipkin server, the OpenTelemetry JS SDK, Chromium...)
 that some integration tests start.
 
 Each peer is provisioned on demand into `.peers/` at the repository root (ignored by
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import NoReturn
@@ -71,3 +72,34 @@ def collector_build_command(go: str, binary: Path) -> list[str]:
     """go build writes the binary only once it is complete, so a failed build leaves none."""
     build = ["env", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOTOOLCHAIN=local", go, "build"]
     return build + ["-trimpath", "-buildvcs=false", "-o", str(binary), "."]
+
+
+def debian_package(peer: str, package: str, binaries: list[str]) -> list[str]:
+    """Paths of `binaries`, from PATH or else from Debian's `package`, installed with apt when
+    running as root (`.ci/run` installs the package up front)."""
+
+    def found() -> list[str] | None:
+        paths = [shutil.which(binary) for binary in binaries]
+        return [path for path in paths if path] if all(paths) else None
+
+    paths = found()
+    if paths is not None:
+        return paths
+    names = ", ".join(binaries)
+    if os.geteuid() != 0:
+        unavailable(peer, f"{names} not on PATH, and installing Debian's {package} package needs root")
+    if shutil.which("apt-get") is None:
+        unavailable(peer, f"{names} not on PATH, and there is no apt-get to install Debian's {package} package")
+    noninteractive = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    run_provisioning(peer, [*noninteractive, "apt-get", "update", "-qq"])
+    run_provisioning(peer, [*noninteractive, "apt-get", "install", "-y", "-qq", "--no-install-recommends", package])
+    paths = found()
+    if paths is None:
+        unavailable(peer, f"Debian's {package} package installed, but {names} not on PATH")
+    return paths
+
+
+def chromium_binary() -> str:
+    """Headless Chromium for tests/integration/test_console.py (Debian's chromium package)."""
+    (path,) = debian_package("Chromium", "chromium", ["chromium"])
+    return path

@@ -377,8 +377,14 @@ class DaemonThread:
         assert self.daemon
         return f"http://127.0.0.1:{self.daemon.admin.port}"
 
+    @property
+    def admin_token(self) -> str | None:
+        """The first token of admin.auth, if the config sets one: the tests' own scrapes carry it."""
+        auth = self.config.admin.auth
+        return auth.bearer_tokens[0].get_secret_value() if auth is not None and auth.bearer_tokens else None
+
     def scrape(self) -> Metrics:
-        return Metrics.scrape(self.admin_url)
+        return Metrics.scrape(self.admin_url, self.admin_token)
 
     def stop(self) -> None:
         if self.daemon is not None and self.thread.is_alive():
@@ -414,8 +420,9 @@ class Metrics:
     samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
 
     @classmethod
-    def scrape(cls, admin_url: str) -> Metrics:
-        text = requests.get(admin_url + "/metrics", timeout=5).text
+    def scrape(cls, admin_url: str, token: str | None = None) -> Metrics:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        text = requests.get(admin_url + "/metrics", headers=headers, timeout=5).text
         samples = []
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

@@ -85,7 +85,20 @@ def request_from_json_exact(data: bytes | str) -> ExportTraceServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
+    except Exception as exc:  # json_format lets some odd input through as other errors (#13)
+        raise ValueError(_unreadable(exc)) from None
     return request
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why json_format could not read a document, for errors it does not word itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UnicodeError):
+            # JSON allows a \ud800 escape that is half of a surrogate pair; protobuf strings are UTF-8.
+            return "a string is not valid Unicode (a lone surrogate escape such as \\ud800?)"
+        seen = seen.__cause__ or seen.__context__
+    return f"the document does not map to an OTLP request ({type(exc).__name__}: {exc})"
 
 
 # --- the fast path -------------------------------------------------------------

@@ -87,6 +87,14 @@ class _NetworkExporterConfig(Model):
 class OtlpExporterConfig(_NetworkExporterConfig):
     timeout: Duration = Field(5.0, gt=0)
 
+    def uses_tls(self) -> bool:
+        """As in the Collector: https:// is TLS, http:// plaintext, and a bare host:port TLS unless tls.insecure."""
+        if self.endpoint.startswith("https://"):
+            return True
+        if self.endpoint.startswith("http://"):
+            return False
+        return not self.tls.insecure
+
 
 class OtlpHttpExporterConfig(_NetworkExporterConfig):
     tls: HttpClientTlsConfig = HttpClientTlsConfig()
@@ -94,6 +102,9 @@ class OtlpHttpExporterConfig(_NetworkExporterConfig):
     # Where log records go; by default `endpoint` + /v1/logs, as for the Collector's exporter.
     logs_endpoint: str | None = None
     timeout: Duration = Field(30.0, gt=0)
+
+    def uses_tls(self) -> bool:
+        return (self.traces_endpoint or self.endpoint).startswith("https://")
 
 
 class FileExporterConfig(Model):
@@ -114,6 +125,9 @@ class ZipkinExporterConfig(_NetworkExporterConfig):
     format: Literal["json", "proto"] = "json"
     default_service_name: str = "unknown_service"
     timeout: Duration = Field(5.0, gt=0)
+
+    def uses_tls(self) -> bool:
+        return self.endpoint.startswith("https://")
 
 
 ExporterConfig = OtlpExporterConfig | OtlpHttpExporterConfig | FileExporterConfig | ZipkinExporterConfig

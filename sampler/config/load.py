@@ -205,9 +205,16 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
 def read_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedConfig:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{source}:{line}: the config file is not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8"
+        ) from None
     return read_config_text(text, source, os.environ if environ is None else environ)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from sampler.config.exporters import BatchConfig
-from sampler.config.receivers import ReceiversConfig
+from sampler.config.receivers import ReceiverAuthConfig, ReceiversConfig
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.config.types import Duration, Model
 from sampler.extras import demo_extra_missing
@@ -16,6 +16,9 @@ from sampler.extras import demo_extra_missing
 
 class AdminConfig(Model):
     endpoint: str = "127.0.0.1:8888"
+    # A token for everything but /healthz and /readyz (the console, its API, /metrics), checked as
+    # the receivers check theirs; for an endpoint exposed beyond loopback.
+    auth: ReceiverAuthConfig | None = None
 
 
 class LoggingConfig(Model):
@@ -93,6 +96,9 @@ class Config(Model):
     shutdown: ShutdownConfig = ShutdownConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     span_metrics: SpanMetricsConfig = SpanMetricsConfig()
+    # Worker processes, each deciding the traces whose IDs hash to it (see sampler/workers);
+    # none: one per CPU the process may use. 1 runs today's single process.
+    workers: int | None = Field(None, ge=1, le=256)
 
     @property
     def policies(self) -> list[Any]:

@@ -12,8 +12,24 @@ from sampler.config.types import Duration, Model
 class DecisionCacheConfig(Model):
     sampled_cache_size: int = Field(100_000, ge=0)
     non_sampled_cache_size: int = Field(100_000, ge=0)
-    # Saved on shutdown and loaded on start, so late spans after a restart follow their trace's decision.
+    # Decisions are journaled beside this file as they are made and compacted into it, so late
+    # spans after a restart, even after a crash, follow their trace's decision (decide/journal.py).
     persist_path: str | None = None
+
+
+class WindowStorageConfig(Model):
+    """The durable window: requests are acknowledged once their spans are in a log under `directory`."""
+
+    directory: str
+    # always: a request is acknowledged once its spans reach the device (one sync per round of
+    # requests); interval: every fsync_interval; never: left to the operating system (survives
+    # a crash of the daemon, not of the machine).
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval: Duration = Field(1.0, gt=0)
+    max_size_mib: float = Field(1024, gt=0)
+    # When the log reaches max_size_mib: refuse requests (clients retry after a hint), or decide
+    # the oldest traces early to free room, refusing only if that frees none in time.
+    when_full: Literal["refuse", "decide_early"] = "refuse"
 
 
 class TailSamplingConfig(Model):
@@ -41,6 +57,7 @@ class TailSamplingConfig(Model):
     # Log records naming no trace (no trace ID) have no decision to follow: forwarded at once, or dropped.
     untraced_logs: Literal["pass_through", "drop"] = "pass_through"
     decision_cache: DecisionCacheConfig = DecisionCacheConfig()
+    storage: WindowStorageConfig | None = None
     # Validated per policy type in a second step (see parse_config), since the
     # models of policy types come from the policy registry.
     policies: list[Any] = Field(min_length=1)

@@ -1,6 +1,6 @@
 """The decision caches: which trace IDs were kept or dropped, so late spans follow the decision
-already made; and their file (tail_sampling.decision_cache.persist_path), saved on shutdown and
-loaded on start, so they do so across a restart too.
+already made; and their snapshot file (tail_sampling.decision_cache.persist_path), into which the
+decision journal (journal.py) is compacted, so they do so across a restart too.
 
 File format version 2, little-endian:
 
@@ -21,35 +21,40 @@ the new one, never half of one.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from struct import Struct
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-# What one remembered trace ID costs (ID, slot, linked-list node; for kept traces also the
-# (record, bytes forwarded) pair, records being shared), measured with tracemalloc, rounded up.
-SAMPLED_ENTRY_BYTES = 256
-NOT_SAMPLED_ENTRY_BYTES = 160
+# What one remembered trace costs: its ID, dict slot and linked-list node, the note of its
+# decision (outcome.py: one int, ~52 B for up to 16 policies) and, for kept traces, the
+# (record, bytes forwarded, threshold, note) tuple, records and thresholds being shared. Measured with tracemalloc
+# (tests/unit/test_decision_memory.py) on caches whose dict table is at its fullest and its
+# emptiest: 176-216 B and 280-320 B; rounded up.
+SAMPLED_ENTRY_BYTES = 336
+NOT_SAMPLED_ENTRY_BYTES = 224
 
 
 class DecisionCache:
     """The most recent `capacity` trace IDs that got one decision, each with a small value
-    (for kept traces: the decision record late spans carry, the bytes forwarded so far, and
-    the sampling threshold their tracestate gets, None if it stays as it is).
+    (for kept traces: the decision record late spans carry, the bytes forwarded so far, the
+    sampling threshold their tracestate gets (None if it stays as it is) and the note of the
+    decision (outcome.py); for dropped traces: the note).
     Bounded by count; `entry_bytes` estimates what one entry holds in memory."""
 
     def __init__(self, capacity: int, entry_bytes: int = NOT_SAMPLED_ENTRY_BYTES) -> None:
         self.capacity = capacity
         self.entry_bytes = entry_bytes
         self._ids: OrderedDict[bytes, Any] = OrderedDict()
+        # The dict's own methods, for the calls a late span makes (no Python frame in between).
+        self.get: Callable[[bytes], Any] = self._ids.get
+        # A new value for a trace ID the cache holds, keeping its place in the eviction order.
+        self.update: Callable[[bytes, Any], None] = self._ids.__setitem__
 
     def add(self, trace_id: bytes, value: Any = b"") -> None:
         if not self.capacity:
@@ -57,9 +62,6 @@ class DecisionCache:
         self._ids[trace_id] = value
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-    def get(self, trace_id: bytes) -> Any:
-        return self._ids.get(trace_id)
 
     def __contains__(self, trace_id: bytes) -> bool:
         return trace_id in self._ids
@@ -70,6 +72,10 @@ class DecisionCache:
     def items(self) -> list[tuple[bytes, Any]]:
         """Every (trace ID, value), oldest first."""
         return list(self._ids.items())
+
+    def newest(self, count: int) -> list[tuple[bytes, Any]]:
+        """The `count` most recently added (trace ID, value), newest first."""
+        return list(islice(reversed(self._ids.items()), count))
 
     @property
     def memory_bytes(self) -> int:
@@ -186,49 +192,3 @@ def save(path: Path, kept: Iterable[KeptEntry], dropped: Iterable[bytes]) -> Non
 def load(path: Path) -> tuple[list[KeptEntry], list[bytes]]:
     """The caches saved in `path`; raises OSError (FileNotFoundError if none) or DecisionFileError."""
     return decode(path.read_bytes())
-
-
-class DecisionFile:
-    """The caches' file: loaded into them on start, saved from them on stop. With no path, neither."""
-
-    def __init__(self, path: str | None, kept: DecisionCache, dropped: DecisionCache) -> None:
-        self.path = Path(path) if path else None
-        self._kept = kept
-        self._dropped = dropped
-        self._loaded = False
-
-    async def load(self) -> None:
-        """Fill the caches from the file; a missing file is logged, an unreadable one logged and ignored."""
-        path = self.path
-        if path is None:
-            return
-        try:
-            kept, dropped = await asyncio.to_thread(load, path)
-        except FileNotFoundError:
-            log.info("no saved trace decisions in %s yet", path)
-        except (OSError, DecisionFileError) as exc:
-            log.error("ignoring saved trace decisions in %s: %s", path, exc)
-        else:
-            for trace_id, record, forwarded, threshold in kept:
-                self._kept.add(trace_id, (record, forwarded, threshold))
-            for trace_id in dropped:
-                self._dropped.add(trace_id)
-            log.info("loaded %d kept and %d dropped trace decisions from %s", len(kept), len(dropped), path)
-        # Saved on stop only once loaded, so a failed start never overwrites the file with less.
-        self._loaded = True
-
-    async def save(self) -> None:
-        """Write the caches to the file (a failure is logged: the daemon is stopping anyway)."""
-        path = self.path
-        if path is None or not self._loaded:
-            return
-        kept = [
-            (trace_id, record, forwarded, threshold) for trace_id, (record, forwarded, threshold) in self._kept.items()
-        ]
-        dropped = [trace_id for trace_id, _ in self._dropped.items()]
-        try:
-            await asyncio.to_thread(save, path, kept, dropped)
-        except (OSError, ValueError) as exc:  # ValueError: an entry the format cannot hold
-            log.error("cannot save trace decisions to %s: %s", path, exc)
-            return
-        log.info("saved %d kept and %d dropped trace decisions to %s", len(kept), len(dropped), path)

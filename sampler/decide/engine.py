@@ -7,20 +7,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter as TallyCounter
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import TailSamplingConfig
 from sampler.decide.cache import SAMPLED_ENTRY_BYTES, DecisionCache
+from sampler.decide.journal import DecisionJournal
+from sampler.decide.outcome import NoteMaker, PolicySet, answer_bits, answered, with_late_spans
 from sampler.decide.records import EARLY_DECISION_REASONS, DecisionRecorder
 from sampler.policies.base import Decision, Policy, PolicyConfig, TraceView, Weight
 from sampler.spans.trace import DecodedBatch, TraceSpans
 from sampler.telemetry.metrics import Metrics
+from sampler.window.log import segment_of
 from sampler.window.window import TraceWindow, memory_of
 
 log = logging.getLogger(__name__)
 
+# Policy sets kept for naming the policies of remembered decisions (see outcome.PolicySet).
+_POLICY_SETS_KEPT = 64
 # What becomes of log records (tail_sampler_log_records_total): the engine counts those naming a
 # trace, the receivers those naming none.
 LOG_OUTCOMES = ("kept", "dropped", "late_kept", "late_dropped", "passed_through", "untraced_dropped")
@@ -109,6 +115,14 @@ class TailSampler:
         # Histogram observations, handed over with the tally (BatchedHistogram.observe_many).
         self._lags: list[float] = []
         self._ages: list[float] = []
+        # Decisions are journaled as they are made when set (decision_cache.persist_path, storage).
+        self.journal: DecisionJournal | None = None
+        # What the decision caches remember of each decision (outcome.py) refers to these.
+        self.started = clock()
+        self.policy_sets: OrderedDict[int, PolicySet] = OrderedDict()
+        self.policy_set = PolicySet.of(0, [])
+        self._last_answers = 0  # answer_bits of the last evaluation
+        self._last_credited: int | None = None
         self.set_policies(config.policies)
         self._bind_metrics()
 
@@ -126,12 +140,29 @@ class TailSampler:
         ]
         self.policies = [config.build(self._clock) for config in ordered]
         m = self._metrics
-        self._policy_counters = [
-            {decision: m.policy_decisions.labels(policy.name, decision.value) for decision in Decision}
-            for policy in self.policies
+        # Per policy and answer: its counter, and its bits in a decision's note (outcome.py).
+        self._policy_answers = [
+            {
+                decision: (m.policy_decisions.labels(policy.name, decision.value), answer_bits([decision], index))
+                for decision in Decision
+            }
+            for index, policy in enumerate(self.policies)
         ]
         self._kept_by = [m.traces_kept_by_policy.labels(policy.name) for policy in self.policies]
         self._policy_errors = [m.policy_evaluation_errors.labels(policy.name) for policy in self.policies]
+        policy_set = PolicySet.of(self.policy_set.generation + 1 if self.policy_sets else 0, self.policies)
+        self.policy_set = self.policy_sets[policy_set.generation] = policy_set
+        self._notes = NoteMaker(policy_set.generation)
+        while len(self.policy_sets) > _POLICY_SETS_KEPT:
+            self.policy_sets.popitem(last=False)
+        self._none_sampled = answer_bits([Decision.NOT_SAMPLED] * len(self.policies))
+        # Policies that can name a sub-policy (composite), by position.
+        self._naming_sub_policies = [
+            index
+            for index, policy in enumerate(self.policies)
+            if type(policy).matched_sub_policy is not Policy.matched_sub_policy
+            or type(policy).credited_sub_policy is not Policy.credited_sub_policy
+        ]
 
     def _bind_metrics(self) -> None:
         m = self._metrics
@@ -245,9 +276,12 @@ class TailSampler:
         if self._ages:
             self._metrics.trace_age_at_decision.observe_many(self._ages)
             self._ages.clear()
+        if self.journal is not None:
+            self.journal.flush()
 
-    def ingest(self, batch: DecodedBatch) -> int:
-        """Take the spans of one request. Returns how many traces were new."""
+    def ingest(self, batch: DecodedBatch, arrived: float | None = None) -> int:
+        """Take the spans of one request, arrived now or at `arrived` (on the clock: a request
+        read back from the window's log). Returns how many traces were new."""
         window = self.window
         tally = self._tally
         max_size = self._max_trace_bytes
@@ -268,36 +302,40 @@ class TailSampler:
                 elif span_ingest:
                     self._decide_on_ingest(trace)
             elif (kept := self.sampled_cache.get(trace_id)) is not None:
-                record, forwarded, threshold = kept
-                forwarded += fragment.nbytes
-                if max_size and forwarded > max_size:
+                record, forwarded, threshold, note = kept
+                note = with_late_spans(note, fragment.span_count)
+                if max_size and forwarded + fragment.nbytes > max_size:
                     # The size cap holds for a kept trace's late spans too.
+                    self.sampled_cache.update(trace_id, (record, forwarded, threshold, note))
                     tally[self._late_too_large] += fragment.span_count
                     if fragment.log_count:
                         tally[self._logs["late_dropped"]] += fragment.log_count
+                    self._settle(fragment)
                     continue
-                self.sampled_cache.add(trace_id, (record, forwarded, threshold))
+                self.sampled_cache.update(trace_id, (record, forwarded + fragment.nbytes, threshold, note))
                 tally[self._late_kept] += fragment.span_count
                 if fragment.log_count:
                     tally[self._logs["late_kept"]] += fragment.log_count
                 self._recorder.apply_late(fragment, record, threshold)
                 self._keep(fragment)
-            elif trace_id in self.not_sampled_cache:
+            elif (note := self.not_sampled_cache.get(trace_id)) is not None:
+                self.not_sampled_cache.update(trace_id, with_late_spans(note, fragment.span_count))
                 tally[self._late_dropped] += fragment.span_count
                 if fragment.log_count:
                     tally[self._logs["late_dropped"]] += fragment.log_count
+                self._settle(fragment)
             else:
                 new_traces += 1
                 if max_size and fragment.nbytes > max_size:
-                    fragment.first_seen = self._clock()
+                    fragment.first_seen = self._clock() if arrived is None else arrived
                     self._record(fragment, False, "too_large")
                     continue
                 if max_spans and fragment.span_count >= max_spans:
-                    fragment.first_seen = self._clock()
+                    fragment.first_seen = self._clock() if arrived is None else arrived
                     tally[self._early["span_limit"]] += 1
                     self._decide(fragment, "span_limit")
                     continue
-                evicted = window.add(fragment)
+                evicted = window.add(fragment, arrived)
                 if evicted is not None:
                     tally[self._early["overflow"]] += 1
                     self._decide(evicted, "overflow")
@@ -321,6 +359,29 @@ class TailSampler:
             self._tally[counter] += 1
             self._decide(trace, "memory")
 
+    def decide_early_from(self, segment: int) -> int:
+        """tail_sampling.storage full, with when_full: decide_early: decide, oldest first, every
+        trace with fragments in the window's log up to `segment`, so its segments can be freed."""
+        window = self.window
+        count = 0
+        counter = self._early["storage"]
+        while (
+            (trace := window.oldest()) is not None
+            and (held := trace.log_positions) is not None
+            and segment_of(held if isinstance(held, int) else held[0]) <= segment
+        ):
+            window.discard(trace)
+            self._tally[counter] += 1
+            self._decide(trace, "storage")
+            count += 1
+        self._flush_tally()
+        return count
+
+    def _settle(self, fragment: TraceSpans) -> None:
+        """A fragment not forwarded (its trace dropped) is done with, once its decision is journaled."""
+        if fragment.log_positions is not None and self.journal is not None:
+            self.journal.settle_after(fragment.log_positions)
+
     def _decide_on_ingest(self, trace: TraceSpans) -> None:
         """span-ingest: a trace is kept as soon as a policy samples what has arrived of it
         (and dropped as soon as a drop policy matches); otherwise it waits in the window."""
@@ -329,8 +390,9 @@ class TailSampler:
             return
         self.window.discard(trace)
         kept = final is Decision.SAMPLED
+        note = self.note(trace, "ingest", evaluated=True)  # before a decision record rewrites spans
         record = self._recorder.mark(trace, first, "ingest", weight) if kept else b""
-        self._record(trace, kept, "ingest", record, weight)
+        self._record(trace, kept, "ingest", record, weight, note)
 
     def decide_due(self) -> int:
         """Decide every trace that is due now; returns how many."""
@@ -343,7 +405,8 @@ class TailSampler:
                 lags.append(max(0.0, now - trace.due))
                 if self._span_ingest:
                     # Every arrival was evaluated already: what no policy sampled by now is not kept.
-                    self._record(trace, False, trigger)
+                    self._last_answers, self._last_credited = self._none_sampled, None
+                    self._record(trace, False, trigger, note=self.note(trace, trigger, evaluated=True))
                 else:
                     self._decide(trace, trigger)
                 count += 1
@@ -370,10 +433,12 @@ class TailSampler:
 
     def evaluate(self, trace: TraceSpans) -> Evaluation:
         """The combined decision for a trace (as `combine` puts the policies' answers together),
-        the first policy that sampled it, and its weight."""
+        the first policy that sampled it, and its weight. What each policy answered, and which
+        one is credited, stay in _last_answers and _last_credited for the decision's note."""
         view = TraceView(trace)
         tally = self._tally
-        counters = self._policy_counters
+        policy_answers = self._policy_answers
+        answers = 0  # the policies not asked answered nothing
         first_sampler = -1
         weights: list[Weight | None] = []
         for index, policy in enumerate(self.policies):
@@ -383,8 +448,11 @@ class TailSampler:
                 log.exception("policy %r failed on a trace; counting it as not sampled", policy.name)
                 self._policy_errors[index].inc()
                 decision = Decision.NOT_SAMPLED
-            tally[counters[index][decision]] += 1
+            counter, bits = policy_answers[index][decision]
+            tally[counter] += 1
+            answers |= bits
             if decision is Decision.DROPPED:
+                self._last_answers, self._last_credited = answers, None
                 return _DROPPED  # a drop vetoes everything
             if decision is Decision.SAMPLED:
                 weights.append(policy.weight())
@@ -392,32 +460,79 @@ class TailSampler:
                     first_sampler = index
                     if self._sample_on_first_match:
                         break
+        self._last_answers = answers
         if first_sampler >= 0:
+            self._last_credited = first_sampler
             tally[self._kept_by[first_sampler]] += 1
             return Evaluation(Decision.SAMPLED, self.policies[first_sampler], combine_weights(weights))
+        self._last_credited = None
         return _NOT_SAMPLED
 
     def _decide(self, trace: TraceSpans, trigger: str) -> None:
         final, first, weight = self.evaluate(trace)
         kept = final is Decision.SAMPLED
+        note = self.note(trace, trigger, evaluated=True)  # before a decision record rewrites spans
         record = self._recorder.mark(trace, first, trigger, weight) if kept else b""
-        self._record(trace, kept, trigger, record, weight)
+        self._record(trace, kept, trigger, record, weight, note)
+
+    def note(self, trace: TraceSpans, trigger: str, evaluated: bool) -> int:
+        """What the decision caches remember of deciding this trace now (see outcome.py): with
+        `evaluated`, the answers of the last evaluation, which was of this trace; otherwise none
+        (no policy ran). The spans and bytes are the trace's as it arrived."""
+        credited = sub_policy = None
+        answers = 0
+        if evaluated:
+            answers = self._last_answers
+            credited = self._last_credited
+            if self._naming_sub_policies:
+                credited, sub_policy = self._sub_policy(credited, answers)
+        decided_ms = int((self._clock() - self.started) * 1000)
+        return self._notes.make(trigger, credited, sub_policy, answers, decided_ms, trace.span_count, trace.nbytes)
+
+    def _sub_policy(self, credited: int | None, answers: int) -> tuple[int | None, int | None]:
+        """(policy, sub-policy) positions: for a kept trace, the credited policy and the sub-policy
+        it credits; for a trace no policy kept, the first policy whose sub-policy matched it
+        without sampling it (composite: over its share), or (None, None)."""
+        positions = [credited] if credited is not None else self._naming_sub_policies
+        for position in positions:
+            if not answered(answers, position):
+                break
+            policy = self.policies[position]
+            name = policy.credited_sub_policy() if credited is not None else policy.matched_sub_policy()
+            found = self.policy_set.sub_policy_position(position, name)
+            if found is not None:
+                return position, found
+        return credited, None
 
     def _record(
-        self, trace: TraceSpans, kept: bool, trigger: str, record: bytes = b"", weight: Weight | None = None
+        self,
+        trace: TraceSpans,
+        kept: bool,
+        trigger: str,
+        record: bytes = b"",
+        weight: Weight | None = None,
+        note: int | None = None,
     ) -> None:
         self._ages.append(max(0.0, self._clock() - trace.first_seen))
         tally = self._tally
         tally[self._decided[(kept, trigger)]] += 1
+        if note is None:
+            note = self.note(trace, trigger, evaluated=False)
+        journal = self.journal
         if kept:
             threshold = weight.threshold if weight is not None else None
-            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, threshold))
+            self.sampled_cache.add(trace.trace_id, (record, trace.nbytes, threshold, note))
+            if journal is not None:
+                journal.kept(trace.trace_id, record, trace.nbytes, threshold)
             tally[self._spans_kept] += trace.span_count
             if trace.log_count:
                 tally[self._logs["kept"]] += trace.log_count
             self._keep(trace)
         else:
-            self.not_sampled_cache.add(trace.trace_id)
+            self.not_sampled_cache.add(trace.trace_id, note)
+            if journal is not None:
+                journal.dropped(trace.trace_id)
+                self._settle(trace)
             tally[self._spans_dropped] += trace.span_count
             if trace.log_count:
                 tally[self._logs["dropped"]] += trace.log_count

@@ -14,7 +14,8 @@ and, beyond the Collector:
   dynamic, throughput), the number of traces it stands for, samplers upstream included
   (its adjusted count), so a backend can extrapolate counts;
 - `tailsampling.early_decision`: the trace was decided early because a bound was reached:
-  "overflow" (num_traces), "memory" (memory_limit_mib) or "span_limit" (max_spans_per_trace);
+  "overflow" (num_traces), "memory" (memory_limit_mib), "span_limit" (max_spans_per_trace)
+  or "storage" (the window's log full, with tail_sampling.storage.when_full: decide_early);
 - `tailsampling.root_seen: false`: the trace was decided without its root span.
 
 The attributes are appended to the scope's bytes (see framing.add_scope_attributes). The spans
@@ -49,7 +50,7 @@ _CACHED = frame(
     KeyValue(key="tailsampling.cached_decision", value=AnyValue(bool_value=True)).SerializeToString(),
 )
 # Triggers of decisions made before a trace was due, because a bound of the window was reached.
-EARLY_DECISION_REASONS = ("overflow", "memory", "span_limit")
+EARLY_DECISION_REASONS = ("overflow", "memory", "span_limit", "storage")
 # Distinct records are few (policies x triggers); their encodings are kept, within a bound.
 _RECORD_CACHE_LIMIT = 1024
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from sampler.config.load import load_config
+from sampler.config.load import load_config, parse_config
 from sampler.config.model import Config
 from sampler.config.types import ConfigError
 from sampler.decide.engine import TailSampler
@@ -27,7 +28,8 @@ RELOADABLE_SAMPLING_KEYS = frozenset(
 )
 
 
-def _digest(path: Path) -> str | None:
+def file_digest(path: Path) -> str | None:
+    """A digest of the file's content (None if it cannot be read), to tell when it changed."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
@@ -55,18 +57,22 @@ class ConfigReloader:
         self.config = config
         self._sampler = sampler
         self._metrics = metrics
-        self._digest = _digest(self.path)
+        self._digest = file_digest(self.path)
+        # The config each reload is turned into before it applies (a worker's share: sampler/workers).
+        self.transform: Callable[[Config], Config] = lambda config: config
         metrics.config_last_reload_successful.set(1)
 
-    def reload(self) -> bool:
-        """Load the file and apply its policies; False (and the old policies kept) if it is invalid."""
-        self._digest = _digest(self.path)
+    def reload(self, text: str | None = None) -> bool:
+        """Load the file (or `text`, the file's content as read by the supervisor of workers) and
+        apply its policies; False (and the old policies kept) if it is invalid."""
+        self._digest = file_digest(self.path)
         try:
-            new = load_config(self.path)
-        except ConfigError as exc:
+            new = self.transform(load_config(self.path) if text is None else parse_config(text, str(self.path)))
+        except Exception as exc:  # ConfigError, or content the loader has no words for: never fatal
             self._metrics.config_reloads.labels("failure").inc()
             self._metrics.config_last_reload_successful.set(0)
-            log.error("config reload rejected; the running policies stay in effect: %s", exc)
+            reason = exc if isinstance(exc, ConfigError) else f"{self.path}: {type(exc).__name__}: {exc}"
+            log.error("config reload rejected; the running policies stay in effect: %s", reason)
             return False
         self._sampler.apply(new.tail_sampling)
         ignored = restart_only_changes(self.config, new)
@@ -83,9 +89,14 @@ class ConfigReloader:
         return True
 
     async def watch(self, interval: float) -> None:
-        """Reload whenever the file's content changes; runs until cancelled."""
+        """Reload whenever the file's content changes; runs until cancelled, whatever the file holds."""
         while True:
             await asyncio.sleep(interval)
-            digest = _digest(self.path)
+            digest = file_digest(self.path)
             if digest is not None and digest != self._digest:
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # applying a valid config failed: a bug, but the watcher goes on
+                    self._metrics.config_reloads.labels("failure").inc()
+                    self._metrics.config_last_reload_successful.set(0)
+                    log.exception("config reload of %s failed; the running policies stay in effect", self.path)

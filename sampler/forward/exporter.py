@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # A drop is logged at most this often per exporter and reason; the counter has every one.
 _DROP_LOG_INTERVAL = 10.0
+# While sends keep failing, one line per exporter this often sums up the failed attempts.
+FAILURE_LOG_INTERVAL = 30.0
 
 
 class ExportError(Exception):
@@ -68,10 +70,68 @@ class _stop_past_shutdown_deadline(stop_base):  # noqa: N801 - named like tenaci
         return self._exporter._clock() + (retry_state.upcoming_sleep or 0.0) >= deadline
 
 
+class FailureLog:
+    """Failed sends, loud and early: the first failed attempt of a run of failures is an ERROR
+    naming the exporter and the cause (retries can take minutes to run out, and a wrong
+    endpoint must not wait that long to be seen); then one line per FAILURE_LOG_INTERVAL with
+    how many attempts failed meanwhile; the recovery once."""
+
+    def __init__(self, exporter: str, target: str, clock: Clock) -> None:
+        self._exporter = exporter
+        self._target = target
+        self._clock = clock
+        self._since: float | None = None  # when the run of failures began
+        self._failures = 0  # in the run
+        self._unreported = 0  # since the last line
+        self._last_line = 0.0
+
+    def failed(self, error: ExportError) -> None:
+        now = self._clock()
+        self._failures += 1
+        if self._since is None:
+            self._since = self._last_line = now
+            log.error(
+                "exporter %s: sending to %s failed: %s; retrying (failures are summed up every %gs until it recovers)",
+                self._exporter,
+                self._target,
+                error,
+                FAILURE_LOG_INTERVAL,
+            )
+            return
+        self._unreported += 1
+        if now - self._last_line >= FAILURE_LOG_INTERVAL:
+            log.error(
+                "exporter %s: still failing: %d failed attempt(s) in the last %.0fs, %d since %.0fs ago; last: %s",
+                self._exporter,
+                self._unreported,
+                now - self._last_line,
+                self._failures,
+                now - self._since,
+                error,
+            )
+            self._last_line = now
+            self._unreported = 0
+
+    def succeeded(self) -> None:
+        if self._since is None:
+            return
+        log.info(
+            "exporter %s: delivering again to %s, after %d failed attempt(s) over %.0fs",
+            self._exporter,
+            self._target,
+            self._failures,
+            self._clock() - self._since,
+        )
+        self._since = None
+        self._failures = self._unreported = 0
+
+
 class Exporter(ABC):
     """Sends payloads to one downstream. Subclasses implement `send`."""
 
     kind: str = ""
+    # Where it sends, as logs name it (its endpoint, and TLS or plaintext); subclasses set it.
+    target: str = ""
     # Whether its format carries log records (Zipkin's has none: they are counted as dropped).
     sends_logs: bool = True
     # Set by the daemon when telemetry.traces is on: each batch's delivery becomes a span.
@@ -93,6 +153,7 @@ class Exporter(ABC):
         self._workers: list[asyncio.Task[None]] = []
         self._closing_deadline: float | None = None
         self._last_drop_log: dict[str, float] = {}
+        self._failure_log = FailureLog(name, self.kind, clock)
         self._sent = {
             "traces": metrics.exporter_sent_spans.labels(name),
             "logs": metrics.exporter_sent_log_records.labels(name),
@@ -113,6 +174,7 @@ class Exporter(ABC):
     # --- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
+        self._failure_log = FailureLog(self.name, self.target or self.kind, self._clock)
         await self.open()
         if self._disk is not None:
             await self._disk.open()
@@ -151,6 +213,7 @@ class Exporter(ABC):
     def enqueue(self, payload: Payload) -> None:
         if payload.signal == "logs" and not self.sends_logs:
             self._drop(payload, "unsupported", f"the {self.kind} format has no log records")
+            payload.settle()
             return
         if self._disk is not None:
             self._disk.put(payload)
@@ -159,6 +222,7 @@ class Exporter(ABC):
             self._queue.put_nowait(payload)
         except asyncio.QueueFull:
             self._drop(payload, "queue_full", f"the queue of {self._queue.maxsize} batches is full")
+            payload.settle()
 
     @abstractmethod
     async def send(self, payload: Payload) -> int:
@@ -178,6 +242,7 @@ class Exporter(ABC):
             except Exception as exc:  # never let one payload stop the consumer
                 log.exception("exporter %s: unexpected failure", self.name)
                 self._drop(payload, "permanent_error", str(exc))
+            payload.settle()
             self._queue.task_done()
 
     async def _consume_from_disk(self) -> None:
@@ -215,6 +280,7 @@ class Exporter(ABC):
                         rejected = await self.send(payload)
                     except ExportError as exc:
                         self._failed.labels(self.name, exc.reason).inc()
+                        self._failure_log.failed(exc)
                         trace.get_current_span().add_event("export attempt failed", {"reason": exc.reason})
                         raise
         except RetryableError as exc:
@@ -225,6 +291,7 @@ class Exporter(ABC):
         except PermanentError as exc:
             self._drop(payload, "permanent_error", str(exc))
             return True
+        self._failure_log.succeeded()
         self._sent_requests.inc()
         self._sent[payload.signal].inc(payload.span_count - rejected)
         if rejected:

@@ -29,6 +29,11 @@ class Fanout:
         self._held: dict[Exporter, deque[Payload]] = {exporter: deque() for exporter in self._exporters}
 
     def deliver(self, payload: Payload) -> None:
+        if payload.receipt is not None:
+            if not self._exporters:
+                payload.receipt.expect()
+                payload.receipt.settle()
+            payload.receipt.expect(len(self._exporters))
         for exporter in self._exporters:
             held = self._held[exporter]
             if self._hold_when_full and (held or exporter.queue_full()):

@@ -7,7 +7,12 @@ from typing import Any
 from pydantic import Field
 
 from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView, Weight
-from sampler.policies.sub_policies import all_sample, build_sub_policies, stateful_sub_policy
+from sampler.policies.sub_policies import (
+    all_sample,
+    build_sub_policies,
+    stateful_sub_policy,
+    sub_policies_for_workers,
+)
 
 
 class AndSettings(PolicySettings):
@@ -26,6 +31,12 @@ class AndPolicy(Policy):
     @classmethod
     def stateful_reason(cls, settings: Any) -> str | None:
         return stateful_sub_policy(settings.and_sub_policy)
+
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        return settings.model_copy(
+            update={"and_sub_policy": sub_policies_for_workers(settings.and_sub_policy, workers)}
+        )
 
     def prepare(self) -> None:
         self.sub_policies = build_sub_policies(self.settings.and_sub_policy, self.clock)

@@ -170,6 +170,13 @@ class Policy(ABC):
         on those spans alone and does not change as more arrive. Asked when the config is loaded."""
         return None
 
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        """These settings for one of `workers` processes that each decide 1/workers of the traces
+        (the `workers` key): a rate or budget meant for the whole daemon becomes one worker's share.
+        Unchanged by default: most types judge each trace on its own."""
+        return settings
+
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Precompute what evaluate needs from the settings; called once, at construction."""
 
@@ -185,6 +192,11 @@ class Policy(ABC):
         """The sub-policy that made this policy's last sampled decision, as decision records
         name it (tailsampling.composite_policy); None for a policy that credits none."""
         return None
+
+    def matched_sub_policy(self) -> str | None:
+        """The sub-policy that matched the last trace even if this policy did not sample it
+        (composite: a sub-policy over its share), for the decision lookup; by default the credited one."""
+        return self.credited_sub_policy()
 
     def describe(self) -> str:
         if self.settings is None:
@@ -212,6 +224,14 @@ class PolicyConfig(BaseModel):
 
     def stateful_reason(self) -> str | None:
         return self.policy_type.stateful_reason(self.settings)
+
+    def for_workers(self, workers: int) -> PolicyConfig:
+        """This entry as each of `workers` worker processes runs it (see Policy.settings_for_workers)."""
+        settings = self.settings
+        if settings is None or workers == 1:
+            return self
+        shared = self.policy_type.settings_for_workers(settings, workers)
+        return self if shared is settings else self.model_copy(update={self.type: shared})
 
 
 def decide(sampled: bool) -> Decision:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from sampler.policies.base import CompositeSubPolicy, Decision, Policy, PolicySettings, TraceView, Weight
-from sampler.policies.sub_policies import build_sub_policies
+from sampler.policies.sub_policies import build_sub_policies, sub_policies_for_workers
 
 
 class RateAllocation(PolicySettings):
@@ -54,6 +54,16 @@ class CompositePolicy(Policy):
     def stateful_reason(cls, settings: Any) -> str | None:
         return f"{cls.type_name} keeps state across traces"
 
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        # Each worker decides 1/workers of the traces, so it spends that share of the budget.
+        return settings.model_copy(
+            update={
+                "max_total_spans_per_second": settings.max_total_spans_per_second / workers,
+                "composite_sub_policy": sub_policies_for_workers(settings.composite_sub_policy, workers),
+            }
+        )
+
     def prepare(self) -> None:
         settings = self.settings
         self.sub_policies = build_sub_policies(settings.composite_sub_policy, self.clock)
@@ -67,10 +77,11 @@ class CompositePolicy(Policy):
         self._spent = [0] * len(self.sub_policies)
         self._second = -math.inf
         self.last_sampled_by: str | None = None
+        self.last_matched_by: str | None = None
         self._last_weight: Weight | None = None
 
     def evaluate(self, trace: TraceView) -> Decision:
-        self.last_sampled_by = None
+        self.last_sampled_by = self.last_matched_by = None
         second = math.floor(self.clock())
         if second != self._second:
             self._second = second
@@ -79,6 +90,7 @@ class CompositePolicy(Policy):
         for index, policy in enumerate(self.sub_policies):
             if policy.evaluate(trace) is not Decision.SAMPLED:
                 continue
+            self.last_matched_by = policy.name
             spent = self._spent[index] + trace.span_count
             if spent <= self._budgets[index] and spent <= total:
                 self._spent[index] = spent
@@ -90,6 +102,9 @@ class CompositePolicy(Policy):
 
     def credited_sub_policy(self) -> str | None:
         return self.last_sampled_by
+
+    def matched_sub_policy(self) -> str | None:
+        return self.last_matched_by
 
     def weight(self) -> Weight | None:
         # The sub-policy's own: the share of spans per second is a budget, not a probability.

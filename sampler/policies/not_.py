@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sampler.policies.base import Decision, LeafSubPolicy, Policy, PolicySettings, TraceView
-from sampler.policies.sub_policies import build_sub_policies
+from sampler.policies.sub_policies import build_sub_policies, sub_policies_for_workers
 
 
 class NotSettings(PolicySettings):
@@ -22,6 +22,11 @@ class NotPolicy(Policy):
     @classmethod
     def stateful_reason(cls, settings: Any) -> str | None:
         return "not can change its answer as spans arrive"
+
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        (shared,) = sub_policies_for_workers([settings.not_sub_policy], workers)
+        return settings.model_copy(update={"not_sub_policy": shared})
 
     def prepare(self) -> None:
         (self.sub_policy,) = build_sub_policies([self.settings.not_sub_policy], self.clock)

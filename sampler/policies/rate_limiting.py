@@ -23,6 +23,17 @@ class RateLimitingPolicy(Policy):
     def stateful_reason(cls, settings: Any) -> str | None:
         return f"{cls.type_name} keeps state across traces"
 
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        # Each worker decides 1/workers of the traces: its bucket refills at that share of the rate.
+        burst = settings.burst_capacity
+        return settings.model_copy(
+            update={
+                "spans_per_second": settings.spans_per_second / workers,
+                "burst_capacity": burst and burst / workers,
+            }
+        )
+
     def prepare(self) -> None:
         rate = self.settings.spans_per_second
         self._bucket = TokenBucket(rate, self.settings.burst_capacity or rate, self.clock)

@@ -27,3 +27,8 @@ def stateful_sub_policy(configs: Iterable[PolicyConfig]) -> str | None:
         if reason:
             return f"its sub-policy {sub.name!r}: {reason}"
     return None
+
+
+def sub_policies_for_workers(configs: Iterable[PolicyConfig], workers: int) -> list[PolicyConfig]:
+    """The sub-policies as each of `workers` worker processes runs them (PolicyConfig.for_workers)."""
+    return [config.for_workers(workers) for config in configs]

@@ -3,6 +3,8 @@ rate (see adaptive.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from sampler.policies.adaptive import AdaptivePolicy, AdaptiveSettings
@@ -18,6 +20,11 @@ class ThroughputPolicy(AdaptivePolicy):
 
     type_name = "throughput"
     settings_model = ThroughputSettings
+
+    @classmethod
+    def settings_for_workers(cls, settings: Any, workers: int) -> Any:
+        # Each worker sees 1/workers of the traces and keeps its share of the goal.
+        return settings.model_copy(update={"goal_throughput_per_sec": settings.goal_throughput_per_sec / workers})
 
     def goal_rate(self, traces_per_second: float) -> float:
         return max(1.0, traces_per_second / self.settings.goal_throughput_per_sec)

@@ -14,12 +14,18 @@ import hmac
 import logging
 import ssl
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sampler.clock import Clock, monotonic
 from sampler.config.receivers import ReceiverAuthConfig, ServerTlsConfig
 from sampler.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +244,31 @@ class TokenAuth:
         return None
 
 
+def token_middleware(
+    auth: TokenAuth,
+    refuse: Callable[[web.Request, str], web.Response],
+    open_paths: Collection[str] = (),
+) -> Middleware:
+    """An aiohttp middleware that lets a request through only with an accepted token (paths in
+    `open_paths` need none); `refuse` makes the 401 answer, in the server's own format."""
+    from aiohttp import web  # here: `check` and the CLI, which import this module, need no aiohttp
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Before the body is read: an unauthenticated client costs no decoding.
+        if request.path in open_paths:
+            return await handler(request)
+        refusal = auth.check(request.headers.get(auth.header))
+        if refusal is None:
+            return await handler(request)
+        reply = refuse(request, refusal)
+        if auth.scheme:
+            reply.headers["WWW-Authenticate"] = auth.scheme
+        return reply
+
+    return authenticate
+
+
 def describe_security(tls: ServerTlsConfig | None, auth: ReceiverAuthConfig | None) -> str:
     """How a receiver is protected, in words that name files but no secret."""
     parts = []
@@ -255,3 +286,19 @@ def describe_security(tls: ServerTlsConfig | None, auth: ReceiverAuthConfig | No
             sources.append(f"from {auth.bearer_token_file}")
         parts.append(f"token in the {auth.header} header ({', '.join(sources)})")
     return ", ".join(parts)
+
+
+def admin_middlewares(auth: ReceiverAuthConfig | None, metrics: Metrics) -> list[Middleware]:
+    """The admin endpoint's token check (admin.auth), if any: every path but the probes' and the
+    console page's needs the token; a refusal is a JSON 401."""
+    if auth is None:
+        return []
+    from aiohttp import web  # here, as in token_middleware
+
+    from sampler.telemetry.admin import PROBE_PATHS
+    from sampler.telemetry.console import PAGE_PATHS
+
+    def refuse(request: web.Request, message: str) -> web.Response:
+        return web.json_response({"error": message}, status=401)
+
+    return [token_middleware(TokenAuth(auth, "admin", metrics), refuse, PROBE_PATHS | PAGE_PATHS)]

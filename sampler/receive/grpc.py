@@ -57,6 +57,8 @@ class GrpcReceiver:
         self._server: grpc.aio.Server | None = None
         self._auth: TokenAuth | None = None
         self.port = 0
+        # Several worker processes listen on the same port (the `workers` key); the kernel spreads connections.
+        self.reuse_port = False
 
     async def _export(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         return await self._serve(data, context, self._accept_traces)
@@ -68,7 +70,7 @@ class GrpcReceiver:
         return (await self._ingest.accept(data, "grpc", left)).SerializeToString()
 
     async def _accept_logs(self, data: bytes, left: float | None) -> bytes:
-        request = await self._ingest.decode(parse_logs_protobuf, data)
+        request = await self._ingest.decode(parse_logs_protobuf, data, "grpc", "protobuf ExportLogsServiceRequest")
         return (await self._ingest.accept_logs(request, "grpc", left)).SerializeToString()
 
     async def _serve(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes], accept: _Accept) -> bytes:
@@ -116,7 +118,11 @@ class GrpcReceiver:
         tls = ServerTls(self._config.tls, "grpc", metrics) if self._config.tls is not None else None
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
         server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0), *self._limit_options()],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.so_reuseport", int(self.reuse_port)),
+                *self._limit_options(),
+            ],
             maximum_concurrent_rpcs=self._config.max_concurrent_rpcs or None,
         )
         # No deserializer: the handler parses, so a malformed body gets a clear INVALID_ARGUMENT.

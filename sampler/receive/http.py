@@ -9,14 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from sampler.config.receivers import HttpProtocolConfig, ZipkinReceiverConfig
 from sampler.receive.connections import LimitedTCPSite
-from sampler.receive.credentials import ServerTls, TokenAuth, describe_security
+from sampler.receive.credentials import ServerTls, TokenAuth, describe_security, token_middleware
 from sampler.receive.ingest import RETRY_AFTER_SECONDS, Ingest, WindowFull
 from sampler.receive.split import BadRequest, parse_json
 from sampler.receive.split_logs import parse_logs_json, parse_logs_protobuf
@@ -102,19 +101,8 @@ class HttpReceiver:
         self._runner: web.AppRunner | None = None
         self._auth: TokenAuth | None = None
         self.port = 0
-
-    @web.middleware
-    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Before the body is read: an unauthenticated client costs no decoding.
-        auth = self._auth
-        assert auth is not None
-        refusal = auth.check(request.headers.get(auth.header))
-        if refusal is None:
-            return await handler(request)
-        reply = self._unauthenticated(request, refusal)
-        if auth.scheme:
-            reply.headers["WWW-Authenticate"] = auth.scheme
-        return reply
+        # Several worker processes listen on the same port (the `workers` key); the kernel spreads connections.
+        self.reuse_port = False
 
     def _error(self, request: web.Request, http_status: int, code: int, message: str) -> web.Response:
         """A refusal in this receiver's format: for OTLP, a Status (gRPC `code`) in the request's encoding."""
@@ -168,7 +156,8 @@ class HttpReceiver:
             return _status_response(400, _INVALID_ARGUMENT, f"cannot read request body: {exc}", content_type)
         parse = from_json if content_type == JSON else from_protobuf
         try:
-            parsed = data if parse is None else await self._ingest.decode(parse, data)
+            what = "OTLP JSON request" if content_type == JSON else "protobuf export request"
+            parsed = data if parse is None else await self._ingest.decode(parse, data, "http", what)
             del data  # a large body need not outlive its parsing
             response = await accept(parsed, "http", left)
         except BadRequest as exc:
@@ -189,7 +178,7 @@ class HttpReceiver:
         tls = ServerTls(self._config.tls, self.protocol, metrics) if self._config.tls is not None else None
         app = web.Application(
             client_max_size=self._config.max_request_body_size,
-            middlewares=[self._authenticate] if self._auth is not None else [],
+            middlewares=[token_middleware(self._auth, self._unauthenticated)] if self._auth is not None else [],
         )
         self._add_routes(app)
         runner = web.AppRunner(
@@ -208,6 +197,7 @@ class HttpReceiver:
             port,
             ssl_context=tls.server_context() if tls is not None else None,
             max_connections=self._config.max_connections,
+            reuse_port=self.reuse_port or None,
             on_refused=lambda: self._ingest.count_refused_connection(self.protocol, "max_connections"),
         )
         try:

@@ -4,8 +4,9 @@ to the sampler, count it, and say which spans (or log records) were refused."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
@@ -19,12 +20,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from sampler.config.receivers import OtlpReceiverConfig
+from sampler.decide.durable import DurableWindow
 from sampler.decide.engine import TailSampler
 from sampler.receive.bounds import OFFLOAD_SPANS, TraceDecoder, ingest_in_slices
+from sampler.receive.split import BadRequest
 from sampler.receive.split_logs import LogSplitter
-from sampler.spans.trace import ScopeKey
+from sampler.spans.trace import DecodedBatch, ScopeKey
 from sampler.telemetry.metrics import Metrics
 from sampler.telemetry.span_metrics import SpanMetrics
+from sampler.window.log import StorageFull
+
+log = logging.getLogger(__name__)
 
 # Where log records that name no trace go (the batcher), or None to drop them.
 PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
@@ -32,6 +38,7 @@ PassThrough = Callable[[dict[ScopeKey, bytearray], int], None]
 Parsed = TypeVar("Parsed")
 
 PROTOCOLS = ("grpc", "http", "zipkin")
+_UNREADABLE_LOG_EVERY = 1000
 # When a client refused for a full window should retry.
 RETRY_AFTER_SECONDS = 1
 _REFUSAL = f"no room: the trace window is full or the exporters are backed up; retry in {RETRY_AFTER_SECONDS}s"
@@ -39,6 +46,27 @@ _REFUSAL = f"no room: the trace window is full or the exporters are backed up; r
 
 class WindowFull(Exception):
     """block_on_overflow: no room in the window before the request's deadline."""
+
+    # What tail_sampler_receiver_requests_total counts the refusal as.
+    result = "backpressure"
+
+
+class StorageRefused(WindowFull):
+    """tail_sampling.storage could not take a request: its log is full or cannot be written."""
+
+    def __init__(self, message: str, result: str) -> None:
+        super().__init__(message)
+        self.result = result  # storage_full or storage_error
+
+
+class Handover(Protocol):
+    """Where a request's traces go when several worker processes share them (receive/handoff.py)."""
+
+    async def take(self, batch: DecodedBatch, protocol: str, timeout: float | None, count_traces: bool = True) -> int:
+        """Every trace of the batch handed to the worker that owns it; how many were new to this
+        worker (each owner counts its own in tail_sampler_received_traces_total, unless
+        `count_traces` is off: a logs request's traces are not counted as received). Raises
+        WindowFull when they cannot all be taken."""
 
 
 class Ingest:
@@ -49,8 +77,10 @@ class Ingest:
         config: OtlpReceiverConfig | None = None,
         untraced_logs: PassThrough | None = None,
         span_metrics: SpanMetrics | None = None,
+        durable: DurableWindow | None = None,
     ) -> None:
         self._sampler = sampler
+        self._durable = durable
         self.metrics = metrics
         self._span_metrics = span_metrics
         config = config or OtlpReceiverConfig()
@@ -73,9 +103,12 @@ class Ingest:
         self._truncated_values = {
             p: metrics.limited_attributes.labels(p, "attribute_value_length_limit") for p in PROTOCOLS
         }
+        self._unreadable = 0
         self._refused_connections = metrics.refused_connections
         self._open_connections = metrics.open_connections
         self._requests = metrics.requests
+        # Set in a worker process (the `workers` key): the traces go to the workers that own them.
+        self.handover: Handover | None = None
 
     async def room(self, protocol: str, timeout: float | None = None) -> float | None:
         """With block_on_overflow, before a request is decoded: wait until there is any room at
@@ -85,6 +118,9 @@ class Ingest:
         sampler = self._sampler
         if not sampler.blocking:
             return timeout
+        if self.handover is not None:
+            # With workers, the room is the owners' to give: they are asked once the request is split.
+            return sampler.wait_budget(timeout)
         loop = asyncio.get_running_loop()
         started = loop.time()
         if not await sampler.wait_for_room(None, timeout):
@@ -92,9 +128,15 @@ class Ingest:
             raise WindowFull(_REFUSAL)
         return sampler.wait_budget(timeout) - (loop.time() - started)
 
-    async def decode(self, parse: Callable[[bytes], Parsed], data: bytes) -> Parsed:
-        """parse(data), off the event loop if the body is large (see receive/bounds.py)."""
-        return await self.decoder.offload(parse, data)
+    async def decode(self, parse: Callable[[bytes], Parsed], data: bytes, protocol: str, what: str) -> Parsed:
+        """parse(data), off the event loop if the body is large (see receive/bounds.py). Raises
+        BadRequest for a malformed body, with or without a reason of the parser's own."""
+        try:
+            return await self.decoder.offload(parse, data)
+        except BadRequest:
+            raise
+        except Exception as exc:  # a gap in the decoder: still the body's fault, never a 500
+            raise BadRequest(self.unreadable(protocol, what, exc)) from None
 
     async def accept(
         self, request: ExportTraceServiceRequest | bytes, protocol: str, deadline: float | None = None
@@ -104,11 +146,13 @@ class Ingest:
         (block_on_overflow_timeout when None); raises WindowFull if there is none by then (the
         client should retry), BadRequest if a protobuf body is malformed."""
         fields = self._span_metrics.new_fields() if self._span_metrics is not None else None
-        batch = await self.decoder.split(request, fields)
-        if not await self._sampler.wait_for_room(batch, deadline):
-            self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(_REFUSAL)
-        new_traces = await ingest_in_slices(self._sampler, batch)
+        try:
+            batch = await self.decoder.split(request, fields)
+        except BadRequest:
+            raise
+        except Exception as exc:  # a gap in the decoder: still the body's fault, never a 500
+            raise BadRequest(self.unreadable(protocol, "OTLP trace export request", exc)) from None
+        new_traces = await self._take(batch, protocol, deadline)
         if self._span_metrics is not None and fields is not None:
             self._span_metrics.count(fields)
         self._spans[protocol].inc(batch.span_count)
@@ -138,11 +182,8 @@ class Ingest:
         decision), the others pass through or are dropped. Raises WindowFull as accept() does."""
         records = sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
         batch = await self.decoder.run(self._log_splitter.split, request, records >= OFFLOAD_SPANS)
-        if not await self._sampler.wait_for_room(batch, deadline):
-            self._requests.labels(protocol, "backpressure").inc()
-            raise WindowFull(_REFUSAL)
         if batch.traces:
-            await ingest_in_slices(self._sampler, batch)
+            await self._take(batch, protocol, deadline, count_traces=False)
         untraced = batch.untraced_log_count
         if untraced:
             if self._untraced_logs is not None:
@@ -164,8 +205,48 @@ class Ingest:
             self._requests.labels(protocol, "ok").inc()
         return response
 
+    async def _take(self, batch: DecodedBatch, protocol: str, deadline: float | None, count_traces: bool = True) -> int:
+        """The batch's traces into the window (with workers: each to the worker owning it); how many
+        were new. Raises WindowFull (counted by its result) when they cannot all be taken."""
+        try:
+            if self.handover is not None:
+                return await self.handover.take(batch, protocol, deadline, count_traces)
+            if not await self._sampler.wait_for_room(batch, deadline):
+                raise WindowFull(_REFUSAL)
+            await self.store(batch, self._sampler.wait_budget(deadline))
+            return await ingest_in_slices(self._sampler, batch)
+        except WindowFull as refusal:
+            self._requests.labels(protocol, refusal.result).inc()
+            raise
+
+    async def store(self, batch: DecodedBatch, budget: float) -> None:
+        """tail_sampling.storage: a batch is taken into the window (and its request acknowledged)
+        only once it is in the window's log. Raises StorageRefused if it cannot be, within `budget`
+        seconds. The workers' hand-over calls this too, in the worker that owns the traces."""
+        if self._durable is None:
+            return
+        try:
+            await self._durable.admit(batch, budget)
+        except StorageFull as exc:
+            raise StorageRefused(f"{exc}; retry in {RETRY_AFTER_SECONDS}s", exc.reason) from None
+
     def count_failure(self, protocol: str, result: str) -> None:
         self._requests.labels(protocol, result).inc()
+
+    def unreadable(self, protocol: str, what: str, exc: Exception) -> str:
+        """A body its decoder failed on without a reason of its own (a gap in the decoder), to be
+        answered 4xx and counted invalid like any malformed body: logged, the first time and then
+        every _UNREADABLE_LOG_EVERY times, so the gap gets closed. Returns the message."""
+        if self._unreadable % _UNREADABLE_LOG_EVERY == 0:
+            log.warning(
+                "%s receiver: a %s could not be decoded (%s: %s); answered 400. Please report it with the body.",
+                protocol,
+                what,
+                type(exc).__name__,
+                exc,
+            )
+        self._unreadable += 1
+        return f"malformed {what}: it cannot be decoded ({type(exc).__name__})"
 
     def count_refused_connection(self, protocol: str, reason: str) -> None:
         self._refused_connections.labels(protocol, reason).inc()

@@ -15,6 +15,7 @@ from sampler.codecs.zipkin import proto, to_otlp
 from sampler.config.receivers import ZipkinReceiverConfig
 from sampler.receive.http import BodyTooLarge, HttpReceiver, UnsupportedEncoding, read_body
 from sampler.receive.ingest import Ingest, WindowFull
+from sampler.receive.split import BadRequest
 
 SPANS_PATH = "/api/v2/spans"
 PROTOCOL = "zipkin"
@@ -37,10 +38,16 @@ class ZipkinReceiver(HttpReceiver):
         self._parse_string_tags = config.parse_string_tags
 
     def _from_protobuf(self, data: bytes) -> ExportTraceServiceRequest:
-        return to_otlp.request_from_zipkin(proto.decode(data), self._parse_string_tags)
+        try:
+            return to_otlp.request_from_zipkin(proto.decode(data), self._parse_string_tags)
+        except ValueError as exc:
+            raise BadRequest(f"malformed Zipkin v2 protobuf: {exc}") from None
 
     def _from_json(self, data: bytes) -> ExportTraceServiceRequest:
-        return to_otlp.parse_json(data, self._parse_string_tags)
+        try:
+            return to_otlp.parse_json(data, self._parse_string_tags)
+        except ValueError as exc:
+            raise BadRequest(f"malformed Zipkin v2 JSON: {exc}") from None
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(SPANS_PATH, self._spans)
@@ -78,10 +85,13 @@ class ZipkinReceiver(HttpReceiver):
             self._ingest.count_failure(PROTOCOL, "invalid")
             return _reply(400, f"cannot read request body: {exc}")
         try:
-            parsed = await self._ingest.decode(self._from_protobuf if protobuf else self._from_json, data)
-        except ValueError as exc:
+            what = f"Zipkin v2 {'protobuf' if protobuf else 'JSON'} body"
+            parsed = await self._ingest.decode(
+                self._from_protobuf if protobuf else self._from_json, data, PROTOCOL, what
+            )
+        except BadRequest as exc:  # malformed, or a gap in the mapping: still the body's fault, never a 500
             self._ingest.count_failure(PROTOCOL, "invalid")
-            return _reply(400, f"malformed Zipkin v2 {'protobuf' if protobuf else 'JSON'}: {exc}")
+            return _reply(400, str(exc))
         try:
             response = await self._ingest.accept(parsed, PROTOCOL, left)
         except WindowFull as exc:

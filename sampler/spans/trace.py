@@ -20,6 +20,19 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 # A (ResourceSpans prefix, ScopeSpans prefix) pair: see sampler.spans.framing.
 ScopeKey = tuple[bytes, bytes]
+# Where one fragment of a trace sits in the window's log, packed in one int: see
+# sampler/window/log.py. A trace holds one position, as an int, when it arrived in one request
+# (most do), or a tuple of them: neither is an object the garbage collector has to track.
+LogPosition = int
+LogPositions = int | tuple[int, ...]
+
+
+def add_positions(positions: list[LogPosition], held: LogPositions) -> None:
+    """Append the positions a trace holds to a list."""
+    if isinstance(held, int):
+        positions.append(held)
+    else:
+        positions += held
 
 
 class TraceSpans:
@@ -37,6 +50,7 @@ class TraceSpans:
         "logs",
         "log_count",
         "log_nbytes",
+        "log_positions",
     )
 
     # trace_id has a default only for pickling (simulate's worker pool): compiled with mypyc
@@ -56,6 +70,9 @@ class TraceSpans:
         self.logs: dict[ScopeKey, bytearray] | None = None
         self.log_count = 0
         self.log_nbytes = 0
+        # With tail_sampling.storage: where its fragments sit in the window's log (window/log.py),
+        # released once the trace is decided and handed on. None without storage.
+        self.log_positions: LogPositions | None = None
 
     def absorb(self, other: TraceSpans) -> None:
         """Append the spans, log records and summary of a later fragment of the same trace."""
@@ -74,6 +91,15 @@ class TraceSpans:
             self.end_max = other.end_max
         self.root_seen = self.root_seen or other.root_seen
         self.error_seen = self.error_seen or other.error_seen
+        more = other.log_positions
+        if more is not None:
+            held = self.log_positions
+            if held is None:
+                self.log_positions = more
+            else:
+                self.log_positions = (held if isinstance(held, tuple) else (held,)) + (
+                    more if isinstance(more, tuple) else (more,)
+                )
 
     @property
     def held_bytes(self) -> int:

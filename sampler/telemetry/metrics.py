@@ -44,7 +44,8 @@ class Metrics:
         self.requests = Counter(
             f"{PREFIX}_receiver_requests",
             "Export requests handled by the receivers, by result "
-            "(ok, partial, invalid, too_large, unsupported_media_type, backpressure).",
+            "(ok, partial, invalid, too_large, unsupported_media_type, backpressure, storage_full, storage_error, "
+            "unavailable: the worker owning some of its traces could not take them).",
             ["protocol", "result"],
             registry=r,
         )
@@ -148,7 +149,8 @@ class Metrics:
         self.early_decisions = Counter(
             f"{PREFIX}_early_decisions",
             "Traces decided before they were due because a bound of the window was reached "
-            "(overflow: num_traces, memory: memory_limit_mib, span_limit: max_spans_per_trace).",
+            "(overflow: num_traces, memory: memory_limit_mib, span_limit: max_spans_per_trace, "
+            "storage: the window's log was full, with when_full: decide_early).",
             ["reason"],
             registry=r,
         )
@@ -161,6 +163,63 @@ class Metrics:
             f"{PREFIX}_late_spans",
             "Spans arriving after their trace was decided, by the cached decision they followed "
             "(kept, dropped, too_large: a kept trace whose forwarded spans would exceed maximum_trace_size_bytes).",
+            ["decision"],
+            registry=r,
+        )
+
+        # the durable window (tail_sampling.storage) and the decision journal
+        self.window_storage_bytes = Gauge(
+            f"{PREFIX}_window_storage_bytes",
+            "Bytes of the window's log segment files on disk (tail_sampling.storage); a segment is "
+            "deleted once every trace in it is decided and handed on.",
+            registry=r,
+        )
+        self.window_storage_capacity = Gauge(
+            f"{PREFIX}_window_storage_capacity_bytes",
+            "The configured bound on the window's log (tail_sampling.storage.max_size_mib).",
+            registry=r,
+        )
+        self.window_storage_recovered_spans = Counter(
+            f"{PREFIX}_window_storage_recovered_spans",
+            "Spans found in the window's log at start, acknowledged by an earlier run but not yet "
+            "handed on, by the state of their trace (undecided: rebuilt in the window and decided "
+            "normally; kept: forwarded again, the backend may see them twice; dropped: not forwarded).",
+            ["state"],
+            registry=r,
+        )
+        self.storage_corrupt_records = Counter(
+            f"{PREFIX}_storage_corrupt_records",
+            "Unreadable stretches of the window's log or the decision journal skipped at start "
+            "(a checksum mismatch, a record torn by a crash), by store (window, decisions).",
+            ["store"],
+            registry=r,
+        )
+        self.storage_io_errors = Counter(
+            f"{PREFIX}_storage_io_errors",
+            "Failed file operations on the window's log or the decision journal, by store (window, "
+            "decisions) and operation (write, read, mark, sync, delete, task).",
+            ["store", "operation"],
+            registry=r,
+        )
+        self.decision_journal_bytes = Gauge(
+            f"{PREFIX}_decision_journal_bytes",
+            "Bytes of the decision journal's segment files, since its last compaction.",
+            registry=r,
+        )
+        self.decision_journal_written = Counter(
+            f"{PREFIX}_decision_journal_written_traces",
+            "Trace decisions written to the decision journal (they survive a crash of the daemon; "
+            "with fsync: always or after the next sync, a crash of the machine too).",
+            registry=r,
+        )
+        self.decision_journal_compactions = Counter(
+            f"{PREFIX}_decision_journal_compactions",
+            "Compactions of the decision journal into its snapshot file.",
+            registry=r,
+        )
+        self.decision_journal_recovered = Counter(
+            f"{PREFIX}_decision_journal_recovered_traces",
+            "Trace decisions loaded at start from the snapshot and the journal, by decision (kept, dropped).",
             ["decision"],
             registry=r,
         )
@@ -316,6 +375,15 @@ class Metrics:
             registry=r,
         )
 
+        # workers (the `workers` key): fragments handed to the worker that owns their trace
+        self.handoff_spans = Counter(
+            f"{PREFIX}_worker_handoff_spans",
+            "Spans handed between worker processes to the worker that owns their trace, by direction "
+            "(sent: by the worker that received them, received: by the owner); 0 with one worker.",
+            ["direction"],
+            registry=r,
+        )
+
         # configuration
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads",
@@ -333,3 +401,23 @@ class Metrics:
         # lifecycle
         self.build_info = Gauge(f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 while receivers listen and exporters run.", registry=r)
+
+
+class SupervisorMetrics:
+    """What the supervisor of worker processes (the `workers` key) says of them. It registers
+    them beside a Metrics of its own (its process, its admin endpoint's token checks), all of
+    which it adds to its workers' on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.workers = Gauge(f"{PREFIX}_workers", "Worker processes configured (the workers key).", registry=r)
+        self.workers_up = Gauge(
+            f"{PREFIX}_workers_up", "Worker processes running and answering the supervisor now.", registry=r
+        )
+        self.worker_restarts = Counter(
+            f"{PREFIX}_worker_restarts",
+            "Worker processes that exited unexpectedly and were started again, by worker index.",
+            ["worker"],
+            registry=r,
+        )

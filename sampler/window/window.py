@@ -80,15 +80,16 @@ class TraceWindow:
     def get(self, trace_id: bytes) -> TraceSpans | None:
         return self._shard(trace_id).traces.get(trace_id)
 
-    def add(self, trace: TraceSpans) -> TraceSpans | None:
-        """Adopt a trace not yet in the window. Returns the oldest trace of the
+    def add(self, trace: TraceSpans, arrived: float | None = None) -> TraceSpans | None:
+        """Adopt a trace not yet in the window, arrived now or at `arrived` (on the clock: a
+        trace rebuilt from the window's log keeps its arrival). Returns the oldest trace of the
         shard if it had to make room; the caller must decide that one now."""
         shard = self._shard(trace.trace_id)
         evicted = None
         if len(shard.traces) >= shard.limit:
             _, evicted = shard.traces.popitem(last=False)
             shard.count_out(evicted)
-        now = self._clock()
+        now = self._clock() if arrived is None else arrived
         trace.first_seen = now
         trace.due = now + self._wait
         shard.traces[trace.trace_id] = trace
@@ -151,6 +152,11 @@ class TraceWindow:
                     break
                 self._remove(shard, trace)
                 yield trace, "wait"
+
+    def oldest(self) -> TraceSpans | None:
+        """The trace first seen longest ago, left in place; None if the window is empty."""
+        heads = [next(iter(shard.traces.values())) for shard in self._shards if shard.traces]
+        return min(heads, key=lambda trace: trace.first_seen, default=None)
 
     def pop_oldest(self) -> TraceSpans | None:
         """Remove and return the trace first seen longest ago, None if the window is empty.

@@ -149,6 +149,7 @@ async def run_load(
     on_accepted: Callable[[PoolRequest, bytes], None] | None = None,
     probe: Callable[[], dict[str, float]] | None = None,
     warmup: float = 0.0,
+    connections: int = 1,
 ) -> dict:
     """Send for `duration` seconds (and at most `max_requests` requests, if given) with
     `concurrency` requests in flight; with `rate` (spans/s), paced to at most that, else as fast
@@ -156,7 +157,10 @@ async def run_load(
     from other errors. `on_accepted` sees every request the target accepted, as sent.
 
     With `probe`, its readings `warmup` seconds in and when sending stops are returned as
-    "window", with the spans accepted between the two: the steady part of the run."""
+    "window", with the spans accepted between the two: the steady part of the run.
+
+    `connections`: TCP connections the senders share, taking turns (gRPC would otherwise give
+    every channel to one target the same connection), as several clients would."""
     import grpc
 
     pool = pool or build_pool(40, seed)
@@ -176,14 +180,17 @@ async def run_load(
         assert probe is not None
         marks[name] = {"t": time.monotonic(), "spans": sent_spans, **probe()}
 
-    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        export = channel.unary_unary(EXPORT)
-        await channel.channel_ready()
+    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(max(1, connections))]
+    try:
+        exports = [channel.unary_unary(EXPORT) for channel in channels]
+        await asyncio.gather(*(channel.channel_ready() for channel in channels))
         stop_at = time.monotonic() + duration
 
         async def sender(index: int) -> None:
             nonlocal counter, sent_spans, requests_ok, requests_started, errors, refused, refused_spans
             turn = index
+            export = exports[index % len(exports)]
             next_send = time.monotonic() + interval * index / concurrency
             while time.monotonic() < stop_at and not (max_requests and requests_started >= max_requests):
                 if interval:
@@ -229,6 +236,8 @@ async def run_load(
             tasks.append(watch_window())
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
     result = {
         "spans": sent_spans,
         "requests": requests_ok,

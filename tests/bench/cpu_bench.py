@@ -3,6 +3,8 @@
 Run:  python tests/bench/cpu_bench.py                         (about 5 minutes)
       python tests/bench/cpu_bench.py --daemon-workers 1,2 --duration 20 --repeats 3
       python tests/bench/cpu_bench.py --daemon-builds plain,compiled --span-metrics both
+      python tests/bench/cpu_bench.py --no-collector --daemon-workers 1 --storage off,interval
+                                                   (the cost of the durable window, same run)
 
 Everything runs on this machine over loopback, in separate processes:
   load -> server under test -> sink
@@ -16,6 +18,9 @@ one server at a time, each with a sink of its own, in the same run:
                  --span-metrics off turns the span metrics (span_metrics.enabled, on as shipped)
                  off; `both` runs each variant with them on and off, to price them per span
                  (the Collector runs no spanmetrics: `off` is the like-for-like comparison).
+                 And one per --storage value: `off` (the default) runs without tail_sampling.storage,
+                 `never`, `interval` or `always` with the durable window on, its log in a fresh
+                 directory under the run's temporary directory (fsync_interval as shipped: 1s).
                  --daemon-builds: `plain` runs the sources as they are (plain Python; refused if
                  compiled modules sit beside them), `compiled` a copy of sampler/ whose hot path
                  is compiled with mypyc as `TAIL_SAMPLER_MYPYC=1 pip install` compiles it
@@ -27,7 +32,9 @@ one server at a time, each with a sink of its own, in the same run:
 The load (tests/bench/bench.py's generator) replays pre-serialized OTLP/gRPC requests of 1000
 spans, 100 traces x 10 spans with ~10 attributes each, patching fresh trace IDs into every
 request; every 10th trace has an error status on one span, so 10% of traces must be kept. It is
-a closed loop with a few requests in flight, bounded by --duration and --max-requests.
+a closed loop with a few requests in flight over a few connections (--concurrency,
+--connections: with workers, the kernel gives each connection to one worker, as it would each
+of several clients), bounded by --duration and --max-requests.
 
 The CPU time of the server is utime + stime of its process and every descendant, including
 children they reaped (/proc/PID/stat), read by the load process --warmup seconds after the load
@@ -149,6 +156,7 @@ def run_load_process(args: argparse.Namespace) -> dict[str, Any]:
             pool=pool,
             max_requests=args.max_requests,
             on_accepted=on_accepted,
+            connections=args.connections,
             probe=lambda: {
                 "cpu": tree_cpu_seconds(args.pid),
                 "load_cpu": own_cpu_seconds(),
@@ -236,6 +244,7 @@ class Daemon(Server):
         span_metrics: bool = True,
         build: str = "plain",
         tree: Path | None = None,
+        storage: str = "off",
     ) -> None:
         super().__init__(workdir)
         self.workers = workers
@@ -244,14 +253,22 @@ class Daemon(Server):
         # The sources it runs: the repository's (plain), or a copy with compiled modules.
         self.build = build
         self.tree = tree or bench.REPO
-        suffix = ("" if span_metrics else "-no-span-metrics") + f"-{build}"
+        self.storage = storage
+        self.starts = 0
+        suffix = (
+            ("" if span_metrics else "-no-span-metrics")
+            + ("" if storage == "off" else f"-storage-{storage}")
+            + f"-{build}"
+        )
         self.config_path = workdir / f"sampler-workers-{workers}{suffix}.yaml"
         self.num_traces = num_traces
         self.with_workers_key = True
-        self.label = f"tail-sampler ({build}), workers: {workers}" + self.label_suffix()
+        self.label = f"tail-sampler ({build}), workers: {workers}" + self.variant()
 
-    def label_suffix(self) -> str:
-        return "" if self.span_metrics else ", span metrics off"
+    def variant(self) -> str:
+        return ("" if self.span_metrics else ", span metrics off") + (
+            f", storage (fsync: {self.storage})" if self.storage != "off" else ""
+        )
 
     def environment(self) -> dict[str, str]:
         # `python -P`: the working directory is not put first on sys.path, so PYTHONPATH decides.
@@ -285,6 +302,10 @@ class Daemon(Server):
             config["span_metrics"] = {"enabled": False}
         if self.with_workers_key:
             config["workers"] = self.workers
+        if self.storage != "off":
+            # A fresh directory per start: a run must not replay what an earlier one left.
+            directory = self.workdir / f"storage-{self.workers}-{self.storage}-{self.starts}"
+            config["tail_sampling"]["storage"] = {"directory": str(directory), "fsync": self.storage}
         return config
 
     def sampler(self, *args: str) -> list[str]:
@@ -303,10 +324,13 @@ class Daemon(Server):
         )
         if check.returncode == 0:
             return
+        if self.storage != "off" and "'storage'" in check.stderr:
+            self.unsupported = "`tail-sampler check` does not know tail_sampling.storage"
+            return
         rejected = "'workers'" in check.stderr
         if rejected and self.workers == 1:
             self.with_workers_key = False
-            self.label = f"tail-sampler ({self.build}, one process, no `workers` key)" + self.label_suffix()
+            self.label = f"tail-sampler ({self.build}, one process, no `workers` key)" + self.variant()
         elif rejected:
             reason = check.stderr.strip().splitlines()[-1].split(": ", 2)[-1].split(" (")[0].split(";")[0]
             self.unsupported = f"`tail-sampler check` says {reason!r}"
@@ -315,6 +339,7 @@ class Daemon(Server):
 
     def command(self, sink_port: int) -> list[str]:
         self.grpc_port, self.admin_port = bench.free_port(), bench.free_port()
+        self.starts += 1
         self.config_path.write_text(yaml.safe_dump(self.config(sink_port), sort_keys=False))
         return self.sampler("run", "--config", str(self.config_path))
 
@@ -466,6 +491,7 @@ def run_once(server: Server, args: argparse.Namespace, workdir: Path, seed: int)
                 [sys.executable, str(HERE), "load", "--target", f"127.0.0.1:{server.grpc_port}"]
                 + ["--pid", str(server.pid), "--duration", str(args.duration), "--warmup", str(args.warmup)]
                 + ["--concurrency", str(args.concurrency), "--max-requests", str(args.max_requests)]
+                + ["--connections", str(args.connections)]
                 + ["--seed", str(seed)],
                 capture_output=True,
                 text=True,
@@ -527,7 +553,18 @@ def summarize(server: Server, runs: list[dict[str, Any]]) -> dict[str, Any]:
     def median(key: str) -> float:
         return statistics.median(run[key] for run in runs)
 
+    variant = (
+        {
+            "workers": server.workers,
+            "storage": server.storage,
+            "span_metrics": server.span_metrics,
+            "build": server.build,
+        }
+        if isinstance(server, Daemon)
+        else {}
+    )
     return {
+        **variant,
         "label": server.label,
         "runs": len(runs),
         "whole_runs": sum(run["check"]["whole"] for run in runs),
@@ -571,6 +608,31 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
         )
 
 
+def print_storage_cost(summaries: list[dict[str, Any]]) -> None:
+    """The durable window's cost: each storage variant against the same daemon without storage."""
+    measured = [s for s in summaries if "storage" in s and "rate" in s]
+    for s in measured:
+        if s["storage"] == "off":
+            continue
+        base = next(
+            (
+                b
+                for b in measured
+                if b["storage"] == "off"
+                and (b["workers"], b["span_metrics"], b["build"]) == (s["workers"], s["span_metrics"], s["build"])
+            ),
+            None,
+        )
+        if base is None:
+            continue
+        print(
+            f"storage cost, {s['build']}, workers: {s['workers']}{'' if s['span_metrics'] else ', span metrics off'}, "
+            f"fsync: {s['storage']} against off (same run): "
+            f"spans/s {s['rate'] / base['rate']:.2f}x, spans per CPU-second "
+            f"{s['spans_per_cpu_second'] / base['spans_per_cpu_second']:.2f}x"
+        )
+
+
 def format_run(index: int, server: Server, result: dict[str, Any]) -> str:
     check = result["check"]
     problems = {key: value for key, value in check.items() if key not in ("whole", "error traces sent") and value}
@@ -600,6 +662,14 @@ def integers(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
 
+def storage_modes(text: str) -> list[str]:
+    modes = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = set(modes) - {"off", "never", "interval", "always"}
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"storage modes are off, never, interval, always; not {sorted(unknown)}")
+    return modes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -610,7 +680,21 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20000, help="requests per run at most")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="TCP connections the requests in flight share (default: %(default)s): with workers, the kernel "
+        "gives each connection to one worker, as it would each of several clients",
+    )
     parser.add_argument("--daemon-workers", type=integers, default=[1, 2], help="comma-separated (default: 1,2)")
+    parser.add_argument(
+        "--storage",
+        type=storage_modes,
+        default=["off"],
+        help="tail_sampling.storage for the daemon: off, or its fsync policy (never, interval, always); "
+        "comma-separated, one variant each (default: off)",
+    )
     parser.add_argument(
         "--collector-shards",
         type=integers,
@@ -642,6 +726,7 @@ def main() -> int:
     lp.add_argument("--duration", type=float, required=True)
     lp.add_argument("--warmup", type=float, required=True)
     lp.add_argument("--concurrency", type=int, required=True)
+    lp.add_argument("--connections", type=int, required=True)
     lp.add_argument("--max-requests", type=int, required=True)
     lp.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -662,10 +747,11 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> int:
     if "compiled" in args.daemon_builds:
         trees["compiled"] = compiled_tree(workdir)
     servers: list[Server] = [
-        Daemon(workdir, workers, args.num_traces, on, build, trees[build])
+        Daemon(workdir, workers, args.num_traces, on, build, trees[build], storage)
         for build in args.daemon_builds
         for workers in args.daemon_workers
         for on in span_metrics
+        for storage in args.storage
     ]
     if not args.no_collector:
         binary = collector_binary(args.build_collector)
@@ -679,7 +765,8 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> int:
     print(f"command: {command_line()}")
     print(
         f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load: 1 process, {args.concurrency} "
-        f"requests in flight, {TRACES_PER_REQUEST * SPANS_PER_TRACE} spans/request ({TRACES_PER_REQUEST} traces x "
+        f"requests in flight over {args.connections} connection(s), "
+        f"{TRACES_PER_REQUEST * SPANS_PER_TRACE} spans/request ({TRACES_PER_REQUEST} traces x "
         f"{SPANS_PER_TRACE} spans, every {ERROR_EVERY}th trace an error); {args.duration:g}s per run "
         f"(CPU window after {args.warmup:g}s of warm-up), {args.repeats} repeats"
     )
@@ -699,6 +786,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> int:
 
     summaries = [summarize(server, results[index]) for index, server in enumerate(servers)]
     print_table(summaries)
+    print_storage_cost(summaries)
     if args.json:
         print(json.dumps(summaries))
     failed = any(not run["check"]["whole"] for runs in results.values() for run in runs)

@@ -169,9 +169,9 @@ def run_in_own_network(spec: dict[str, Any], repo: Path, spec_path: Path) -> dic
     return json.loads(done.stdout)
 
 
-def _healthz(host: str, port: int) -> int | str:
+def _healthz(host: str, port: int, path: str = "/healthz") -> int | str:
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -186,8 +186,10 @@ def _accepts(host: str, port: int) -> bool:
 
 
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
-    """Start the process, wait until it answers /healthz on loopback (or exits), then look at it
-    from outside: the published ports, /healthz, the image's HEALTHCHECK; then stop it."""
+    """Start the process, wait until it is ready on loopback (or exits), then look at it from
+    outside: the published ports, /healthz, the image's HEALTHCHECK; then stop it. Ready, not
+    just alive: with workers the supervisor answers /healthz before every worker has bound the
+    receivers' ports, as a Kubernetes readiness probe would see."""
     process = subprocess.Popen(
         spec["argv"], env=spec["env"], cwd=spec["cwd"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -195,8 +197,9 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         deadline = time.monotonic() + READY_DEADLINE
         while time.monotonic() < deadline and process.poll() is None:
-            # Healthy on loopback, or on the outside address (an admin endpoint bound to that alone).
-            if 200 in (_healthz("127.0.0.1", spec["admin_port"]), _healthz(OUTSIDE, spec["admin_port"])):
+            # Ready on loopback, or on the outside address (an admin endpoint bound to that alone).
+            port = spec["admin_port"]
+            if 200 in (_healthz("127.0.0.1", port, "/readyz"), _healthz(OUTSIDE, port, "/readyz")):
                 break
             time.sleep(0.2)
         seen["running"] = process.poll() is None

@@ -60,8 +60,8 @@ def sampler_config() -> Config:
 # (about 70 MiB idle, measured; rounded up), bytes per remembered decision (measured), and
 # room for requests in flight (up to the clients; 16 of 4 MiB, as SDK batches are far smaller).
 BASELINE_MIB = 100
-SAMPLED_DECISION_BYTES = 256
-NOT_SAMPLED_DECISION_BYTES = 160
+SAMPLED_DECISION_BYTES = 336
+NOT_SAMPLED_DECISION_BYTES = 224
 REQUESTS_IN_FLIGHT_MIB = 64
 
 

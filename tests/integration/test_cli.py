@@ -134,6 +134,16 @@ def test_check_names_both_lines_of_a_duplicate_policy_name(tmp_path):
     )
 
 
+def test_check_exits_2_on_a_config_that_is_not_utf8_naming_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes((REPO / "config" / "sampler.yaml").read_bytes() + b"\n# caf\xe9\n")
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    line = path.read_bytes().count(b"\n")
+    assert f"{path}:{line}: the config file is not UTF-8 text (byte 0xe9)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_check_reports_a_missing_file():
     result = cli("check", "--config", "/nonexistent/sampler.yaml")
     assert result.returncode == 2
@@ -423,3 +433,20 @@ def test_without_the_demo_extra_the_daemon_runs(tmp_path):
         output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, output
     assert (tmp_path / "out.jsonl").read_text().strip(), output
+
+
+def test_check_says_where_the_durable_window_and_the_journal_live(tmp_path):
+    path = tmp_path / "durable.yaml"
+    path.write_text(
+        "tail_sampling:\n"
+        "  policies: [{name: all, type: always_sample}]\n"
+        f"  storage: {{directory: {tmp_path / 'state'}, fsync: always, when_full: decide_early}}\n"
+        "exporters: {file: {path: out.jsonl}}\n"
+    )
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"durable window: requests acknowledged once in {tmp_path / 'state'}/window (fsync: always, "
+        "max_size_mib=1024, when_full: decide_early)"
+    ) in result.stdout
+    assert f"decisions: journaled in {tmp_path / 'state' / 'decisions'}, compacted into" in result.stdout

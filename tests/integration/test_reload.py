@@ -121,3 +121,23 @@ def test_sighup_reloads_while_traffic_flows_and_nothing_is_lost(tmp_path):
         assert "config reload rejected" in output and "invalid YAML" in output
     finally:
         sink.close()
+
+
+def test_a_file_that_is_not_utf8_is_a_counted_failed_reload_and_the_next_valid_edit_applies(tmp_path, caplog):
+    path = tmp_path / "sampler.yaml"
+    data = config_dict({"file": {"path": str(tmp_path / "out.jsonl")}}, [ERRORS])
+    data["reload"] = {"check_interval": "50ms"}
+    write(path, data)
+    daemon = DaemonThread(load_config(path), config_path=str(path))
+    try:
+        path.write_bytes(path.read_bytes() + b"\n# caf\xe9\n")  # one Latin-1 byte
+        wait_until(lambda: daemon.scrape().value("tail_sampler_config_reloads_total", result="failure") == 1)
+        assert daemon.scrape().value("tail_sampler_config_last_reload_successful") == 0
+        assert "is not UTF-8 text (byte 0xe9)" in caplog.text
+        data["tail_sampling"]["policies"] = [ERRORS, KEEP_ALL]
+        write(path, data)
+        wait_until(lambda: daemon.scrape().value("tail_sampler_config_reloads_total", result="success") == 1)
+        assert [p.name for p in daemon.daemon.sampler.policies] == ["errors", "everything"]
+        assert daemon.scrape().value("tail_sampler_config_last_reload_successful") == 1
+    finally:
+        daemon.stop()

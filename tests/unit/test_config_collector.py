@@ -286,3 +286,26 @@ def test_the_translation_keeps_environment_references_as_written():
     assert isinstance(exporter, OtlpExporterConfig) and exporter.endpoint == "secret-host:4317"
     assert loaded.translation is not None and "secret-host" not in loaded.translation
     assert yaml.safe_load(loaded.translation)["exporters"]["otlp"]["endpoint"] == "${env:BACKEND}"
+
+
+def test_a_logs_pipeline_on_the_traces_pipeline_receivers_and_exporters_is_honoured():
+    logs = "    logs:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlp]\n"
+    loaded = read(RECEIVERS + PROCESSORS + EXPORTERS + PIPELINE + logs)
+    [note] = [note for note in loaded.notes if "service.pipelines.logs" in note]
+    assert note.startswith("otel.yaml:") and "honoured: log records arrive on the same receivers" in note
+    assert list(loaded.config.exporters) == ["otlp"]
+
+
+def test_a_logs_pipeline_that_would_route_or_change_records_differently_is_an_error_at_its_line():
+    exporters = EXPORTERS + "  otlp/loki:\n    endpoint: loki:4317\n"
+    logs = (
+        "    logs:\n      receivers: [otlp, filelog]\n      processors: [batch, attributes]\n"
+        "      exporters: [otlp/loki]\n"
+    )
+    receivers = RECEIVERS + "  filelog:\n    include: [/var/log/*.log]\n"
+    processors = PROCESSORS + "  attributes:\n    actions: []\n"
+    found = errors(receivers + processors + exporters + PIPELINE + logs)
+    assert any("service.pipelines.logs.receivers[1]" in e and "traces pipeline's receivers only" in e for e in found)
+    assert any("service.pipelines.logs.processors[1]" in e and "would change log records" in e for e in found)
+    assert any("service.pipelines.logs.exporters[0]" in e and "traces pipeline's exporters" in e for e in found)
+    assert all(e.startswith("otel.yaml:") for e in found), found

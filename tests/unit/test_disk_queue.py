@@ -15,16 +15,9 @@ from hypothesis import strategies as st
 
 from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload
-from sampler.forward.disk_queue.format import (
-    ACK_ENTRY,
-    ACKED,
-    RECORD_HEADER,
-    RECORD_MAGIC,
-    SEGMENT_HEADER,
-    ack_entry,
-    ack_name,
-)
+from sampler.forward.disk_queue.format import ACKED
 from sampler.forward.disk_queue.queue import DiskQueue, DiskRecord
+from sampler.storage.format import MARK_ENTRY, RECORD_HEADER, RECORD_MAGIC, SEGMENT_HEADER, mark_entry, marks_name
 from sampler.telemetry.metrics import Metrics
 
 NAME = "otlp/backend"
@@ -311,13 +304,13 @@ async def test_a_torn_ack_entry_is_ignored_and_later_entries_stay_aligned(tmp_pa
     await live.queue.close()
     crashed = tmp_path / "crashed" / live.files.name
     (seg,) = segments(crashed)
-    ack = crashed / ack_name(int(seg.split(".")[0]))
+    ack = crashed / marks_name(int(seg.split(".")[0]))
     with ack.open("ab") as handle:
-        handle.write(ack_entry(records[1].offset, ACKED)[:9])  # torn mid-entry
+        handle.write(mark_entry(records[1].offset, ACKED)[:9])  # torn mid-entry
 
     restarted = Harness(tmp_path / "crashed")
     await restarted.queue.open()
-    assert ack.stat().st_size % ACK_ENTRY.size == 0
+    assert ack.stat().st_size % MARK_ENTRY.size == 0
     again = await restarted.take(2)
     assert [record.payload for record in again] == [payload(1), payload(2)]
     restarted.queue.ack(again[0])

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sampler.config import Config, ConfigError, parse_config
+from sampler.config import Config, ConfigError, load_config, parse_config
 
 FUZZ = settings(max_examples=200, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow])
 REPO = Path(__file__).resolve().parents[2]
@@ -140,3 +140,19 @@ def test_a_list_or_map_as_a_key_is_refused() -> None:
     # Found by the atheris target (tests/fuzz/): a YAML complex key raised TypeError.
     assert load("?\n- ") is None
     assert load("receivers:\n  ? {a: 1}\n  : x\n") is None
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda cut, b: SHIPPED.encode()[:cut] + b, st.integers(0, 2000), st.binary(max_size=8)),
+    )
+)
+def test_arbitrary_bytes_in_a_file_are_a_config_or_a_config_error(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "fuzz.yaml"
+    path.write_bytes(data)
+    try:
+        load_config(path, ENVIRON)
+    except ConfigError as exc:
+        assert "fuzz.yaml" in str(exc), str(exc)

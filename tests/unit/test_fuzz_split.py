@@ -226,12 +226,15 @@ def test_a_hundred_thousand_spans_in_one_trace() -> None:
 
 # --- JSON ------------------------------------------------------------------------
 
+# Text with lone surrogates (category Cs): JSON carries them as \uXXXX escapes, UTF-8 cannot.
+surrogate_text = st.text(st.characters(categories=["Cs", "Ll", "Nd"]), min_size=1, max_size=4)
 json_leaves = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False),
     st.text(max_size=20),
+    surrogate_text,
     st.sampled_from(["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "NaN", "-Infinity", "1e999", "AAAA"]),
 )
 otlp_keys = st.sampled_from(
@@ -245,7 +248,8 @@ otlp_keys = st.sampled_from(
 json_documents = st.recursive(
     json_leaves,
     lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(st.one_of(otlp_keys, st.text(max_size=8)), children, max_size=5)
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(otlp_keys, st.text(max_size=8), surrogate_text), children, max_size=5),
     ),
     max_leaves=40,
 )

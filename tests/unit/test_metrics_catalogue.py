@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from sampler.telemetry.metrics import PREFIX, Metrics
+from sampler.telemetry.metrics import PREFIX, Metrics, SupervisorMetrics
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "operations" / "metrics.md"
 CATALOGUE_HEADER = "| metric | type | labels | meaning |"
@@ -27,7 +27,11 @@ BOUNDED_LABELS = {
     "version",
     "credential",
     "operation",
+    "direction",
+    "worker",  # a worker's index: below the `workers` key, at most 256
     "outcome",
+    "state",  # undecided, kept, dropped
+    "store",  # window, decisions
 }
 
 # Base units, as Prometheus names them; a metric measuring one of these quantities ends with its unit.
@@ -40,10 +44,10 @@ class Entry(NamedTuple):
 
 
 def registry_entries() -> dict[str, Entry]:
-    """Each metric as it is exposed: counters with their _total suffix."""
-    metrics = Metrics()
+    """Each metric as it is exposed: counters with their _total suffix. The supervisor of workers
+    (the `workers` key) adds its own to the workers' on its /metrics."""
     entries: dict[str, Entry] = {}
-    for metric in vars(metrics).values():
+    for metric in [*vars(Metrics()).values(), *vars(SupervisorMetrics()).values()]:
         if not isinstance(metric, MetricWrapperBase):
             continue
         # prometheus-client keeps a metric's kind and label names only in these attributes.

@@ -256,7 +256,7 @@ def span_from_zipkin(zipkin: Any, parse_string_tags: bool = False) -> tuple[str,
     kind = zipkin.get("kind")
     if kind is None:
         span.kind = Span.SPAN_KIND_INTERNAL
-    elif kind in KIND_FROM_ZIPKIN:
+    elif isinstance(kind, str) and kind in KIND_FROM_ZIPKIN:
         span.kind = KIND_FROM_ZIPKIN[kind]
     else:
         raise ValueError(f"kind must be one of {', '.join(KIND_FROM_ZIPKIN)}, not {str(kind)[:64]!r}")

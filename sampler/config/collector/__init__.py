@@ -1,7 +1,8 @@
 """OpenTelemetry Collector config files, translated into the daemon's own config.
 
 A file with a `service:` or `processors:` section is a Collector config. Its traces pipeline
-becomes the daemon's config: the pipeline's otlp and zipkin receivers, its tail_sampling and
+becomes the daemon's config (a logs pipeline with the same receivers and exporters is honoured
+too: log records follow their trace): the pipeline's otlp and zipkin receivers, its tail_sampling and
 batch processors and its otlp, otlphttp, zipkin and file exporters carry over (with the
 Collector's defaults where they differ from the daemon's; components.py), `service.telemetry`
 gives the admin endpoint and the log level. What has no equivalent is either an error (it would
@@ -53,10 +54,14 @@ def translate(collector: Mapping[str, Any], exporter_types: Collection[str]) -> 
         pipeline_id, pipeline = traces
         where = ("service", "pipelines", pipeline_id)
         out.origins.append(((), where))
-        components.receivers(out, sections, component_ids(out, pipeline, where + ("receivers",)), where)
+        receiver_ids = component_ids(out, pipeline, where + ("receivers",))
+        components.receivers(out, sections, receiver_ids, where)
         components.processors(out, sections, component_ids(out, pipeline, where + ("processors",)), where)
         exporter_ids = component_ids(out, pipeline, where + ("exporters",))
         components.exporters(out, sections, exporter_ids, where, exporter_types)
+        for logs_id, logs in pipelines.items():
+            if component_type(str(logs_id)) == "logs":
+                _logs_pipeline(out, ("service", "pipelines", logs_id), logs, pipeline_id, receiver_ids, exporter_ids)
     _telemetry(out, mapping(out, service, ("service", "telemetry")))
     _extensions(out, sections["extensions"], component_ids(out, service, ("service", "extensions")))
     return out
@@ -67,8 +72,10 @@ def _traces_pipeline(out: Translation, pipelines: dict[str, Any]) -> tuple[str, 
     for pipeline_id, body in pipelines.items():
         path = ("service", "pipelines", pipeline_id)
         kind = component_type(str(pipeline_id))
+        if kind == "logs":
+            continue  # honoured along with the traces pipeline (_logs_pipeline)
         if kind != "traces":
-            out.note(path, f"not honoured: the tail-sampler handles traces only; keep a Collector for {kind}")
+            out.note(path, f"not honoured: the tail-sampler handles traces and logs; keep a Collector for {kind}")
         elif not isinstance(body, dict):
             out.error(path, "must be a mapping with receivers, processors and exporters")
         elif found is not None:
@@ -84,6 +91,56 @@ def _traces_pipeline(out: Translation, pipelines: dict[str, Any]) -> tuple[str, 
             "no traces pipeline: add service.pipelines.traces with receivers, processors [tail_sampling] and exporters",
         )
     return found
+
+
+# Processors a logs pipeline may name: they change how records are sent, not the records.
+_LOGS_PROCESSORS = ("batch", "memory_limiter")
+
+
+def _logs_pipeline(
+    out: Translation,
+    where: tuple[Any, ...],
+    body: Any,
+    traces_id: str,
+    traces_receivers: list[tuple[int, str]],
+    traces_exporters: list[tuple[int, str]],
+) -> None:
+    """A logs pipeline is honoured when it is the traces pipeline for log records: the daemon takes
+    log records on the same receivers and sends them, following their trace's decision, to the
+    same exporters. Anything else would route or change records differently: an error."""
+    if not isinstance(body, dict):
+        out.error(where, "must be a mapping with receivers, processors and exporters")
+        return
+    same = f"list the same ones as the {traces_id!r} pipeline, or {ELSEWHERE['pipeline']}"
+    receivers = {receiver for _, receiver in traces_receivers}
+    for index, receiver_id in component_ids(out, body, where + ("receivers",)):
+        if receiver_id not in receivers:
+            out.error(
+                where + ("receivers", index),
+                f"the tail-sampler takes log records on the traces pipeline's receivers only; {same}",
+            )
+    for index, processor_id in component_ids(out, body, where + ("processors",)):
+        if component_type(processor_id) not in _LOGS_PROCESSORS:
+            out.error(
+                where + ("processors", index),
+                f"processor {processor_id!r} would change log records, which the tail-sampler forwards as they "
+                f"arrived; {ELSEWHERE['processor']}",
+            )
+    exporters = {exporter for _, exporter in traces_exporters}
+    logs_exporters = {exporter for _, exporter in component_ids(out, body, where + ("exporters",))}
+    for index, exporter_id in component_ids(out, body, where + ("exporters",)):
+        if exporter_id not in exporters:
+            out.error(
+                where + ("exporters", index),
+                f"the tail-sampler sends log records to the traces pipeline's exporters; {same}",
+            )
+    extra = sorted(exporters - logs_exporters)
+    out.note(
+        where,
+        "honoured: log records arrive on the same receivers and follow their trace's decision (records "
+        "without a trace ID pass through: tail_sampling.untraced_logs)"
+        + (f"; they also go to {', '.join(extra)}, which the traces pipeline exports to" if extra else ""),
+    )
 
 
 def _extensions(out: Translation, section: dict[str, Any], ids: list[tuple[int, str]]) -> None:

@@ -17,32 +17,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import quote
 
 from sampler.clock import Clock, monotonic
 from sampler.config.exporters import QueueStorageConfig
 from sampler.forward.batcher import Payload, Signal
 from sampler.forward.disk_queue.format import (
     ACKED,
-    RECORD_HEADER,
-    SEGMENT_HEADER,
+    LOCK_NAME,
+    SEGMENT_MAGIC,
     SENDING,
     Recovered,
-    index_directory,
     pack_count,
-    read_record,
-    segment_name,
+    queue_directory,
+    recover,
     spans_in,
     unpack_count,
 )
-from sampler.forward.disk_queue.segments import FsyncPolicy, RoundResult, SegmentFiles
+from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER, read_record, segment_name
+from sampler.storage.segments import Append, FsyncPolicy, RoundResult, SegmentFiles, lock_directory, perform
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,7 +89,7 @@ class DiskQueue:
     ) -> None:
         self.name = name
         self._clock = clock
-        self.directory = Path(config.directory) / quote(name, safe="")
+        self.directory = queue_directory(config.directory, name)
         self.max_bytes = int(config.max_size_mib * _MIB)
         self.segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max(_MIN_SEGMENT_BYTES, self.max_bytes // 8))
         self._fsync: FsyncPolicy = config.fsync
@@ -151,7 +148,7 @@ class DiskQueue:
         left_records = left_spans = corrupt = 0
         for seq, scan, acked, sending in recovered.segments:
             segment = _Segment(seq, scan.size, sealed=True)
-            for offset, count in zip(scan.offsets, scan.span_counts, strict=True):
+            for offset, count in zip(scan.offsets, scan.counts, strict=True):
                 if offset not in acked:
                     segment.offsets.append(offset)
                     segment.span_counts.append(count)
@@ -177,26 +174,22 @@ class DiskQueue:
                 left_records,
                 left_spans,
             )
-        self._files = SegmentFiles(self.directory, recovered.next_seq, self.segment_bytes, self._fsync)
+        self._files = SegmentFiles(self.directory, SEGMENT_MAGIC, recovered.next_seq, self.segment_bytes, self._fsync)
         self._writer = asyncio.create_task(self._write_loop(), name=f"disk-queue-{self.name}")
 
     def _recover(self) -> Recovered:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.directory / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = lock_directory(self.directory, LOCK_NAME)
+        except BlockingIOError:
+            raise OSError(
+                f"exporter {self.name}: queue directory {self.directory} is in use by another process"
+            ) from None
         except OSError as exc:
             raise OSError(
                 f"exporter {self.name}: cannot use queue directory {self.directory}: {exc.strerror}"
             ) from None
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._release_lock()
-            raise OSError(
-                f"exporter {self.name}: queue directory {self.directory} is in use by another process"
-            ) from None
-        try:
-            return index_directory(self.directory)
+            return recover(self.directory)
         except OSError as exc:
             self._release_lock()
             raise OSError(f"exporter {self.name}: cannot read queue directory {self.directory}: {exc}") from None
@@ -233,10 +226,8 @@ class DiskQueue:
             self._closing = True
             self._work.set()
             await self._writer
-            try:
-                await asyncio.to_thread(self._files.close)
-            except OSError as exc:
-                self._io_error("sync", exc)
+            for operation, error in await asyncio.to_thread(perform, self._files.close()):
+                self._io_error(operation, error)
         self._release_lock()
 
     # --- producing ---------------------------------------------------------
@@ -255,6 +246,7 @@ class DiskQueue:
                 f"the queue in {self.directory} holds {self._bytes + self._reserved} of {self.max_bytes} bytes",
                 payload.signal,
             )
+            payload.settle()
             return
         self._reserved += size
         self.records += 1
@@ -355,7 +347,8 @@ class DiskQueue:
         waiters, self._round_waiters = self._round_waiters, []
         try:
             try:
-                result = await asyncio.to_thread(self._files.run_round, appends, marks, deletions, sync)
+                records: list[Append] = [([payload.data], pack_count(payload)) for payload in appends]
+                result = await asyncio.to_thread(self._files.run_round, records, marks, deletions, sync)
             except Exception as exc:  # a bug must not stop the queue: what was in the round is accounted
                 log.exception("exporter %s: queue writer failed", self.name)
                 failure = OSError(errno.EIO, str(exc))
@@ -383,6 +376,7 @@ class DiskQueue:
                 reason = "disk_queue_full" if where.errno in _NO_ROOM else "disk_error"
                 why = f"cannot write to {self.directory}: {where.strerror or where}"
                 self._drop(payload.span_count, reason, why, payload.signal)
+                payload.settle()
                 continue
             seq, offset = where
             segment = self._segments.get(seq)
@@ -396,6 +390,7 @@ class DiskQueue:
                 self._bytes += SEGMENT_HEADER.size
             segment.offsets.append(offset)
             segment.span_counts.append(pack_count(payload))
+            payload.settle()  # on disk: the window's log need not keep these spans any longer
             self._bytes += offset + size - segment.size
             segment.size = offset + size
             written = True

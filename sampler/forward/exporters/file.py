@@ -23,6 +23,7 @@ class FileExporter(Exporter):
     def __init__(self, name: str, config: FileExporterConfig, metrics: Metrics, clock: Clock = monotonic) -> None:
         super().__init__(name, metrics, config.sending_queue, retry=None, clock=clock)
         self.path = Path(config.path)
+        self.target = str(self.path)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

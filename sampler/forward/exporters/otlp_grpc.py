@@ -33,12 +33,31 @@ _RETRYABLE = frozenset(
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
-def grpc_target(endpoint: str) -> tuple[str, bool | None]:
-    """The channel target for an endpoint, and whether its scheme asks for TLS (None: not said)."""
-    for scheme, secure in (("https://", True), ("http://", False)):
+def grpc_target(endpoint: str) -> str:
+    """The channel target for an endpoint: without its scheme, if it has one."""
+    for scheme in ("https://", "http://"):
         if endpoint.startswith(scheme):
-            return endpoint[len(scheme) :].rstrip("/"), secure
-    return endpoint, None
+            return endpoint[len(scheme) :].rstrip("/")
+    return endpoint
+
+
+def failure_cause(code: grpc.StatusCode, details: str, secure: bool) -> str:
+    """What went wrong, in words an operator acts on: the TLS handshake, the connection, the answer."""
+    text = details.lower()
+    if "handshake" in text or "ssl" in text or "tls" in text or "certificate" in text:
+        if secure:
+            return (
+                f"TLS handshake failed ({details}); if the backend speaks plaintext, write the endpoint as "
+                "http://host:port or set tls.insecure: true"
+            )
+        return f"TLS handshake failed ({details})"
+    if "connection refused" in text:
+        return f"connection refused ({details})"
+    if "dns resolution failed" in text or "name or service not known" in text:
+        return f"the host name does not resolve ({details})"
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer within the timeout ({details})"
+    return f"{code.name}: {details}"
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
@@ -68,11 +87,12 @@ class OtlpGrpcExporter(Exporter):
         self._channel: grpc.aio.Channel | None = None
         self._export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
         self._export_logs: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
+        self._secure = config.uses_tls()
+        self.target = f"{config.endpoint} ({'TLS' if self._secure else 'plaintext'})"
 
     async def open(self) -> None:
         config = self._config
-        target, scheme_secure = grpc_target(config.endpoint)
-        secure = scheme_secure if scheme_secure is not None else not config.tls.insecure
+        target = grpc_target(config.endpoint)
         options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
         if config.retry_on_failure.enabled:
             # gRPC's own reconnect backoff grows to 120 s during an outage; without this cap a backend
@@ -80,7 +100,7 @@ class OtlpGrpcExporter(Exporter):
             max_interval_ms = int(config.retry_on_failure.max_interval * 1000)
             options.append(("grpc.max_reconnect_backoff_ms", max_interval_ms))
         compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
-        if secure:
+        if self._secure:
             tls = config.tls
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=self._read(tls.ca_file, "ca_file"),
@@ -114,7 +134,7 @@ class OtlpGrpcExporter(Exporter):
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             reason = code.name.lower()
-            message = f"{code.name}: {exc.details()}"
+            message = failure_cause(code, exc.details() or "", self._secure)
             if code in _RETRYABLE:
                 raise RetryableError(reason, message, retry_delay(exc)) from None
             if code is grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -64,6 +64,20 @@ def client_ssl_context(exporter: str, tls: HttpClientTlsConfig) -> ssl.SSLContex
     return context
 
 
+def connection_failure(exc: BaseException) -> str:
+    """What went wrong before an answer came, in words an operator acts on."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS: the server's certificate is not accepted ({exc.certificate_error})"
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiohttp.ClientSSLError) or "ssl" in text.lower():
+        return f"TLS handshake failed ({text}); if the backend speaks plaintext, use an http:// endpoint"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ConnectionRefusedError):
+        return f"connection refused ({text})"
+    if isinstance(exc, TimeoutError):
+        return "no answer within the timeout"
+    return text
+
+
 class OtlpHttpExporter(Exporter):
     """Posts each payload over HTTP; subclasses for other formats over HTTP (Zipkin)
     override the URL, the content type, the body and the reading of the response."""
@@ -82,6 +96,7 @@ class OtlpHttpExporter(Exporter):
         self._config = config
         self._url = self._target_url()
         self._logs_url = logs_url(config) if isinstance(config, OtlpHttpExporterConfig) else ""
+        self.target = f"{self._url} ({'TLS' if config.uses_tls() else 'plaintext'})"
         self._session: aiohttp.ClientSession | None = None
         headers = {"Content-Type": self.content_type, **config.headers}
         if config.compression == "gzip":
@@ -125,7 +140,7 @@ class OtlpHttpExporter(Exporter):
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableError("connection", f"{type(exc).__name__}: {exc}") from None
+            raise RetryableError("connection", connection_failure(exc)) from None
         if status in _RETRYABLE_STATUS:
             raise RetryableError(f"http_{status}", f"HTTP {status}", parse_retry_after(retry_after))
         if status >= 300:

@@ -81,6 +81,27 @@ class Overlap:
     neither: int
 
 
+class TraceClock:
+    """The policies' clock offline: the start of the trace being decided (advance_to), never
+    running backwards, as the daemon's monotonic clock does not."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_to(self, trace: TraceSpans) -> None:
+        start = trace.start_min / 1e9
+        if start > self.now:
+            self.now = start
+
+
+def offline_sampler(config: TailSamplingConfig, clock: TraceClock, metrics: Metrics) -> TailSampler:
+    """The daemon's engine for `config`, deciding nothing on its own: traces go through evaluate()."""
+    return TailSampler(config, lambda trace: None, metrics, clock)
+
+
 def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str = "") -> SimulationResult:
     """Decide every trace, in the order given, with the daemon's evaluation of `config`'s policies.
 
@@ -90,13 +111,9 @@ def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str
     and its own answers (tail_sampler_policy_decisions_total), read back from the
     sampler's metrics.
     """
-    now = 0.0
-
-    def clock() -> float:
-        return now
-
+    clock = TraceClock()
     metrics = Metrics()
-    sampler = TailSampler(config, lambda trace: None, metrics, clock)
+    sampler = offline_sampler(config, clock, metrics)
     counts = {policy.name: PolicyCount(policy.name, policy.type) for policy in config.policies}
     result = SimulationResult(name, policies=list(counts.values()))
     kept_ids = result.kept_ids
@@ -110,8 +127,8 @@ def simulate(config: TailSamplingConfig, traces: Iterable[TraceSpans], name: str
     try:
         for trace in traces:
             start = trace.start_min / 1e9
-            if start > now:
-                now = start
+            if start > clock.now:
+                clock.now = start
             span_count = trace.span_count
             result.traces += 1
             result.spans += span_count
