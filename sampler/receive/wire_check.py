@@ -393,10 +393,7 @@ def check_any_value(data: bytes, pos: i64, end: i64, depth: i64) -> bool:
             if wire_type != LEN:
                 raise Unsupported
             start, pos, framed = read_length(data, pos, end)
-            if field == 5:
-                nested = check_array_value(data, start, pos, depth + 1)
-            else:
-                nested = check_key_value_list(data, start, pos, depth + 1)
+            nested = check_values(data, start, pos, depth + 1, key_values=field == 6)
             minimal = framed and nested
         elif field == 7:  # bytes_value
             if wire_type != LEN:
@@ -414,7 +411,8 @@ def check_any_value(data: bytes, pos: i64, end: i64, depth: i64) -> bool:
     return canonical
 
 
-def check_array_value(data: bytes, pos: i64, end: i64, depth: i64) -> bool:
+def check_values(data: bytes, pos: i64, end: i64, depth: i64, key_values: bool) -> bool:
+    """An ArrayValue (`values` = 1, AnyValues) or a KeyValueList (`values` = 1, KeyValues)."""
     if depth > MAX_DEPTH:
         raise Unsupported
     canonical = True
@@ -422,25 +420,11 @@ def check_array_value(data: bytes, pos: i64, end: i64, depth: i64) -> bool:
         tag, pos, minimal = read_tag(data, pos, end)
         if tag == 1 << 3 | LEN:
             start, pos, framed = read_length(data, pos, end)
-            if not (check_any_value(data, start, pos, depth + 1) and minimal and framed):
-                canonical = False
-        elif tag >> 3 == 1:
-            raise Unsupported
-        else:
-            pos = skip_unknown(data, pos, end, tag & 7)
-            canonical = False
-    return canonical
-
-
-def check_key_value_list(data: bytes, pos: i64, end: i64, depth: i64) -> bool:
-    if depth > MAX_DEPTH:
-        raise Unsupported
-    canonical = True
-    while pos < end:
-        tag, pos, minimal = read_tag(data, pos, end)
-        if tag == 1 << 3 | LEN:
-            start, pos, framed = read_length(data, pos, end)
-            if not (check_key_value(data, start, pos, depth + 1) and minimal and framed):
+            if key_values:
+                nested = check_key_value(data, start, pos, depth + 1)
+            else:
+                nested = check_any_value(data, start, pos, depth + 1)
+            if not (nested and minimal and framed):
                 canonical = False
         elif tag >> 3 == 1:
             raise Unsupported

@@ -72,6 +72,40 @@ _SPANS_PER_PAUSE: Final = 4096
 _NO_CAP: Final = 1 << 62
 
 
+def scan_head(data: bytes, pos: i64, end: i64) -> tuple[i64, i64, str, i64]:
+    """The head of a ResourceSpans or a ScopeSpans, which share their shape: field 1 the resource
+    or scope (at most once), field 2 the repeated children, field 3 the schema URL (at most
+    once; the parser would merge or replace repeats, so those go to it). The head may follow
+    the children on the wire. Returns (head start or -1, head end, schema URL, first child or -1)."""
+    head_start: i64 = -1
+    head_end: i64 = 0
+    schema_url = ""
+    heads = 0
+    schema_urls = 0
+    first_child: i64 = -1
+    while pos < end:
+        tag, after, _ = read_tag(data, pos, end)
+        if tag == _FIELD_1:
+            head_start, head_end, _ = read_length(data, after, end)
+            heads += 1
+            pos = head_end
+        elif tag == _FIELD_2:
+            if first_child < 0:
+                first_child = pos
+            _, pos, _ = read_length(data, after, end)
+        elif tag == _FIELD_3:
+            url_start, pos, _ = string_field(data, after, end, LEN)
+            schema_url = data[url_start:pos].decode("utf-8")
+            schema_urls += 1
+        elif tag >> 3 <= 3:
+            raise Unsupported
+        else:
+            pos = skip_unknown(data, after, end, tag & 7)
+    if heads > 1 or schema_urls > 1:
+        raise Unsupported
+    return head_start, head_end, schema_url, first_child
+
+
 class WireSplitter:
     """`RequestSplitter` for serialized requests: same limits, same results, far less CPU.
     Holds no state of a request, so requests may be split in several threads at once."""
@@ -140,34 +174,7 @@ class _Walk:
 
     def resource_spans(self, pos: i64, end: i64) -> None:
         data = self.data
-        # First the resource and schema URL, which may follow the scope spans on the wire.
-        resource_start: i64 = -1
-        resource_end: i64 = 0
-        schema_url = ""
-        resources = 0
-        schema_urls = 0
-        first_scope: i64 = -1
-        scan_pos = pos
-        while scan_pos < end:
-            tag, after, _ = read_tag(data, scan_pos, end)
-            if tag == _FIELD_1:
-                resource_start, resource_end, _ = read_length(data, after, end)
-                resources += 1
-                scan_pos = resource_end
-            elif tag == _FIELD_2:
-                if first_scope < 0:
-                    first_scope = scan_pos
-                _, scan_pos, _ = read_length(data, after, end)
-            elif tag == _FIELD_3:
-                url_start, scan_pos, _ = string_field(data, after, end, LEN)
-                schema_url = data[url_start:scan_pos].decode("utf-8")
-                schema_urls += 1
-            elif tag >> 3 <= 3:
-                raise Unsupported
-            else:
-                scan_pos = skip_unknown(data, after, end, tag & 7)
-        if resources > 1 or schema_urls > 1:
-            raise Unsupported  # merged or replaced by the parser
+        resource_start, resource_end, schema_url, first_scope = scan_head(data, pos, end)
         resource = b""
         service = b""
         if resource_start >= 0:
@@ -191,33 +198,7 @@ class _Walk:
 
     def scope_spans(self, pos: i64, end: i64, resource: bytes, service: bytes) -> None:
         data = self.data
-        scope_start: i64 = -1
-        scope_end: i64 = 0
-        schema_url = ""
-        scopes = 0
-        schema_urls = 0
-        first_span: i64 = -1
-        scan_pos = pos
-        while scan_pos < end:
-            tag, after, _ = read_tag(data, scan_pos, end)
-            if tag == _FIELD_1:
-                scope_start, scope_end, _ = read_length(data, after, end)
-                scopes += 1
-                scan_pos = scope_end
-            elif tag == _FIELD_2:
-                if first_span < 0:
-                    first_span = scan_pos
-                _, scan_pos, _ = read_length(data, after, end)
-            elif tag == _FIELD_3:
-                url_start, scan_pos, _ = string_field(data, after, end, LEN)
-                schema_url = data[url_start:scan_pos].decode("utf-8")
-                schema_urls += 1
-            elif tag >> 3 <= 3:
-                raise Unsupported
-            else:
-                scan_pos = skip_unknown(data, after, end, tag & 7)
-        if scopes > 1 or schema_urls > 1:
-            raise Unsupported
+        scope_start, scope_end, schema_url, first_span = scan_head(data, pos, end)
         scope = b""
         if scope_start >= 0:
             if check_scope(data, scope_start, scope_end, 3):
