@@ -3,8 +3,8 @@ speaks for them on the admin endpoint, brings reloads and shutdown to every one 
 starts a worker again when it dies.
 
 - Start: the supervisor binds the receiver ports and each worker's Unix sockets (sockets.py),
-  then starts the workers, fresh interpreters (`python -m sampler.workers.worker`), in a session
-  of their own; it is ready when every worker is.
+  then starts the workers, fresh interpreters (`python -P -m sampler.workers.worker`, which
+  import this very package), in a session of their own; it is ready when every worker is.
 - Reload (SIGHUP, or the config file changed): the supervisor reads the file and hands its text
   to every worker, which applies its share; the text every worker accepted is what a restarted
   worker starts from, so a bad edit never keeps a worker from coming back.
@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import site
 import sys
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+import sampler
 from sampler import __version__
 from sampler.config.load import parse_config
 from sampler.config.model import Config
@@ -62,6 +64,20 @@ _EXIT_TIMEOUT_SECONDS = 10.0
 _INTERPRETER = sys.executable if os.access(sys.executable, os.X_OK) else "/proc/self/exe"
 
 
+def worker_environment() -> dict[str, str]:
+    """The environment a worker starts in: this one, plus what makes it import the very `sampler`
+    package the supervisor runs. Workers start with `-P`, so the working directory (which `python
+    -m` would put first) cannot slip another copy in; the directory this package came from goes
+    first on PYTHONPATH unless it is an installation's site-packages, which a fresh interpreter
+    finds anyway (and which must not go before the standard library)."""
+    root = str(Path(sampler.__file__).resolve().parent.parent)
+    environment = dict(os.environ)
+    installed = {str(Path(path).resolve()) for path in (*site.getsitepackages(), site.getusersitepackages())}
+    if root not in installed:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))
+    return environment
+
+
 class Supervisor:
     def __init__(self, config: Config, config_path: str, workers: int, log_level: str) -> None:
         self.config = config
@@ -84,6 +100,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._stopping = False
         self._ready_once = False
+        self._environment = worker_environment()
         self._failed = 0  # the exit status a failure calls for, 0 for none
         self._reload_lock = asyncio.Lock()
         self._described: tuple[object, dict[str, str]] = (None, {})
@@ -112,6 +129,7 @@ class Supervisor:
         # A session of its own: a terminal's Ctrl-C reaches the supervisor, which stops the workers in order.
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",
             "-m",
             "sampler.workers.worker",
             "--plan",
@@ -120,6 +138,7 @@ class Supervisor:
             stdin=asyncio.subprocess.PIPE,
             pass_fds=(mine.handoff.fileno(), mine.admin.fileno()),
             start_new_session=True,
+            env=self._environment,
         )
         assert process.stdin is not None
         text = self._text.encode()

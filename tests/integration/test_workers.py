@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import requests
 import yaml
 
 from sampler.spans.fragments import owner_of
-from tests.integration.test_cli import DaemonProcess, write_config
+from tests.integration.test_cli import REPO, DaemonProcess, write_config
 from tests.support import (
     GrpcSink,
     Metrics,
@@ -538,3 +540,43 @@ def scrape_with(daemon: DaemonProcess, headers: dict[str, str]) -> Metrics:
 
     text = requests.get(daemon.admin + "/metrics", headers=headers, timeout=5).text
     return Metrics([(s.name, dict(s.labels), s.value) for f in text_string_to_metric_families(text) for s in f.samples])
+
+
+def test_workers_run_the_package_the_supervisor_runs_whatever_the_working_directory(tmp_path):
+    """`python -m` puts the working directory first on the path: a directory holding another
+    `sampler` (a checkout, a build tree) must not give the workers other code than the supervisor."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sampler" / "workers").mkdir(parents=True)
+    (elsewhere / "sampler" / "__init__.py").write_text('raise SystemExit("imported the wrong sampler")\n')
+    (elsewhere / "sampler" / "workers" / "__init__.py").write_text("")
+    data = config_dict({"file": {"path": str(tmp_path / "out.jsonl")}}, [KEEP_ALL], decision_wait="200ms")
+    data["workers"] = 2
+    path, ports = write_config(tmp_path, data)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment["PYTHONPATH"] = str(REPO)  # the supervisor's own package, found without the working directory
+    process = subprocess.Popen(
+        [sys.executable, "-P", "-m", "sampler", "run", "--config", str(path)],
+        cwd=elsewhere,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        admin = f"http://127.0.0.1:{ports['admin']}"
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"the daemon exited: {process.communicate()[0]}")
+            try:
+                return requests.get(admin + "/readyz", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(ready, timeout=30, what="both workers ready")
+        assert len(worker_pids(process.pid)) == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "wrong sampler" not in output
