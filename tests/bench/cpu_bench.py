@@ -304,7 +304,7 @@ class Daemon(Server):
             config["workers"] = self.workers
         if self.storage != "off":
             # A fresh directory per start: a run must not replay what an earlier one left.
-            directory = self.workdir / f"storage-{self.workers}-{self.storage}-{self.starts}"
+            directory = self.workdir / f"storage-{self.build}-{self.workers}-{self.storage}-{self.starts}"
             config["tail_sampling"]["storage"] = {"directory": str(directory), "fsync": self.storage}
         return config
 
