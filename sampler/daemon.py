@@ -161,12 +161,12 @@ class Daemon:
         if self.log_effective_config:
             log.info("effective config (secrets masked)", extra={"config": effective_config(self.config)})
         log.info(
-            "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, admin on port %s; "
-            "policies: %s; exporters: %s",
+            "tail sampler %s ready: OTLP/gRPC on port %s, OTLP/HTTP on port %s, %s; policies: %s; exporters: %s",
             __version__,
             self.grpc_receiver.port if self.grpc_receiver else "off",
             self.http_receiver.port if self.http_receiver else "off",
-            self.admin.port,
+            # A worker's admin endpoint is a socket its supervisor holds, which answers for it.
+            f"admin on port {self.admin.port}" if self.admin.port else "admin through the supervisor",
             ", ".join(f"{p.name} ({p.describe()})" for p in self.sampler.policies),
             ", ".join(e.name for e in self.exporters),
         )
