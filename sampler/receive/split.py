@@ -92,13 +92,17 @@ class ReceiveLimits:
         )
 
 
+_UINT32_MAX = 0xFFFFFFFF
+
+
 def apply_span_limits(span: Span, data: bytes, batch: DecodedBatch, limits: ReceiveLimits) -> bytes:
     """The span's bytes after the span limits; re-encoded only if a limit changed it."""
     changed = False
     excess = len(span.attributes) - limits.count_limit
     if excess > 0:
         del span.attributes[limits.count_limit :]
-        span.dropped_attributes_count += excess
+        # A uint32 on the wire: a count already at its top stays there (protobuf refuses more).
+        span.dropped_attributes_count = min(span.dropped_attributes_count + excess, _UINT32_MAX)
         batch.dropped_attributes += excess
         changed = True
     if len(data) > limits.length_limit:

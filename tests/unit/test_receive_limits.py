@@ -111,3 +111,16 @@ def test_no_limits_by_default() -> None:
     batch, spans = received(make_request([span] * 3), RequestSplitter())
     assert spans == [span] * 3 and batch.span_count == 3
     assert batch.dropped_attributes == batch.truncated_values == batch.rejected_spans == 0
+
+
+def test_a_dropped_attributes_count_at_its_top_stays_there() -> None:
+    """dropped_attributes_count is a uint32: attributes dropped from a span that already claims
+    2**32 - 1 dropped leave the count there (found by hypothesis: it raised ValueError)."""
+    span = make_span(A)
+    span.attributes.add(key="a")
+    span.attributes.add(key="b")
+    span.dropped_attributes_count = 0xFFFFFFFF
+    batch, spans = received(make_request([span]), limited(count=1))
+    assert batch.rejected_spans == 0 and batch.dropped_attributes == 1
+    assert len(spans[0].attributes) == 1
+    assert spans[0].dropped_attributes_count == 0xFFFFFFFF
