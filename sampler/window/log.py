@@ -31,9 +31,9 @@ from sampler.clock import Clock, monotonic
 from sampler.config.tail_sampling import WindowStorageConfig
 from sampler.spans.fragments import FragmentDecoder
 from sampler.spans.trace import DecodedBatch, LogPosition, TraceSpans
+from sampler.storage.book import SegmentBook, segment_bytes_for
 from sampler.storage.format import (
     RECORD_HEADER,
-    SEGMENT_HEADER,
     Indexed,
     SegmentScan,
     index_directory,
@@ -52,10 +52,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"TSWL"
 LOCK_NAME = "window.lock"
 _MIB = 1024 * 1024
-# Segments are freed whole: an eighth of the cap, so most of it is usable, within bounds that
-# keep files few.
-_MIN_SEGMENT_BYTES = 64 * 1024
-_MAX_SEGMENT_BYTES = 64 * _MIB
+_MIN_SEGMENT_BYTES = 64 * 1024  # window logs may be capped small (they hold seconds of traffic)
 _ERROR_LOG_INTERVAL = 10.0
 STORE = "window"
 _OFFSET_BITS, _INDEX_BITS = 32, 24
@@ -93,6 +90,13 @@ class _Segment:
     size: int
     pending: int = 0  # fragments placed here and not yet settled
     sealed: bool = False  # no more records will be appended
+    # False for a segment an earlier run left until recover() has read it back: until then its
+    # unsettled fragments are not counted in `pending`, and it must not be freed (a start that
+    # fails before the replay keeps it for the next one).
+    replayed: bool = True
+
+    def settled(self) -> bool:
+        return self.replayed and self.pending <= 0
 
 
 @dataclass
@@ -116,19 +120,18 @@ class WindowLog:
     ) -> None:
         self.directory = Path(config.directory) / "window"
         self.max_bytes = int(config.max_size_mib * _MIB)
-        self.segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max(_MIN_SEGMENT_BYTES, self.max_bytes // 8))
+        self.segment_bytes = segment_bytes or segment_bytes_for(self.max_bytes, _MIN_SEGMENT_BYTES)
         self._config = config
         self._clock = clock
         self._wall_clock = wall_clock
-        self._segments: dict[int, _Segment] = {}  # oldest first
-        self._bytes = 0  # segment file bytes
+        self._book = SegmentBook(_Segment, self._free)
         self._writer: StoreWriter | None = None
         self._lock_fd = -1
         self._scans: list[tuple[int, SegmentScan]] = []
         self._freed = asyncio.Event()
         self._closed = False
         self._last_error_log = -_ERROR_LOG_INTERVAL
-        metrics.window_storage_bytes.set_function(lambda: self._bytes)
+        metrics.window_storage_bytes.set_function(lambda: self._book.bytes)
         metrics.window_storage_capacity.set(self.max_bytes)
         self._corrupt = metrics.storage_corrupt_records.labels(STORE)
         self._io_errors = metrics.storage_io_errors
@@ -142,8 +145,7 @@ class WindowLog:
             self._corrupt.inc()
             log.error("window log: %s in %s is unreadable (%s); moved aside", file_name, self.directory, why)
         for seq, scan in indexed.segments:
-            self._segments[seq] = _Segment(seq, scan.size, sealed=True)
-            self._bytes += scan.size
+            self._book.add_left(_Segment(seq, scan.size, replayed=False))
             if scan.corrupt:
                 self._corrupt.inc(scan.corrupt)
                 log.warning("window log: skipped %d torn or damaged record(s) in %s", scan.corrupt, segment_name(seq))
@@ -174,7 +176,7 @@ class WindowLog:
         now = self._clock()
         for seq, scan in scans:
             records = await asyncio.to_thread(self._read_segment, seq, scan)
-            segment = self._segments[seq]
+            segment = self._book.segments[seq]
             for offset, arrival_ns, fragments_left in records:
                 if not fragments_left:
                     continue
@@ -187,7 +189,8 @@ class WindowLog:
                 segment.pending += len(fragments_left)
                 age = max(0.0, wall_now - arrival_ns / 1e9)
                 yield Recovered(now - age, batch)
-            self._maybe_delete(segment)
+            segment.replayed = True
+            self._book.release(segment)
 
     def _read_segment(self, seq: int, scan: SegmentScan) -> list[tuple[int, int, list[tuple[int, TraceSpans]]]]:
         """(offset, arrival, [(index, fragment)]) of every record, without its settled fragments."""
@@ -219,9 +222,7 @@ class WindowLog:
             return
         self._closed = True
         if self._writer is not None:
-            for segment in list(self._segments.values()):
-                segment.sealed = True
-                self._maybe_delete(segment)
+            self._book.seal()
             await self._writer.close()
         self._unlock()
 
@@ -247,24 +248,14 @@ class WindowLog:
         size = RECORD_HEADER.size + len(data)
         if not self.has_room(size):
             raise StorageFull(
-                f"the window's storage is full ({self._bytes} of {self.max_bytes} bytes in {self.directory})"
+                f"the window's storage is full ({self._book.bytes} of {self.max_bytes} bytes in {self.directory})"
             )
         try:
             seq, offset = writer.append([data], batch.span_count + batch.log_records)
         except OSError as exc:
             self._io_error("write", exc)
             raise StorageFull(f"cannot write the window's log in {self.directory}: {exc}", "storage_error") from None
-        segment = self._segments.get(seq)
-        if segment is None:
-            # A new segment: the ones before it are complete.
-            for earlier in list(self._segments.values()):
-                if not earlier.sealed:
-                    earlier.sealed = True
-                    self._maybe_delete(earlier)
-            segment = self._segments[seq] = _Segment(seq, SEGMENT_HEADER.size)
-            self._bytes += SEGMENT_HEADER.size
-        self._bytes += offset + size - segment.size
-        segment.size = offset + size
+        segment = self._book.place(seq, offset, size)
         base = position(seq, offset, 0)
         positions = range(base, base + len(pieces))
         for where, fragment in zip(positions, pieces):  # noqa: B905 - the same length by construction
@@ -278,7 +269,7 @@ class WindowLog:
                 raise
 
     def has_room(self, size: int) -> bool:
-        return self._bytes + size <= self.max_bytes
+        return self._book.bytes + size <= self.max_bytes
 
     def record_size(self, batch: DecodedBatch) -> int:
         """About what appending the batch takes in the log (for waiting on room)."""
@@ -302,20 +293,18 @@ class WindowLog:
 
     @property
     def oldest_segment(self) -> int | None:
-        return next(iter(self._segments), None)
+        oldest = self._book.oldest
+        return None if oldest is None else oldest.seq
 
     def seal(self) -> None:
         """If the oldest segment is the one being written, start a new one with the next append,
         so that the oldest can be freed."""
         writer = self._writer
-        oldest = next(iter(self._segments.values()), None)
+        oldest = self._book.oldest
         if writer is None or oldest is None or oldest.sealed:
             return
         writer.files.rotate()
-        for segment in list(self._segments.values()):
-            if not segment.sealed:
-                segment.sealed = True
-                self._maybe_delete(segment)
+        self._book.seal()
 
     # --- settling ----------------------------------------------------------
 
@@ -330,7 +319,7 @@ class WindowLog:
             writer.marks(marks)
         except OSError as exc:  # replayed after a restart, then: at least once
             self._io_error("mark", exc)
-        segments = self._segments
+        segments = self._book.segments
         touched = set()
         for seq, _, _ in marks:
             segment = segments.get(seq)
@@ -338,15 +327,12 @@ class WindowLog:
                 segment.pending -= 1
                 touched.add(segment)
         for segment in touched:
-            self._maybe_delete(segment)
+            self._book.release(segment)
 
-    def _maybe_delete(self, segment: _Segment) -> None:
-        if segment.sealed and segment.pending <= 0 and segment.seq in self._segments:
-            del self._segments[segment.seq]
-            self._bytes -= segment.size
-            assert self._writer is not None
-            self._writer.delete(segment.seq)
-            self._freed.set()
+    def _free(self, segment: _Segment) -> None:
+        assert self._writer is not None
+        self._writer.delete(segment.seq)
+        self._freed.set()
 
     # --- accounting --------------------------------------------------------
 

@@ -8,6 +8,7 @@ import copy
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -582,6 +583,43 @@ def test_late_spans_after_a_kill_9_follow_the_journaled_decisions(tmp_path, grpc
     assert metrics.value("tail_sampler_decision_journal_recovered_traces_total", decision="kept") == 30
     assert metrics.value("tail_sampler_late_spans_total", decision="kept") == 30
     assert metrics.value("tail_sampler_late_spans_total", decision="dropped") == 30
+    assert grpc_sink.trace_ids() == kept.keys()
+
+
+def test_a_restart_that_fails_before_its_replay_leaves_the_window_log_to_the_next(tmp_path, grpc_sink):
+    """After a kill -9, a start that fails part-way (here its admin port is taken) must not
+    free the window log it has not read back yet: the next start replays it and forwards it."""
+    data = config_dict(
+        {EXPORTER: {"endpoint": grpc_sink.endpoint, "tls": {"insecure": True}}},
+        policies=ERRORS_ONLY,
+        decision_wait="60s",
+        storage={"directory": str(tmp_path / "storage")},
+    )
+    data["workers"] = 1  # the daemon itself opens the log before its admin endpoint
+    config_path, ports = write_config(tmp_path, data)
+    kept, dropped = new_traces(10, spans=2, error=True), new_traces(10, spans=2)
+    first = DaemonProcess(config_path, ports["admin"])
+    try:
+        send_each(f"127.0.0.1:{ports['grpc']}", kept | dropped)  # acknowledged: in the window's log
+    finally:
+        crash(first)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["admin"]))
+        taken.listen()
+        failed = cli("run", "--config", str(config_path))
+    assert failed.returncode != 0, failed.stdout + failed.stderr
+    assert f"127.0.0.1:{ports['admin']}" in failed.stdout + failed.stderr
+    assert grpc_sink.span_count() == 0
+
+    second = DaemonProcess(config_path, ports["admin"])
+    try:
+        metrics = Metrics.scrape(second.admin)
+        code, output = second.terminate(signal.SIGTERM)  # decides the replayed traces on the way
+    finally:
+        second.kill()
+    assert code == 0, output
+    assert metrics.value("tail_sampler_window_storage_recovered_spans_total", state="undecided") == 40
     assert grpc_sink.trace_ids() == kept.keys()
 
 

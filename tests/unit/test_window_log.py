@@ -290,3 +290,22 @@ async def test_a_late_fragment_joins_its_trace_and_both_positions_travel_with_it
     whole.absorb(second.traces[trace_id])
     assert whole.log_positions == expected
     await harness.log.close()
+
+
+async def test_a_start_that_ends_before_the_replay_keeps_the_log_for_the_next(tmp_path):
+    first = Harness(tmp_path)
+    await first.log.open()
+    batch = batch_of(2, 3)
+    await first.log.append(batch)
+    await first.log.close()  # nothing settled: all of it stays
+
+    failed = Harness(tmp_path)  # opened, then the start fails before recover() reads it back
+    await failed.log.open()
+    await failed.log.close()
+    assert len(failed.segments) == 1
+
+    third = Harness(tmp_path)
+    await third.log.open()
+    records = await third.recovered()
+    assert [list(recovered.traces) for _, recovered in records] == [list(batch.traces)]
+    await third.log.close()

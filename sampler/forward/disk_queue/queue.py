@@ -38,17 +38,15 @@ from sampler.forward.disk_queue.format import (
     spans_in,
     unpack_count,
 )
-from sampler.storage.format import RECORD_HEADER, SEGMENT_HEADER, read_record, segment_name
+from sampler.storage.book import SegmentBook, segment_bytes_for
+from sampler.storage.format import RECORD_HEADER, read_record, segment_name
 from sampler.storage.segments import Append, FsyncPolicy, RoundResult, SegmentFiles, lock_directory, perform
 from sampler.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
-# A segment is freed only when all of it is acknowledged: small enough that the cap is
-# mostly usable, large enough that files stay few.
-_MIN_SEGMENT_BYTES = 1 * _MIB
-_MAX_SEGMENT_BYTES = 64 * _MIB
+_MIN_SEGMENT_BYTES = 1 * _MIB  # a batch is up to a few MiB (batch.send_batch_max_bytes)
 _ERROR_LOG_INTERVAL = 10.0
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -63,6 +61,9 @@ class _Segment:
     outstanding: int = 0  # handed to consumers and not yet acknowledged
     sealed: bool = False  # no more records will be appended
     sending_before: set[int] = field(default_factory=set)  # offsets an earlier run had started sending
+
+    def settled(self) -> bool:
+        return not self.outstanding and self.dispatched == len(self.offsets)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,12 +92,11 @@ class DiskQueue:
         self._clock = clock
         self.directory = queue_directory(config.directory, name)
         self.max_bytes = int(config.max_size_mib * _MIB)
-        self.segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max(_MIN_SEGMENT_BYTES, self.max_bytes // 8))
+        self.segment_bytes = segment_bytes or segment_bytes_for(self.max_bytes, _MIN_SEGMENT_BYTES)
         self._fsync: FsyncPolicy = config.fsync
         self._fsync_interval = config.fsync_interval
         self._drop = drop
-        self._segments: dict[int, _Segment] = {}  # by sequence number, oldest first
-        self._bytes = 0  # segment file bytes
+        self._book = SegmentBook(_Segment, self._free)
         self._reserved = 0  # bytes of accepted records not yet written
         self.records = 0  # accepted, not yet acknowledged
         self.spans = 0  # of those records (log records are not spans: not counted)
@@ -117,7 +117,7 @@ class DiskQueue:
         self._unsynced = False
         self._last_sync = clock()
         self._last_error_log: dict[str, float] = {}
-        metrics.exporter_disk_queue_bytes.labels(name).set_function(lambda: self._bytes)
+        metrics.exporter_disk_queue_bytes.labels(name).set_function(lambda: self._book.bytes)
         metrics.exporter_disk_queue_capacity.labels(name).set(self.max_bytes)
         metrics.exporter_disk_queue_records.labels(name).set_function(lambda: self.records)
         metrics.exporter_disk_queue_spans.labels(name).set_function(lambda: self.spans)
@@ -147,18 +147,17 @@ class DiskQueue:
             )
         left_records = left_spans = corrupt = 0
         for seq, scan, acked, sending in recovered.segments:
-            segment = _Segment(seq, scan.size, sealed=True)
+            segment = _Segment(seq, scan.size)
             for offset, count in zip(scan.offsets, scan.counts, strict=True):
                 if offset not in acked:
                     segment.offsets.append(offset)
                     segment.span_counts.append(count)
             segment.sending_before = sending
-            self._segments[seq] = segment
-            self._bytes += scan.size
+            self._book.add_left(segment)
             left_records += len(segment.offsets)
             left_spans += sum(spans_in(count) for count in segment.span_counts)
             corrupt += scan.corrupt
-            self._maybe_delete(segment)
+            self._book.release(segment)
         self.records += left_records
         self.spans += left_spans
         self._recovered_spans.inc(left_spans)
@@ -220,9 +219,7 @@ class DiskQueue:
         self._closed = True
         if self._writer is not None and self._files is not None:
             await self.flush()
-            for segment in list(self._segments.values()):
-                segment.sealed = True
-                self._maybe_delete(segment)
+            self._book.seal()
             self._closing = True
             self._work.set()
             await self._writer
@@ -238,12 +235,12 @@ class DiskQueue:
             self._drop(payload.span_count, "shutdown", "the exporter's queue was already closed", payload.signal)
             return
         size = RECORD_HEADER.size + len(payload.data)
-        if self._bytes + self._reserved + size > self.max_bytes:
+        if self._book.bytes + self._reserved + size > self.max_bytes:
             self._cap_reached = True
             self._drop(
                 payload.span_count,
                 "disk_queue_full",
-                f"the queue in {self.directory} holds {self._bytes + self._reserved} of {self.max_bytes} bytes",
+                f"the queue in {self.directory} holds {self._book.bytes + self._reserved} of {self.max_bytes} bytes",
                 payload.signal,
             )
             payload.settle()
@@ -260,7 +257,7 @@ class DiskQueue:
     async def get(self) -> DiskRecord:
         """The oldest record no consumer has taken yet, read back from disk."""
         while True:
-            segment = next((s for s in self._segments.values() if s.dispatched < len(s.offsets)), None)
+            segment = next((s for s in self._book.segments.values() if s.dispatched < len(s.offsets)), None)
             if segment is None:
                 self._readable.clear()
                 await self._readable.wait()
@@ -307,17 +304,14 @@ class DiskQueue:
         self.spans -= spans_in(stored)
         self._marks.append((segment.seq, offset, ACKED))
         self._work.set()
-        self._maybe_delete(segment)
+        self._book.release(segment)
         if not self.records:
             self._drained.set()
 
-    def _maybe_delete(self, segment: _Segment) -> None:
-        if segment.sealed and not segment.outstanding and segment.dispatched == len(segment.offsets):
-            del self._segments[segment.seq]
-            self._bytes -= segment.size
-            self._deletions.append(segment.seq)
-            self._cap_reached = False
-            self._work.set()
+    def _free(self, segment: _Segment) -> None:
+        self._deletions.append(segment.seq)
+        self._cap_reached = False
+        self._work.set()
 
     # --- the writer --------------------------------------------------------
 
@@ -379,20 +373,10 @@ class DiskQueue:
                 payload.settle()
                 continue
             seq, offset = where
-            segment = self._segments.get(seq)
-            if segment is None:
-                # A new segment: the ones before it are complete.
-                for earlier in list(self._segments.values()):
-                    if not earlier.sealed:
-                        earlier.sealed = True
-                        self._maybe_delete(earlier)
-                segment = self._segments[seq] = _Segment(seq, SEGMENT_HEADER.size)
-                self._bytes += SEGMENT_HEADER.size
+            segment = self._book.place(seq, offset, size)
             segment.offsets.append(offset)
             segment.span_counts.append(pack_count(payload))
             payload.settle()  # on disk: the window's log need not keep these spans any longer
-            self._bytes += offset + size - segment.size
-            segment.size = offset + size
             written = True
         if written:
             self._readable.set()
