@@ -66,7 +66,8 @@ _NOT_SAMPLED = Evaluation(Decision.NOT_SAMPLED, None, None)
 
 
 def combine(decisions: Sequence[Decision]) -> Decision:
-    """The Collector's rule: a drop vetoes everything; otherwise any sampled keeps the trace."""
+    """The Collector's rule: a drop vetoes everything; otherwise any sampled keeps the trace.
+    TailSampler.evaluate applies it inline (tests/unit/test_engine.py holds the two together)."""
     if Decision.DROPPED in decisions:
         return Decision.DROPPED
     if Decision.SAMPLED in decisions:

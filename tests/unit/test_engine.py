@@ -49,6 +49,28 @@ def test_combine_examples() -> None:
     assert combine([Decision.NOT_SAMPLED] * 3) is Decision.NOT_SAMPLED
 
 
+# A policy giving each answer to a trace without errors.
+ANSWERING: dict[Decision, dict[str, Any]] = {
+    Decision.SAMPLED: {"type": "always_sample"},
+    Decision.NOT_SAMPLED: {"type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+    Decision.DROPPED: {"type": "drop", "drop": {"drop_sub_policy": [{"name": "any", "type": "always_sample"}]}},
+}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(list(Decision)), min_size=1, max_size=6))
+def test_the_sampler_decides_by_the_rule_combine_states(answers: list[Decision]) -> None:
+    """evaluate() applies the rule inline, for the hot path (it stops at a drop and keeps no list
+    of answers): over policies answering anything in any order it agrees with combine(), and
+    credits the first policy that sampled."""
+    h = Harness([{"name": f"p{index}", **ANSWERING[answer]} for index, answer in enumerate(answers)])
+    (trace,) = h.batch(make_trace(spans=2)[1]).traces.values()
+    decision, credited, _ = h.sampler.evaluate(trace)
+    assert decision is combine(answers)
+    if decision is Decision.SAMPLED:
+        assert credited is not None and credited.name == f"p{answers.index(Decision.SAMPLED)}"
+
+
 def test_combine_weights() -> None:
     five, ten = Weight.of_threshold(probability_to_threshold(0.05)), Weight.of_threshold(probability_to_threshold(0.1))
     assert combine_weights([]) is None
