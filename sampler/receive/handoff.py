@@ -173,6 +173,15 @@ class PeerLink:
         except ConnectionError as exc:
             raise _unavailable(self.owner, str(exc)) from None
 
+    async def sync(self, timeout: float) -> None:
+        """Wait until the owner has taken everything written on this connection (SYNC). Without
+        a connection there is nothing to wait for: what went on a broken one reached the owner or
+        broke with it. Never connects anew: an owner that stopped may have left its socket to a
+        restart (the supervisor keeps it), which would take the connection and answer nothing."""
+        if not self.connected:
+            return
+        await self.call(SYNC, b"", timeout)
+
     @property
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
@@ -330,8 +339,8 @@ class Router:
 
     async def flush(self, timeout: float) -> None:
         """Wait until every owner has taken all this worker handed it (SYNC on each connection)."""
-        links = [link for link in self._links.values() if link.connected]
-        replies = await asyncio.gather(*(link.call(SYNC, b"", timeout) for link in links), return_exceptions=True)
+        links = list(self._links.values())
+        replies = await asyncio.gather(*(link.sync(timeout) for link in links), return_exceptions=True)
         for link, reply in zip(links, replies, strict=True):
             if isinstance(reply, BaseException):
                 log.error("worker %d did not confirm the fragments handed to it: %s", link.owner, reply)

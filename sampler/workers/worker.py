@@ -86,6 +86,7 @@ class Worker:
             web.post("/control/drain", self._drain),
         ]
         self.done = asyncio.Event()
+        self._stopped_receiving: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -103,7 +104,14 @@ class Worker:
         return web.json_response({"ok": True})
 
     async def stop_receiving(self) -> None:
-        """No more requests; every fragment handed to another worker is in its window."""
+        """No more requests; every fragment handed to another worker is in its window. Done
+        once: asked again by drain(), it must not wait on owners that may be draining (or gone)
+        by then."""
+        if self._stopped_receiving is None:
+            self._stopped_receiving = asyncio.ensure_future(self._stop_receiving_once())
+        await asyncio.shield(self._stopped_receiving)
+
+    async def _stop_receiving_once(self) -> None:
         await self.daemon.stop_receiving()
         await self.router.flush(self.daemon.config.shutdown.timeout)
 

@@ -349,7 +349,7 @@ def test_a_full_owner_refuses_the_whole_request(tmp_path):
         wait_until(lambda: scrape(daemon).value("tail_sampler_window_traces") == 3)
         code, output = daemon.terminate()
         assert code == 0, output
-        assert len(sink.trace_ids()) == 3
+        assert len(sink.trace_ids()) == 3, output
     finally:
         if daemon is not None:
             daemon.kill()

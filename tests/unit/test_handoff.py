@@ -3,6 +3,7 @@ both workers' engines in one event loop (sampler/receive/handoff.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -186,4 +187,40 @@ async def test_an_owner_that_goes_away_is_noticed_and_a_new_one_is_reached(make_
         await pair.router.take(batch, "grpc", 1.0)
         assert _in_window(successor, batch, 1)
     finally:
+        await server.stop()
+
+
+async def test_flush_confirms_what_was_handed_over_and_never_connects_anew() -> None:
+    """At shutdown a worker confirms what it handed over (flush). An owner that stopped meanwhile
+    leaves its listening socket open in the supervisor (kept for a restart), where a connection
+    is taken and never answered: connecting there anew would wait out the whole shutdown timeout,
+    the exporters' time. (CI saw it: a worker's kept spans dropped at shutdown.)"""
+    address = _address()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(8)
+    held = listener.dup()  # the supervisor's copy
+    held.setblocking(False)
+    owner = _engine(Metrics())
+    server = HandoffServer(listener, owner, Metrics())
+    await server.start()
+    router = Router(0, 2, _engine(Metrics()), {1: PeerLink(1, address)}, Metrics())
+    try:
+        batch = _batch((1,))
+        await router.take(batch, "grpc", None)  # HAND: written, not yet confirmed
+        await router.flush(5.0)
+        assert _in_window(owner, batch, 1)
+
+        assert server._server is not None
+        server._server.close()  # the owner stops accepting; only the supervisor's copy listens
+        link = router._links[1]
+        assert link.connected and link._writer is not None
+        # The connection breaks after flush() looked at it and before its confirmation goes out.
+        asyncio.get_running_loop().call_soon(link._writer.close)
+        await router.flush(3.0)
+        with pytest.raises(BlockingIOError):
+            held.accept()  # nobody connected anew
+    finally:
+        held.close()
+        await router.close()
         await server.stop()
