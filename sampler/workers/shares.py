@@ -15,12 +15,12 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sampler.config.exporters import QueueConfig
+from sampler.config.exporters import QueueConfig, QueueStorageConfig
 from sampler.config.model import Config
 from sampler.config.receivers import ReceiversConfig
-from sampler.config.tail_sampling import TailSamplingConfig
+from sampler.config.tail_sampling import TailSamplingConfig, WindowStorageConfig
 from sampler.forward.disk_queue.format import holds_batches, queue_directory
 from sampler.telemetry.endpoints import split_endpoint
 from sampler.window.log import STORE as WINDOW_STORE
@@ -28,6 +28,8 @@ from sampler.window.log import STORE as WINDOW_STORE
 log = logging.getLogger("sampler")
 
 _WORKER_PREFIX = "worker-"
+# Either store's settings (both have a directory and a max_size_mib), or None for no store.
+StorageT = TypeVar("StorageT", WindowStorageConfig | None, QueueStorageConfig | None)
 
 
 def worker_directory(path: str, index: int) -> str:
@@ -64,18 +66,10 @@ def worker_config(config: Config, index: int, workers: int, ports: Mapping[str, 
 
 def _tail_sampling(sampling: TailSamplingConfig, index: int, workers: int) -> TailSamplingConfig:
     cache = sampling.decision_cache
-    storage = sampling.storage
-    if storage is not None:
-        # The window's log and decision journal of this worker's traces, in a directory of its own.
-        storage = storage.model_copy(
-            update={
-                "directory": worker_directory(storage.directory, index),
-                "max_size_mib": storage.max_size_mib / workers,
-            }
-        )
     return sampling.model_copy(
         update={
-            "storage": storage,
+            # The window's log and decision journal of this worker's traces.
+            "storage": _storage_share(sampling.storage, index, workers),
             "num_traces": _share(sampling.num_traces, workers),
             "expected_new_traces_per_sec": _share(sampling.expected_new_traces_per_sec, workers),
             "memory_limit_mib": sampling.memory_limit_mib / workers,
@@ -91,6 +85,15 @@ def _tail_sampling(sampling: TailSamplingConfig, index: int, workers: int) -> Ta
     )
 
 
+def _storage_share(storage: StorageT, index: int, workers: int) -> StorageT:
+    """A store's settings for one worker: a directory of its own and its share of the cap."""
+    if storage is None:
+        return storage
+    return storage.model_copy(
+        update={"directory": worker_directory(storage.directory, index), "max_size_mib": storage.max_size_mib / workers}
+    )
+
+
 def share_policies(sampling: TailSamplingConfig, workers: int) -> TailSamplingConfig:
     """The policies alone as each worker runs them (what a reload changes)."""
     return sampling.model_copy(update={"policies": [policy.for_workers(workers) for policy in sampling.policies]})
@@ -98,14 +101,7 @@ def share_policies(sampling: TailSamplingConfig, workers: int) -> TailSamplingCo
 
 def _exporter(body: Any, index: int, workers: int) -> Any:
     queue: QueueConfig = body.sending_queue
-    storage = queue.storage
-    if storage is not None:
-        storage = storage.model_copy(
-            update={
-                "directory": worker_directory(storage.directory, index),
-                "max_size_mib": storage.max_size_mib / workers,
-            }
-        )
+    storage = _storage_share(queue.storage, index, workers)
     shared_queue = queue.model_copy(update={"queue_size": _share(queue.queue_size, workers), "storage": storage})
     return body.model_copy(update={"sending_queue": shared_queue})
 
